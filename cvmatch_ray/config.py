@@ -1,0 +1,91 @@
+"""Settings: the one place where defaults live.
+
+Every default works offline on a laptop: LanceDB in ``./cvmatch_data``, the bundled
+all-MiniLM-L6-v2 encoder, the rule-based standardizer and no GPU. A cluster overrides
+them through ``CVMATCH_*`` environment variables (or a ``Settings(...)`` built in code);
+nothing is read from the environment at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ScoreWeights(BaseModel):
+    """Relative weight of each score component.
+
+    Components that do not apply to a pair (a JD with no preferred skills, no minimum
+    years...) are left out and the remaining weights are renormalized, so the weights need
+    not sum to one.
+    """
+
+    required_skills: float = Field(0.35, ge=0)
+    preferred_skills: float = Field(0.10, ge=0)
+    semantic: float = Field(0.25, ge=0)
+    experience: float = Field(0.15, ge=0)
+    education: float = Field(0.05, ge=0)
+    title: float = Field(0.10, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> ScoreWeights:
+        if sum(self.model_dump().values()) <= 0:
+            raise ValueError("at least one score weight must be positive")
+        return self
+
+
+class Settings(BaseSettings):
+    """cvmatch-ray configuration (environment prefix ``CVMATCH_``).
+
+    Nested fields use ``__`` in the environment, e.g. ``CVMATCH_WEIGHTS__SEMANTIC=0.3``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="CVMATCH_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    # --- storage -------------------------------------------------------------------
+    data_dir: str = Field(
+        "./cvmatch_data",
+        description="LanceDB URI: a local folder, or s3://, gs://, az:// on a cluster.",
+    )
+
+    # --- extraction limits ---------------------------------------------------------
+    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest accepted file.")
+    max_pdf_pages: int = Field(30, gt=0, description="Most pages read from one PDF.")
+    max_docx_inflated_bytes: int = Field(
+        50 * 1024 * 1024, gt=0, description="Most bytes a DOCX may inflate to (zip-bomb guard)."
+    )
+    max_text_chars: int = Field(200_000, gt=0, description="Extracted text is cut past this.")
+
+    # --- standardization -----------------------------------------------------------
+    standardizer: Literal["rules", "vllm", "openai"] = "rules"
+
+    # --- embeddings ----------------------------------------------------------------
+    embedding_model: str | None = Field(
+        None,
+        description="sentence-transformers model name or path; None = the bundled all-MiniLM-L6-v2.",
+    )
+    embedding_device: str = "cpu"
+    embedding_batch_size: int = Field(64, gt=0)
+
+    # --- scoring -------------------------------------------------------------------
+    weights: ScoreWeights = Field(default_factory=ScoreWeights)
+    top_k: int = Field(20, gt=0, description="Default number of ranked CVs returned.")
+
+    # --- Ray -----------------------------------------------------------------------
+    ray_address: str | None = Field(None, description="Ray cluster address; None = local Ray.")
+    ray_namespace: str = "cvmatch"
+    match_chunk_size: int = Field(50, gt=0)
+    embed_num_gpus: float = Field(0.0, ge=0, description="GPU share of one embedding actor, e.g. 0.25.")
+    embed_actors: int = Field(1, gt=0, description="Embedding actors in the Ray Data pool.")
+    ingest_batch_size: int = Field(16, gt=0, description="Documents per Ray Data batch.")
+
+    # --- HTTP API ------------------------------------------------------------------
+    api_keys: list[str] = Field(
+        default_factory=list, description="Accepted X-API-Key values; empty = no auth (laptop)."
+    )
