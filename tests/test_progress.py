@@ -1,0 +1,505 @@
+"""Progress tracking: the pure book, its LanceDB write-through, the Ray actor, and metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import lancedb
+import pytest
+import ray
+
+from cvmatch_ray import metrics
+from cvmatch_ray.config import Settings
+from cvmatch_ray.progress import (
+    ACTOR_NAME,
+    MAX_FAILURES_KEPT,
+    FailureRecord,
+    InvalidReportError,
+    JobConflictError,
+    JobNotFoundError,
+    JobStatus,
+    JobTable,
+    ProgressActorConflictError,
+    ProgressBook,
+    ProgressReporter,
+    ProgressStoreError,
+    UploadStep,
+    _ChunkSet,
+    get_progress_actor,
+    resolve_data_dir,
+)
+from cvmatch_ray.schemas import CVStats
+
+
+class FakeClock:
+    """Wall clock the test moves by hand."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def book(clock: FakeClock) -> ProgressBook:
+    return ProgressBook(clock=clock)
+
+
+def _versions(data_dir: Path) -> int:
+    return lancedb.connect(str(data_dir)).open_table(JobTable.NAME).version
+
+
+# ------------------------------------------------------------------ pure book
+
+
+def test_chunk_reports_are_monotonic_and_idempotent(book: ProgressBook) -> None:
+    book.create("m1", "match", total=100, total_chunks=4, jd_id="jd1")
+    assert book.get("m1").status == JobStatus.queued
+
+    p = book.chunk_done("m1", 2, 25)
+    assert p.status == JobStatus.running  # the first report starts a queued job
+    assert (p.processed, p.current_chunk, p.percent) == (25, 1, 25.0)
+
+    # Duplicates (a retried task, a replayed actor call) count once.
+    for _ in range(3):
+        p = book.chunk_done("m1", 2, 25)
+    assert (p.processed, p.current_chunk, p.percent) == (25, 1, 25.0)
+
+    seen = [p.percent]
+    for index in (0, 3):  # out of order is fine
+        p = book.chunk_done("m1", index, 25, [{"item_id": f"cv{index}", "stage": "score", "reason": "no text"}])
+        seen.append(p.percent)
+    assert seen == sorted(seen)
+    assert (p.processed, p.failed, p.current_chunk) == (75, 2, 3)
+    assert [f.item_id for f in p.failures] == ["cv0", "cv3"]
+
+    done = book.finish("m1", JobStatus.succeeded)
+    assert done.percent == 100.0 and done.eta_seconds == 0.0 and done.finished_at is not None
+
+
+def test_terminal_states_are_final(book: ProgressBook) -> None:
+    book.create("m1", "match", total=10, total_chunks=2)
+    book.chunk_done("m1", 0, 5)
+    cancelled = book.cancel("m1")
+    assert cancelled.status == JobStatus.cancelled and cancelled.status.is_terminal()
+
+    # A late chunk, a second ending and a step change are all ignored.
+    assert book.chunk_done("m1", 1, 5).processed == 5
+    assert book.finish("m1", JobStatus.succeeded).status == JobStatus.cancelled
+    assert book.finish("m1", JobStatus.failed, error="boom").error is None
+    assert book.start("m1").status == JobStatus.cancelled
+    assert book.get("m1").percent == 50.0
+
+
+def test_eta_from_mean_seconds_per_chunk(book: ProgressBook, clock: FakeClock) -> None:
+    book.create("m1", "match", total=1000, total_chunks=10)
+    book.start("m1")
+    clock.advance(10)
+    book.chunk_done("m1", 0, 100)
+    clock.advance(20)
+    p = book.chunk_done("m1", 1, 100)
+    # 30 s for 2 chunks: 15 s each, 8 to go.
+    assert p.seconds_per_chunk == pytest.approx(15.0)
+    assert p.eta_seconds == pytest.approx(120.0)
+    assert p.total_seconds == pytest.approx(30.0)
+
+    clock.advance(5)  # no report: the ETA keeps counting down, elapsed keeps counting up
+    p = book.get("m1")
+    assert p.eta_seconds == pytest.approx(115.0)
+    assert p.total_seconds == pytest.approx(35.0)
+    clock.advance(1000)
+    assert book.get("m1").eta_seconds == 0.0
+
+    p = book.finish("m1", JobStatus.failed, error="worker lost\nat node 3")
+    assert p.total_seconds == pytest.approx(1035.0)
+    assert p.error == "worker lost at node 3"
+    assert p.percent == 20.0  # a failed job keeps the bar where it stopped
+
+
+def test_eta_without_chunks_uses_item_rate(book: ProgressBook, clock: FakeClock) -> None:
+    book.create("i1", "ingest", total=40)
+    book.start("i1")
+    clock.advance(8)
+    p = book.chunk_done("i1", 0, 10)
+    assert p.eta_seconds == pytest.approx(24.0)  # 0.8 s per item, 30 items left
+
+
+def test_invalid_reports_are_rejected(book: ProgressBook) -> None:
+    book.create("m1", "match", total=10, total_chunks=2)
+    with pytest.raises(InvalidReportError):
+        book.chunk_done("m1", 2, 5)  # past total_chunks
+    with pytest.raises(InvalidReportError):
+        book.chunk_done("m1", -1, 5)
+    with pytest.raises(InvalidReportError):
+        book.chunk_done("m1", 0, 1, [{"item_id": "a", "stage": "s", "reason": "r"}] * 2)
+    with pytest.raises(InvalidReportError):
+        book.finish("m1", JobStatus.running)
+    with pytest.raises(InvalidReportError):
+        book.create("bad", "match", total=-1)
+    with pytest.raises(JobNotFoundError):
+        book.get("nope")
+    with pytest.raises(JobNotFoundError):
+        book.chunk_done("nope", 0, 1)
+    # Same id, same kind: the first job is returned untouched; another kind is a conflict.
+    assert book.create("m1", "match", total=999).total == 10
+    with pytest.raises(JobConflictError):
+        book.create("m1", "upload", total=1)
+    assert book.get("m1").processed == 0
+
+
+def test_failures_are_bounded_but_counted(book: ProgressBook) -> None:
+    n = MAX_FAILURES_KEPT + 50
+    book.create("i1", "ingest", total=n, total_chunks=2)
+    half = [FailureRecord(item_id=f"d{i}", stage="extract", reason="encrypted_pdf") for i in range(n // 2)]
+    book.chunk_done("i1", 0, len(half), half)
+    rest = [{"item_id": f"e{i}", "stage": "extract", "reason": "x" * 5000} for i in range(n - n // 2)]
+    p = book.chunk_done("i1", 1, len(rest), rest)
+    assert p.failed == n
+    assert len(p.failures) == MAX_FAILURES_KEPT
+    assert p.failures[0].item_id == "d0"
+    assert all(len(f.reason) <= 500 for f in p.failures)
+
+
+def test_upload_steps(book: ProgressBook) -> None:
+    book.create("u1", "upload", total=1)
+    assert book.get("u1").step == UploadStep.queued
+    p = book.set_step("u1", UploadStep.standardizing)
+    assert (p.status, p.step, p.percent) == (JobStatus.running, UploadStep.standardizing, 35.0)
+    # A late "extracting" (fire-and-forget calls can arrive out of order) is ignored.
+    p = book.set_step("u1", UploadStep.extracting)
+    assert (p.step, p.percent) == (UploadStep.standardizing, 35.0)
+    stats = CVStats(skills_count=12, responsibilities_count=4, pii_fields_found=["email"])
+    p = book.set_step("u1", UploadStep.done, stats=stats)
+    assert (p.status, p.step, p.percent, p.processed) == (JobStatus.succeeded, UploadStep.done, 100.0, 1)
+    assert p.stats == stats
+
+    book.create("u2", "upload", total=1)
+    book.set_step("u2", UploadStep.embedding)
+    p = book.set_step("u2", UploadStep.failed, error="embedding model missing")
+    assert (p.status, p.step, p.percent, p.failed) == (JobStatus.failed, UploadStep.failed, 70.0, 1)
+    assert [s.percent for s in UploadStep][:-1] == sorted(s.percent for s in UploadStep if s.percent is not None)
+
+
+def test_list_and_latest_for_jd(book: ProgressBook, clock: FakeClock) -> None:
+    for i in range(3):
+        book.create(f"m{i}", "match", total=10, jd_id="jdA")
+        clock.advance(1)
+    book.create("u0", "upload", total=1)
+    assert book.latest_for_jd("jdA").job_id == "m2"
+    assert book.latest_for_jd("unknown") is None
+    assert [p.job_id for p in book.list()] == ["u0", "m2", "m1", "m0"]
+    assert [p.job_id for p in book.list(kind="match", limit=2)] == ["m2", "m1"]
+
+
+def test_local_data_dirs_are_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert resolve_data_dir("./cvmatch_data") == str(tmp_path / "cvmatch_data")
+    assert resolve_data_dir("s3://bucket/cvmatch") == "s3://bucket/cvmatch"
+
+
+def test_chunk_set_ranges() -> None:
+    s = _ChunkSet()
+    for i in (5, 3, 4, 0, 9, 1):
+        assert s.add(i)
+    assert not s.add(4)
+    assert s.ranges() == [[0, 1], [3, 5], [9, 9]]
+    assert s.count == 6
+    assert 2 not in s and 3 in s and 9 in s and 10 not in s
+    s.add(2)
+    assert s.ranges() == [[0, 5], [9, 9]]
+    again = _ChunkSet(s.ranges())
+    assert again.ranges() == s.ranges() and again.count == 7
+
+
+# --------------------------------------------------------- LanceDB write-through
+
+
+def test_write_through_and_reload(tmp_path: Path, clock: FakeClock) -> None:
+    book = ProgressBook(JobTable(str(tmp_path)), clock=clock, coalesce_s=3600)
+    book.create("m1", "match", total=100, total_chunks=4, jd_id="jd1")
+    clock.advance(4)
+    book.chunk_done("m1", 0, 25)
+    book.chunk_done("m1", 2, 25, [{"item_id": "cv7", "stage": "score", "reason": "empty profile"}])
+    book.create("u1", "upload", total=1)
+    book.set_step("u1", UploadStep.extracting)  # coalesced, then carried by the next write
+    book.create("u2", "upload", total=1)
+    book.set_step("u2", UploadStep.done)  # terminal: always written
+    book.set_step("u1", UploadStep.embedding)  # coalesced: not written yet
+
+    reloaded = ProgressBook(JobTable(str(tmp_path)), clock=clock)
+    m1 = reloaded.get("m1")
+    assert m1 == book.get("m1")
+    assert m1.status == JobStatus.running  # a running job stays running across restarts
+    assert (m1.processed, m1.failed, m1.current_chunk) == (50, 1, 2)
+    # The finished-chunk set is persisted too: a replayed report still counts once.
+    assert reloaded.chunk_done("m1", 2, 25).processed == 50
+    assert reloaded.chunk_done("m1", 1, 25).processed == 75
+    assert reloaded.get("u2").status == JobStatus.succeeded
+    assert reloaded.get("u1").step == UploadStep.extracting
+    assert reloaded.latest_for_jd("jd1").job_id == "m1"
+
+    # flush() writes what was coalesced.
+    assert book.flush() >= 1
+    assert ProgressBook(JobTable(str(tmp_path))).get("u1").step == UploadStep.embedding
+
+    rows = lancedb.connect(str(tmp_path)).open_table("jobs").to_arrow().to_pylist()
+    by_id = {r["job_id"]: r for r in rows}
+    assert set(by_id) == {"m1", "u1", "u2"}
+    assert by_id["m1"]["jd_id"] == "jd1" and by_id["u2"]["status"] == "succeeded"
+
+
+def test_coalesced_step_is_written_once_the_interval_passes(tmp_path: Path, clock: FakeClock) -> None:
+    book = ProgressBook(JobTable(str(tmp_path)), clock=clock, coalesce_s=1.0)
+    book.create("u1", "upload", total=1)
+    book.set_step("u1", UploadStep.extracting)
+    before = _versions(tmp_path)
+    clock.advance(2)
+    book.set_step("u1", UploadStep.storing)
+    assert _versions(tmp_path) == before + 1
+    assert ProgressBook(JobTable(str(tmp_path))).get("u1").step == UploadStep.storing
+
+
+def test_finished_jobs_are_evicted_but_still_readable(tmp_path: Path, clock: FakeClock) -> None:
+    book = ProgressBook(JobTable(str(tmp_path)), clock=clock, max_cached_jobs=2)
+    for i in range(4):
+        book.create(f"m{i}", "match", total=1, jd_id=f"jd{i}")
+        clock.advance(1)
+        book.finish(f"m{i}", JobStatus.succeeded)
+    book.create("running", "match", total=5, jd_id="jd9")
+    listed = {p.job_id for p in book.list(limit=100)}
+    assert "running" in listed and len(listed) <= 3
+    assert book.get("m0").status == JobStatus.succeeded  # read back from the table
+    assert book.latest_for_jd("jd1").job_id == "m1"
+    reloaded = ProgressBook(JobTable(str(tmp_path)), max_cached_jobs=2)
+    assert reloaded.get("running").status == JobStatus.queued
+
+
+def test_concurrent_reports_share_writes(tmp_path: Path) -> None:
+    book = ProgressBook(JobTable(str(tmp_path)))
+    chunks, threads = 48, 8
+    book.create("m1", "match", total=chunks * 10, total_chunks=chunks)
+    errors: list[BaseException] = []
+
+    def report(worker: int) -> None:
+        try:
+            for i in range(worker, chunks, threads):
+                book.chunk_done("m1", i, 10)
+                book.chunk_done("m1", i, 10)  # duplicate from a retry
+        except BaseException as e:  # surfaced by the assert below
+            errors.append(e)
+
+    pool = [threading.Thread(target=report, args=(w,)) for w in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert not errors
+    assert book.get("m1").processed == chunks * 10
+    # Every report returned only after it was written, so a reload sees all of them.
+    assert ProgressBook(JobTable(str(tmp_path))).get("m1").current_chunk == chunks
+
+
+def test_table_is_compacted_every_n_writes(tmp_path: Path) -> None:
+    table = JobTable(str(tmp_path), optimize_every=3)
+    book = ProgressBook(table)
+    book.create("m1", "match", total=30, total_chunks=3)
+    book.chunk_done("m1", 0, 10)
+    assert not table.optimize_if_due()
+    book.chunk_done("m1", 1, 10)
+    book.flush()  # the third write made compaction due; flush() runs it
+    assert table._writes_since_optimize == 0
+    assert not table.optimize_if_due()
+    assert ProgressBook(JobTable(str(tmp_path))).get("m1").processed == 20
+
+
+class _FlakyTable(JobTable):
+    fail_next = 0
+
+    def upsert(self, rows):  # type: ignore[no-untyped-def]
+        if self.fail_next:
+            self.fail_next -= 1
+            raise OSError("object store unavailable")
+        super().upsert(rows)
+
+
+def test_store_errors_keep_changes_for_the_next_write(tmp_path: Path) -> None:
+    table = _FlakyTable(str(tmp_path))
+    book = ProgressBook(table)
+    book.create("m1", "match", total=20, total_chunks=2)
+    table.fail_next = 1
+    with pytest.raises(ProgressStoreError):
+        book.chunk_done("m1", 0, 10)
+    # The chunk is counted in memory (a retry is a no-op) and written by the next flush.
+    assert book.chunk_done("m1", 0, 10).processed == 10
+    book.flush()
+    assert ProgressBook(JobTable(str(tmp_path))).get("m1").processed == 10
+
+
+# --------------------------------------------------------------------- metrics
+
+
+def test_metrics_are_noops_outside_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "_metrics", None)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    metrics.record_processed("extract", 3)
+    metrics.record_failure("extract", "encrypted_pdf")
+    metrics.observe_latency("extract", 0.2)
+    metrics.record_match_chunks()
+    with metrics.timed("embed"):
+        pass
+    assert metrics._metrics is None
+    with pytest.raises(ValueError):
+        metrics.observe_latency("extract", -1.0)
+
+
+# ------------------------------------------------------------------ on real Ray
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    # Until this is hoisted into conftest: reuse a Ray another module already started
+    # (and leave it running for them), else start and stop our own.
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(num_cpus=2, include_dashboard=False, namespace="cvmatch-test")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def settings(ray_local: None, tmp_path: Path) -> Iterator[Settings]:
+    """Settings with their own data dir and namespace; the test's actor is killed after."""
+    s = Settings(data_dir=str(tmp_path / "db"), ray_namespace=f"cvmatch-test-{uuid.uuid4().hex[:8]}")
+    yield s
+    with contextlib.suppress(ValueError):  # ValueError: the test already killed it for good
+        ray.kill(ray.get_actor(ACTOR_NAME, namespace=s.ray_namespace), no_restart=True)
+
+
+def _wait_until_dead(actor: ray.actor.ActorHandle, timeout_s: float = 60.0) -> None:
+    # ray.kill only asks the GCS: calls sent right after it may still be served.
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.get.remote("probe"), timeout=10)
+        except JobNotFoundError:
+            time.sleep(0.1)
+        except ray.exceptions.RayActorError:
+            return
+    raise AssertionError("actor still alive after ray.kill")
+
+
+def _num_restarts(actor: ray.actor.ActorHandle) -> int:
+    # The GCS actor table (no dashboard needed, unlike ray.util.state).
+    return ray._private.state.actors(actor_id=actor._actor_id.hex())["NumRestarts"]
+
+
+@pytest.mark.slow
+def test_metrics_record_inside_ray(ray_local: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "_metrics", None)
+    metrics.record_processed("extract", 2)
+    metrics.record_processed(UploadStep.embedding, 0)  # nothing to count, no error
+    metrics.record_failure(UploadStep.extracting, "encrypted_pdf")
+    with metrics.timed("standardize"):
+        pass
+    metrics.record_match_chunks(3)
+    m = metrics._get()
+    assert m is not None and m is metrics._get()  # created once per process
+    assert m.failures.info["tag_keys"] == ("stage", "reason")
+    assert m.latency.info["name"] == "cvmatch_stage_latency_seconds"
+
+
+@pytest.mark.slow
+def test_actor_reports_and_cancel(settings: Settings) -> None:
+    actor = get_progress_actor(settings)
+    assert get_progress_actor(settings)._actor_id == actor._actor_id
+    ray.get(actor.create.remote("m1", "match", 30, total_chunks=3, jd_id="jd1"))
+    reporter = ProgressReporter(actor, "m1")
+    p = reporter.chunk_done(0, 10, [FailureRecord(item_id="cv1", stage="score", reason="no skills")])
+    assert (p.processed, p.failed) == (10, 1)
+    assert not reporter.cancelled
+    ray.get(actor.cancel.remote("m1"))
+    assert reporter.chunk_done(1, 10).status == JobStatus.cancelled
+    assert reporter.cancelled
+    assert ray.get(actor.latest_for_jd.remote("jd1")).processed == 10
+
+    # The reporter travels into tasks without its in-flight refs.
+    ray.get(actor.create.remote("u1", "upload", 1))
+    up = ProgressReporter(actor, "u1")
+    up.set_step(UploadStep.extracting)
+    assert pickle.loads(pickle.dumps(up))._pending == []
+
+    @ray.remote(num_cpus=0)
+    def remote_upload(r: ProgressReporter) -> JobStatus:
+        r.set_step(UploadStep.standardizing)
+        r.set_step(UploadStep.embedding)
+        return r.finish(JobStatus.succeeded, stats=CVStats(skills_count=3)).status
+
+    assert ray.get(remote_upload.remote(up)) == JobStatus.succeeded
+    final = up.get()
+    assert (final.step, final.stats.skills_count) == (UploadStep.done, 3)
+
+
+@pytest.mark.slow
+def test_actor_killed_for_good_is_recreated_from_lancedb(settings: Settings) -> None:
+    actor = get_progress_actor(settings)
+    ray.get(actor.create.remote("m1", "match", 40, total_chunks=4, jd_id="jd1"))
+    for i in (0, 1):
+        ray.get(actor.chunk_done.remote("m1", i, 10))
+    before = ray.get(actor.get.remote("m1"))
+
+    ray.kill(actor, no_restart=True)
+    _wait_until_dead(actor)
+
+    fresh = get_progress_actor(settings)
+    assert fresh._actor_id != actor._actor_id
+    after = ray.get(fresh.get.remote("m1"))
+    assert after.status == JobStatus.running
+    assert (after.processed, after.current_chunk, after.started_at) == (20, 2, before.started_at)
+    reporter = ProgressReporter(fresh, "m1")
+    assert reporter.chunk_done(1, 10).processed == 20  # counted before the crash
+    assert reporter.chunk_done(2, 10).processed == 30
+    assert reporter.finish(JobStatus.succeeded).percent == 100.0
+
+
+@pytest.mark.slow
+def test_actor_restarts_in_place_and_reloads(settings: Settings) -> None:
+    actor = get_progress_actor(settings)
+    ray.get(actor.create.remote("i1", "ingest", 20, total_chunks=2))
+    ray.get(actor.chunk_done.remote("i1", 0, 10, [{"item_id": "d3", "stage": "extract", "reason": "empty"}]))
+
+    ray.kill(actor, no_restart=False)
+    # Same handle: max_restarts=-1 brings the actor back and max_task_retries=-1 replays
+    # calls that hit the dead one.
+    deadline = time.monotonic() + 60
+    while _num_restarts(actor) < 1:
+        assert time.monotonic() < deadline, "actor was not restarted"
+        time.sleep(0.1)
+    p = ray.get(actor.get.remote("i1"), timeout=120)
+    assert (p.processed, p.failed, p.failures[0].item_id) == (10, 1, "d3")
+    p = ray.get(actor.chunk_done.remote("i1", 1, 10), timeout=60)
+    assert p.processed == 20
+    assert get_progress_actor(settings)._actor_id == actor._actor_id
+
+
+@pytest.mark.slow
+def test_actor_refuses_another_data_dir(settings: Settings, tmp_path: Path) -> None:
+    get_progress_actor(settings)
+    other = settings.model_copy(update={"data_dir": str(tmp_path / "elsewhere")})
+    with pytest.raises(ProgressActorConflictError):
+        get_progress_actor(other)
