@@ -1,0 +1,252 @@
+"""Unit tests of the matching-evaluation helpers (benchmarks/eval_lib.py), on hand-computed examples."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_lib.py"
+_spec = importlib.util.spec_from_file_location("eval_lib", _PATH)
+el = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("eval_lib", el)
+_spec.loader.exec_module(el)
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+
+def test_dcg_hand_computed():
+    # 1/log2(2) + 0/log2(3) + 0.5/log2(4) = 1 + 0.25
+    assert el.dcg_at_k([1, 0, 0.5, 1], 3) == pytest.approx(1.25)
+
+
+def test_ndcg_graded_hand_computed():
+    gains = [0.5, 1.0, 0.0, 1.0]
+    dcg = 0.5 / math.log2(2) + 1.0 / math.log2(3)
+    ideal = 1.0 / math.log2(2) + 1.0 / math.log2(3)  # best order: 1, 1, 0.5, 0
+    assert el.ndcg_at_k(gains, 2) == pytest.approx(dcg / ideal)
+    assert el.ndcg_at_k(gains, 2) == pytest.approx(0.693426, abs=1e-6)
+
+
+def test_ndcg_ideal_uses_items_past_k():
+    # The only relevant item sits below the cut-off: nDCG@2 is 0, not undefined.
+    assert el.ndcg_at_k([0, 0, 1], 2) == 0.0
+    # Perfect order scores 1 whatever k is.
+    assert el.ndcg_at_k([1, 1, 0.5, 0], 3) == pytest.approx(1.0)
+    assert el.ndcg_at_k([1, 1, 0.5, 0], 10) == pytest.approx(1.0)
+
+
+def test_ndcg_binary_hand_computed():
+    # relevant at ranks 2 and 3 out of 2 relevant items
+    dcg = 1 / math.log2(3) + 1 / math.log2(4)
+    ideal = 1 + 1 / math.log2(3)
+    assert el.ndcg_at_k([0, 1, 1, 0], 10) == pytest.approx(dcg / ideal)
+
+
+def test_ndcg_rejects_undefined_and_bad_input():
+    with pytest.raises(ValueError):
+        el.ndcg_at_k([0, 0, 0], 2)
+    with pytest.raises(ValueError):
+        el.ndcg_at_k([1, -0.5], 2)
+    with pytest.raises(ValueError):
+        el.ndcg_at_k([1, 0], 0)
+
+
+def test_average_precision_hand_computed():
+    # hits at ranks 1 and 3: (1/1 + 2/3) / 2
+    assert el.average_precision([1, 0, 1, 0, 0]) == pytest.approx((1 + 2 / 3) / 2)
+    # hits at ranks 2 and 4 of 3 relevant (third at rank 6): (1/2 + 2/4 + 3/6) / 3
+    assert el.average_precision([0, 1, 0, 1, 0, 1]) == pytest.approx(0.5)
+    # a graded gain counts as relevant
+    assert el.average_precision([0.5, 0]) == 1.0
+    with pytest.raises(ValueError):
+        el.average_precision([0, 0])
+
+
+def test_precision_at_k_hand_computed():
+    assert el.precision_at_k([1, 0, 1, 0], 2) == 0.5
+    assert el.precision_at_k([1, 0, 1, 0], 4) == 0.5
+    assert el.precision_at_k([1, 1, 1, 0], 3) == 1.0
+    # a list shorter than k counts the missing places as misses
+    assert el.precision_at_k([1, 1], 4) == 0.5
+    with pytest.raises(ValueError):
+        el.precision_at_k([1], 0)
+
+
+# --- labels ------------------------------------------------------------------------------
+
+
+def test_graded_gains_siblings():
+    cats = ["SALES", "BUSINESS-DEVELOPMENT", "HR", "FINANCE", "ACCOUNTANT"]
+    assert el.graded_gains("SALES", cats).tolist() == [1.0, 0.5, 0.0, 0.0, 0.0]
+    assert el.graded_gains("ACCOUNTANT", cats).tolist() == [0.0, 0.0, 0.0, 0.5, 1.0]
+    assert el.graded_gains("HR", cats).tolist() == [0.0, 0.0, 1.0, 0.0, 0.0]
+    assert el.binary_relevance("SALES", cats).tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_sibling_relation_is_symmetric():
+    for a, sibs in el.CATEGORY_SIBLINGS.items():
+        for s in sibs:
+            assert a in el.CATEGORY_SIBLINGS[s]
+
+
+def test_role_mapping_covers_every_indeed_role_once():
+    mapped, unmapped = set(el.INDEED_ROLE_TO_CATEGORY), set(el.INDEED_ROLES_UNMAPPED)
+    assert not mapped & unmapped
+    assert len(mapped | unmapped) == 11
+
+
+# --- ranking -----------------------------------------------------------------------------
+
+
+def test_rank_order_sorts_descending_and_breaks_ties_by_key():
+    scores = np.array([0.1, 0.9, 0.5, 0.5])
+    keys = np.array([0, 0, 7, 3], dtype=np.uint64)
+    assert el.rank_order(scores, keys).tolist() == [1, 3, 2, 0]
+
+
+def test_tie_break_does_not_follow_pool_order():
+    ids = [f"{i:08d}" for i in range(50)]
+    order = el.rank_order(np.zeros(50), el.tie_break_keys(ids))
+    assert sorted(order.tolist()) == list(range(50))
+    assert order.tolist() != list(range(50))
+    # and it is a function of the ids alone
+    assert el.rank_order(np.zeros(50), el.tie_break_keys(ids)).tolist() == order.tolist()
+
+
+def test_rank_order_rejects_nan():
+    with pytest.raises(ValueError):
+        el.rank_order(np.array([0.1, np.nan]), np.zeros(2, dtype=np.uint64))
+
+
+def test_query_metrics_end_to_end():
+    cats = ["HR", "SALES", "HR", "ARTS"]
+    q = el.Query(id="q", category="HR", group="HR", text="")
+    # ranking: idx 2 (HR), idx 1 (SALES), idx 0 (HR), idx 3
+    m = el.query_metrics(q, np.array([0.5, 0.7, 0.9, 0.1]), cats, np.zeros(4, dtype=np.uint64), k=2)
+    assert m.p_at_k == 0.5
+    assert m.ap == pytest.approx((1 + 2 / 3) / 2)
+    assert m.ndcg == pytest.approx(1 / (1 + 1 / math.log2(3)))
+    assert m.ndcg_graded == m.ndcg  # HR has no sibling
+
+
+# --- text --------------------------------------------------------------------------------
+
+
+def test_tokenize():
+    assert el.tokenize("Senior C++ and C# Developer, 5 yrs of SQL!") == ["senior", "c++", "c#", "developer", "yrs", "sql"]
+
+
+def test_chunk_words_windows_and_overlap():
+    text = " ".join(f"w{i}" for i in range(450))
+    chunks = el.chunk_words(text, size=200, overlap=40)
+    assert [c.split()[0] for c in chunks] == ["w0", "w160", "w320"]
+    assert [len(c.split()) for c in chunks] == [200, 200, 130]
+    assert el.chunk_words("a b c", size=200, overlap=40) == ["a b c"]
+    assert el.chunk_words(" ".join(["x"] * 200), size=200, overlap=40) == [" ".join(["x"] * 200)]
+    assert el.chunk_words("   ") == []
+    with pytest.raises(ValueError):
+        el.chunk_words("a", size=10, overlap=10)
+
+
+# --- lexical baselines -------------------------------------------------------------------
+
+
+def test_bm25_hand_computed():
+    docs = [["sales", "manager", "sales"], ["nurse"]]
+    idx = el.BM25Index(docs, k1=1.5, b=0.75)
+    avgdl = 2.0
+    idf_sales = math.log(1 + (2 - 1 + 0.5) / (1 + 0.5))
+    # doc 0: tf 2, |d| 3 -> 2 * 2.5 / (2 + 1.5 * (0.25 + 0.75 * 3 / avgdl))
+    expected0 = idf_sales * 2 * 2.5 / (2 + 1.5 * (0.25 + 0.75 * 3 / avgdl))
+    s = idx.scores(["sales", "unknownword"])
+    assert s[0] == pytest.approx(expected0)
+    assert s[1] == 0.0
+    # a repeated query term counts twice
+    assert idx.scores(["sales", "sales"])[0] == pytest.approx(2 * expected0)
+    assert idx.scores(["zzz"]).tolist() == [0.0, 0.0]
+
+
+def test_bm25_prefers_shorter_doc_at_equal_tf():
+    idx = el.BM25Index([["java"] + ["x"] * 10, ["java", "y"], ["z"]])
+    s = idx.scores(["java"])
+    assert s[1] > s[0] > s[2] == 0.0
+
+
+def test_tfidf_cosine():
+    docs = [["sales", "manager"], ["nurse", "icu"], ["sales", "nurse"]]
+    idx = el.TfidfIndex(docs)
+    s = idx.scores(["nurse", "icu"])
+    assert s[1] == pytest.approx(1.0)  # same terms, same weights
+    assert s[0] == 0.0
+    # doc 2 shares only "nurse": cosine = w_nurse^2 / (|q| * |d2|)
+    idf = {t: math.log(4 / (1 + df)) + 1 for t, df in {"sales": 2, "nurse": 2, "icu": 1}.items()}
+    expected = idf["nurse"] ** 2 / (
+        math.hypot(idf["nurse"], idf["icu"]) * math.hypot(idf["sales"], idf["nurse"])
+    )
+    assert s[2] == pytest.approx(expected)
+
+
+def test_tfidf_sublinear_tf():
+    idx = el.TfidfIndex([["a1", "b1"], ["a1", "a1", "a1", "b1"]])
+    # both terms have df 2 (same idf): doc 1 weights (1 + ln 3, 1)
+    w = np.array([1 + math.log(3), 1.0])
+    assert idx.scores(["a1", "b1"])[1] == pytest.approx(w.sum() / (np.linalg.norm(w) * math.sqrt(2)))
+
+
+# --- data loading ------------------------------------------------------------------------
+
+
+def _write_data(root: Path) -> None:
+    lc = root / "livecareer_resumes"
+    lc.mkdir(parents=True)
+    resumes = [("30", "HR"), ("10", "SALES"), ("20", "HR")]
+    (lc / "texts.jsonl").write_text(
+        "".join(json.dumps({"id": i, "category": c, "extractor": "pypdf", "text": f"cv {i}"}) + "\n" for i, c in resumes)
+    )
+    (lc / "resumes.csv").write_text(
+        "id,category,file,n_pages\n" + "".join(f"{i},{c},pdf/{c}/{i}.pdf,1\n" for i, c in resumes)
+    )
+    (root / "indeed_jds").mkdir()
+    rows = ["id,query_role,positionName,description"]
+    rows += [f"h{n},HR,HR Exec,ad {n}" for n in (3, 1, 2)]
+    rows += ["d1,data_scientist,DS,ad ds", "s9,software_engineer,SWE,ad swe"]
+    (root / "indeed_jds" / "indeed_jds.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_load_pool_sorted_by_id(tmp_path):
+    _write_data(tmp_path)
+    pool = el.load_pool(tmp_path)
+    assert pool.ids == ("10", "20", "30")
+    assert pool.categories == ("SALES", "HR", "HR")
+    assert pool.pdf_paths[0] == tmp_path / "livecareer_resumes" / "pdf" / "SALES" / "10.pdf"
+
+
+def test_load_pool_detects_disagreement(tmp_path):
+    _write_data(tmp_path)
+    csv_path = tmp_path / "livecareer_resumes" / "resumes.csv"
+    csv_path.write_text(csv_path.read_text().replace("30,HR", "30,ARTS"))
+    with pytest.raises(el.EvalDataError):
+        el.load_pool(tmp_path)
+
+
+def test_load_indeed_ads_maps_and_subsamples(tmp_path):
+    _write_data(tmp_path)
+    ads = el.load_indeed_ads(tmp_path, per_role=2)
+    assert [(a.id, a.category, a.group) for a in ads] == [
+        ("h1", "HR", "HR"),
+        ("h2", "HR", "HR"),
+        ("s9", "INFORMATION-TECHNOLOGY", "software_engineer"),
+    ]
+    assert ads[0].text == "HR Exec\n\nad 1"
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    with pytest.raises(el.EvalDataError):
+        el.load_google_jds(tmp_path)
