@@ -8,6 +8,8 @@ accepted according to its alias policy:
 * strong aliases ("Kubernetes", "k8s", "PostgreSQL") count anywhere;
 * cased aliases ("Excel", "Spark", "ML") count when written with a capital, or in a
   skills context;
+* upper-case aliases (acronyms from broad sources: "GIS", "ARTS") count only when written
+  in capitals on a line that is not all capitals (or in a skills section);
 * context aliases (single plain words from broad sources: "leadership", "logistics")
   count only in a skills context;
 * blocked short forms ("Go", "R", "C", "Word", "Oracle"...) count only when written with
@@ -37,11 +39,13 @@ logger = logging.getLogger(__name__)
 __all__ = ["SkillHit", "Taxonomy", "TaxonomyError", "load_taxonomy"]
 
 _FORMAT_VERSION = 1
-_STRONG, _CASED, _CONTEXT, _BLOCKED = 0, 1, 2, 3
+# Alias policies as stored by build.py, plus the lookup's own marker for blocked forms.
+_STRONG, _CASED, _CONTEXT, _UPPER, _BLOCKED = 0, 1, 2, 3, 9
 
 # What may sit between two tokens of one multi-word alias: spaces, or one joining mark
 # ("node.js", "CI/CD", "A/B", "e-mail"). Commas, newlines and brackets end a phrase.
 _JOIN_GAP = re.compile(r"[ \t]*[-./&'’_]?[ \t]*")
+_JOIN_CHARS = frozenset(" \t-./&'’_")
 # What may sit between two items of a list.
 _LIST_GAP = re.compile(r"[\s,;/|•·&+()\[\]\-–—:*]*(?:\b(?:and|or)\b[\s,;/|•·:]*)?", re.IGNORECASE)
 # A whole list item starts after one of these (or at the start of the text/line)...
@@ -103,16 +107,24 @@ class Taxonomy:
     def __len__(self) -> int:
         return len(self._concepts)
 
-    def canonical(self, name: str) -> str | None:
+    def canonical(self, name: str, *, allow_blocked: bool = False) -> str | None:
         """The canonical skill for a name or alias ("k8s" -> "Kubernetes"), else None.
 
-        Blocked short forms ("go", "r") have no canonical out of context and return None;
-        their full forms ("golang", "R programming") resolve.
+        Args:
+            name: a skill name as written.
+            allow_blocked: also resolve blocked short forms ("Go", "R", "Word") to their
+                first candidate; use it when the name is already known to be a skill (an
+                item of a skills list, an LLM's output). Without it they return None.
         """
         if name in self._canon_index:
             return name
-        hit = self._aliases.get(lookup_key(name))
-        return self._concepts[hit[0]][0] if hit else None
+        key = lookup_key(name)
+        hit = self._aliases.get(key)
+        if hit is not None:
+            return self._concepts[hit[0]][0]
+        if allow_blocked and key in self._blocked:
+            return self._concepts[self._blocked[key][0]][0]
+        return None
 
     def category(self, canonical: str) -> str | None:
         """The compact category of a canonical skill ("Programming language"), else None."""
@@ -169,14 +181,20 @@ class Taxonomy:
         joinable = [False] * n
         for j in range(1, n):
             gap_start, gap_end = toks[j - 1][1], toks[j][0]
-            joinable[j] = gap_end - gap_start <= 3 and _JOIN_GAP.fullmatch(text, gap_start, gap_end) is not None
+            width = gap_end - gap_start
+            if width == 1:
+                joinable[j] = text[gap_start] in _JOIN_CHARS
+            elif width <= 3:
+                joinable[j] = _JOIN_GAP.fullmatch(text, gap_start, gap_end) is not None
         aliases, prefixes, blocked = self._aliases, self._prefixes, self._blocked
+        max_tokens = self._max_tokens
         out: list[_Cand] = []
         i = 0
         while i < n:
             key = ""
             best: tuple[int, tuple[int, int]] | None = None
-            for j in range(i, min(n, i + self._max_tokens)):
+            stop = i + max_tokens if i + max_tokens < n else n
+            for j in range(i, stop):
                 if j > i and not joinable[j]:
                     break
                 key += toks[j][2]
@@ -204,6 +222,11 @@ class Taxonomy:
             surface = text[c.start:c.end]
             if c.policy == _STRONG or (c.policy == _CASED and not surface.islower()):
                 c.accepted = True
+            elif c.policy == _UPPER:
+                # An acronym from a broad source ("ARTS", "CASE", "SAN"): written in capitals,
+                # and not inside a line that is all capitals (a heading, "BACHELOR OF ARTS").
+                if surface.isupper() and (in_skills or _line_has_lower(text, c.start, c.end)):
+                    c.accepted = True
             elif c.policy == _BLOCKED:
                 # Capitalised and a whole list item, or nothing: never "go", "C-level", "R&D".
                 if (not surface.islower()
@@ -277,6 +300,13 @@ class Taxonomy:
             return True
         last = toks[-1]
         return (last[:-1] if last.endswith("s") and len(last) > 3 else last) in self.title_head_words
+
+
+def _line_has_lower(text: str, start: int, end: int) -> bool:
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line = text[line_start:line_end if line_end >= 0 else len(text)]
+    return any(ch.islower() for ch in line)
 
 
 def _next_to_accepted(text: str, cands: list[_Cand], k: int) -> bool:

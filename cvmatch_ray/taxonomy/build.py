@@ -47,7 +47,7 @@ FORMAT_VERSION = 1
 MAX_ALIAS_TOKENS = 8
 
 # Alias policies, stored as small ints in the built file (see taxonomy.__init__).
-STRONG, CASED, CONTEXT = 0, 1, 2
+STRONG, CASED, CONTEXT, UPPER = 0, 1, 2, 3
 
 # Priority when two concepts claim the same key: lower wins.
 _SOURCE_PRIORITY = {"curated": 0, "linguist": 1, "devicon": 1, "onet_tech": 2, "esco": 3, "onet_content_model": 4}
@@ -57,8 +57,105 @@ _SOURCE_PRIORITY = {"curated": 0, "linguist": 1, "devicon": 1, "onet_tech": 2, "
 _CASED_KEEP = frozenset(
     "excel unity spark swift rust ruby julia dart pascal delphi apex mocha cucumber helm zoom "
     "blender snowflake illustrator acrobat puppet flask selenium cypress postman playwright pandas "
-    "sas node ml ai ui ux qa ts ppt groovy anaconda prometheus confluence elixir lisp looker".split()
+    "sas node ml ai ui ux qa ts ppt groovy anaconda prometheus confluence elixir lisp looker safe".split()
 )
+
+# Vendors whose product names O*NET prefixes ("Adobe Dreamweaver", "IBM Cognos"): CVs often
+# write the product alone, so the name without the vendor is added as an alias.
+_VENDORS = (
+    "Adobe Systems", "Adobe", "Microsoft", "IBM", "Oracle", "Apache", "Autodesk", "SAP", "Google", "Apple",
+    "Amazon", "Corel", "Cisco", "Symantec", "Siemens", "ESRI", "Trimble", "Bentley", "Cadence", "Infor", "PTC",
+    "Synopsys", "Avid", "Atlassian", "Salesforce", "Intuit", "Hewlett-Packard", "Hewlett Packard", "HP",
+    "Sun Microsystems", "Red Hat", "VMware", "Citrix", "Micro Focus", "Dassault Systemes", "Novell", "Sage",
+    "ToadSoft", "Mentor Graphics", "National Instruments", "Bentley Systems", "The MathWorks", "MathWorks",
+)
+# Everyday words that a vendor-less product name may be ("Access", "Project"): context only.
+_COMMON_PRODUCT_WORDS = frozenset(
+    "access word outlook project publisher teams office paint photos notes forms lists mail calendar money "
+    "works server windows live edge store flash pig toad planning impromptu draw connect designer studio "
+    "analyzer manager reader player writer viewer explorer". split()
+)
+
+# Skills the sources miss or spell only with a vendor, written for this project. Format:
+# "Canonical | category | alias; alias". An alias prefixed with "~" only counts in a skills
+# context (a plain word like "marketing"). A canonical that already exists gains the aliases.
+_EXTRA_SKILLS = """
+Java EE | Back-end framework / runtime | j2ee; jee; java ee; jakarta ee; java 2 enterprise edition; j2ee technologies
+JavaServer Pages | Back-end framework / runtime | jsp; jsps; java server pages
+Java Servlets | Back-end framework / runtime | servlets; servlet; java servlet; java servlets
+Enterprise JavaBeans | Back-end framework / runtime | ejb; ejbs; ejb3; enterprise java beans
+Apache Struts | Back-end framework / runtime | struts; struts2; struts 2; struts framework
+Java Swing | Front-end framework | java swing; ~swing
+DHTML | Markup / styling | dynamic html
+Oracle WebLogic Server | Application server | weblogic; bea weblogic; weblogic server
+ToadSoft Toad | Database | toad for oracle; ~toad
+Service-oriented architecture | Architecture | soa; service oriented architecture
+Web services | API / integration | web service; webservices; soap web services
+Model-view-controller | Architecture | mvc; model view controller; mvc architecture; mvc framework
+MS-DOS | Operating system | msdos; ms dos
+Oracle Solaris | Operating system | solaris; sun solaris
+HP Quality Center | Software testing | quality center; hp qc; hp alm; hp quality centre; qc alm
+Adobe Dreamweaver | Design / multimedia / CAD | dreamweaver; macromedia dreamweaver
+Adobe Flash | Design / multimedia / CAD | macromedia flash; adobe flash player; ~flash
+Microsoft Publisher | Office / productivity | ms publisher; ~publisher
+Microsoft Access | Database | ~access
+Microsoft Exchange Server | Messaging / streaming | exchange server; ms exchange; microsoft exchange; exchange server 2007; exchange server 2010; exchange 2010
+LAMP stack | Back-end framework / runtime | lamp; lamp stack
+Apache Ant | Build / package tool | ~ant
+Software development life cycle | Software engineering | sdlc; software development lifecycle; system development life cycle; systems development life cycle
+Mockito | Software testing | mockito framework
+CorelDRAW | Design / multimedia / CAD | corel draw; coreldraw graphics suite
+Tally ERP | Finance / accounting | tally erp 9; tally.erp 9; tally erp; tally 9; ~tally
+SAP FICO | ERP / CRM software | sap fi/co; sap fi co; sap fico module; sap fi
+ANSYS | Design / multimedia / CAD | ansys workbench; ansys fluent
+IBM InfoSphere DataStage | Data engineering | datastage; ibm datastage
+IBM Cognos | Business intelligence / analytics | cognos; cognos bi
+Apache Pig | Data engineering | pig latin; ~pig
+Apache Sqoop | Data engineering | sqoop
+Apache Flume | Data engineering | flume
+Oracle Database | Database | oracle 8i; oracle 9i; oracle 10g; oracle 18c; oracle 11g r2; oracle sql
+Microsoft Windows | Operating system | windows 7; windows 8; windows 10; windows 11; windows vista; windows 98; windows 2000; windows nt; ms windows
+macOS | Operating system | ~mac; mac os x; osx
+Marketing | Marketing | ~marketing; marketing strategy; marketing campaigns
+Sales | Business | ~sales; sales management; direct sales; b2b sales
+Software testing | Software testing | ~testing
+Computer networking | Networking | ~networking; network administration; computer networks
+E-commerce | Web CMS / e-commerce | ecommerce; e commerce; electronic commerce; online retail
+Social media | Marketing | social media; social networking sites; social media platforms
+Web development | Software engineering | web development; web application development; web programming
+Software development | Software engineering | software development; software engineering; application development
+Regression testing | Software testing | regression tests
+Configuration management | DevOps / infrastructure | software configuration management; scm tools
+Test case design | Software testing | test cases; test case; test case preparation; test case writing; test scenarios
+Scripting | Programming language | ~scripting; scripting languages
+Business development | Business | business development; biz dev; new business development
+Lead generation | Marketing | lead generation; generating leads
+Team management | Business | team management; managing teams; people management
+Payroll | Finance / accounting | ~payroll; payroll processing; payroll management
+Recruitment | Human resources | ~recruitment; ~recruiting; talent acquisition; recruitment and selection; hiring
+Employee onboarding | Human resources | onboarding; new hire onboarding; employee onboarding
+Employee relations | Human resources | employee relations; labour relations; labor relations
+Bookkeeping | Finance / accounting | book keeping; bookkeeping
+Requirements analysis | Business analysis | requirement analysis; requirements gathering; requirement gathering; requirements elicitation
+Inventory management | Logistics | inventory control; stock management; inventory management
+Vendor management | Business | vendor management; supplier management; vendor relations
+Budgeting | Finance / accounting | ~budgeting; budget management; budget preparation; budget planning
+Financial reporting | Finance / accounting | financial reports; financial statements preparation; financial reporting
+Auditing | Finance / accounting | ~auditing; internal audit; internal auditing; external audit
+Taxation | Finance / accounting | ~taxation; tax preparation; tax returns; income tax
+Bank reconciliation | Finance / accounting | bank reconciliations; account reconciliation; account reconciliations; reconciliations
+Technical support | IT support | technical support; tech support; it support; help desk; helpdesk; desktop support
+System administration | IT support | system administration; systems administration; sysadmin; server administration
+Data entry | Office / productivity | data entry; data entry operations
+Video editing | Design / multimedia / CAD | video editing; video production
+Copywriting | Marketing | copywriting; copy writing; content writing
+Event management | Business | event management; event planning; event coordination
+Curriculum development | Education | curriculum development; curriculum design; lesson planning
+Classroom management | Education | classroom management
+Patient care | Healthcare | patient care; patient assessment
+Problem solving | Soft skill | problem solving; problem-solving; ~problem-solving skills
+Teamwork | Soft skill | ~teamwork; team work; team player
+"""
 
 # Title additions the README lists as missing, and aliases the sources get wrong for CVs.
 _EXTRA_TITLES: dict[str, list[str]] = {
@@ -100,6 +197,9 @@ def _compact_category(path: str) -> str:
     if parts[0] == "ESCO":
         return parts[2] if len(parts) > 2 else parts[-1]
     return parts[-1]
+
+
+_FUNCTION_WORDS = frozenset("and or of the to with for in on a an by at as from into".split())
 
 
 def _is_plain_word(alias: str) -> bool:
@@ -150,21 +250,84 @@ def _read_concepts(src: Path) -> list[_Concept]:
     return concepts
 
 
+def _read_extras() -> list[tuple[str, str, list[tuple[str, int]]]]:
+    out = []
+    for line in _EXTRA_SKILLS.strip().splitlines():
+        canonical, category, aliases = (p.strip() for p in line.split("|"))
+        items = []
+        for alias in (a.strip() for a in aliases.split(";") if a.strip()):
+            items.append((alias[1:], CONTEXT) if alias.startswith("~") else (alias, STRONG))
+        out.append((canonical, category, items))
+    return out
+
+
+# Acronyms too generic to stand for one product ("Lindo API", "Sage CRM").
+_GENERIC_ACRONYMS = frozenset(
+    "API SDK ERP CRM CAD CAM GIS EHR EMR LMS PDF SQL IDE CMS PC OS DBMS RDBMS POS WMS TMS MRP BI ETL VPN XML "
+    "HTML CSS UI AI ML HCM HRIS HRMS SCM PLM EDI GPS RFID LIMS PACS RIS CAE CFD FEA".split()
+)
+
+
+def _english_vocabulary(concepts: list[_Concept]) -> frozenset[str]:
+    """Words of the lower-case ESCO labels: a stand-in for an English dictionary.
+
+    ESCO labels are plain English phrases ("operate drilling equipment"), so a product name
+    made only of their words ("Operating System", "Reports", "Drive") is a generic phrase,
+    while one with a word they never use ("Dreamweaver", "Cognos") is a proper name.
+    """
+    vocab: set[str] = set()
+    for concept in concepts:
+        if concept.priority != _SOURCE_PRIORITY["esco"]:
+            continue
+        for alias in concept.aliases:
+            if alias.islower():
+                vocab.update(phrase_tokens(alias))
+    return frozenset(vocab)
+
+
+def _derived_aliases(name: str, vocab: frozenset[str]) -> list[tuple[str, int]]:
+    """Shorter names CVs use for an O*NET product: without the vendor, or its trailing acronym."""
+    out: list[tuple[str, int]] = []
+    for vendor in _VENDORS:
+        if name.startswith(vendor + " "):
+            rest = name[len(vendor) + 1:].strip()
+            if rest.startswith(vendor.split()[0] + " "):
+                rest = rest[len(vendor.split()[0]) + 1:]  # "Adobe Systems Adobe Dreamweaver"
+            toks = phrase_tokens(rest)
+            if not toks or len("".join(toks)) < 3 or all(t in vocab for t in toks):
+                break  # "Microsoft Operating System" -> "Operating System" would be noise
+            if len(toks) > 1:
+                out.append((rest, STRONG))
+            elif rest.lower() in _COMMON_PRODUCT_WORDS:
+                out.append((rest, CONTEXT))
+            else:
+                out.append((rest, UPPER if rest.isupper() else CASED))
+            break
+    words = name.split()
+    # "Oracle JavaServer Pages JSP": the acronym at the end names the product too.
+    if (len(words) >= 3 and re.fullmatch(r"[A-Z][A-Z0-9]{2,5}", words[-1])
+            and words[-1] not in _GENERIC_ACRONYMS):
+        out.append((words[-1], UPPER))
+        out.append((" ".join(words[:-1]), STRONG))
+    return out
+
+
 def _alias_policy(alias: str, key: str, concept: _Concept, needs_context: set[str]) -> int | None:
     """How an alias may match, or None to leave it out."""
     n_tokens = len(phrase_tokens(alias))
     if n_tokens == 0 or n_tokens > MAX_ALIAS_TOKENS:
         return None
     if concept.curated:
-        if key in needs_context and key in _CASED_KEEP:
-            return CASED
-        return STRONG
+        return CASED if key in _CASED_KEEP else STRONG
     if n_tokens > 1:
+        toks = phrase_tokens(alias)
+        if toks[0] in _FUNCTION_WORDS or toks[-1] in _FUNCTION_WORDS:
+            return None  # label debris such as "and procedures"
         return STRONG
     if len(key) <= 2:
         return None  # "IT", "AS": two letters from a broad source are never worth it
     if _is_acronym(alias):
-        return CASED
+        return UPPER
     if _is_plain_word(alias):
         # A lone word that is only an alternative label ("processes" for "perform
         # ground-handling maintenance procedures") is more often noise than the skill.
@@ -177,6 +340,20 @@ def build_skills(src: Path) -> dict:
     blocked, needs_context = _read_blocked(src)
     concepts = _read_concepts(src)
     # Curated first, so that equal keys go to the curated concept.
+    concepts.sort(key=lambda c: c.priority)
+    by_name = {c.canonical: c for c in concepts}
+    extra_policy: dict[str, int] = {}
+    for canonical, category, items in _read_extras():
+        concept = by_name.get(canonical)
+        if concept is None:
+            concept = _Concept(canonical, category, 0, True, [])
+            concepts.insert(0, concept)
+            by_name[canonical] = concept
+        else:
+            concept.priority, concept.curated = 0, True
+        for alias, policy in items:
+            concept.aliases.insert(0, alias)
+            extra_policy[lookup_key(alias)] = policy
     concepts.sort(key=lambda c: c.priority)
     categories: list[str] = []
     cat_index: dict[str, int] = {}
@@ -200,7 +377,7 @@ def build_skills(src: Path) -> dict:
             if not key or key in blocked:
                 stats["blocked_or_empty"] += 1
                 continue
-            policy = _alias_policy(alias, key, concept, needs_context)
+            policy = extra_policy.get(key) if key in extra_policy else _alias_policy(alias, key, concept, needs_context)
             if policy is None:
                 stats["dropped"] += 1
                 continue
@@ -214,6 +391,25 @@ def build_skills(src: Path) -> dict:
                 continue
             aliases[key] = [idx, policy, [spaced]]
             stats[f"policy_{policy}"] += 1
+    def add(key: str, spaced: str, idx: int, policy: int) -> None:
+        prev = aliases.get(key)
+        if prev is None:
+            aliases[key] = [idx, policy, [spaced]]
+            stats[f"policy_{policy}"] += 1
+        elif prev[0] == idx and spaced not in prev[2]:
+            prev[2].append(spaced)
+
+    # Derived O*NET names come after every alias the sources wrote, so they never take a key.
+    vocab = _english_vocabulary(concepts)
+    for concept in concepts:
+        idx = canon_index.get(concept.canonical)
+        if idx is None or concept.priority != _SOURCE_PRIORITY["onet_tech"]:
+            continue
+        for alias, policy in _derived_aliases(concept.canonical, vocab):
+            key = lookup_key(alias)
+            if key and key not in blocked and len(key) >= 3:
+                add(key, " ".join(phrase_tokens(alias)), idx, policy)
+                stats["derived"] += 1
     blocked_out: dict[str, list[int]] = {}
     for key, cands in blocked.items():
         ids = [canon_index[c] for c in cands if c in canon_index]

@@ -1,0 +1,98 @@
+"""The standardizer interface: document text in, a validated profile out.
+
+Every backend (the rule-based one here, the vLLM / OpenAI-compatible ones in
+``standardize/llm.py``) satisfies :class:`Standardizer`, and the rest of the pipeline only
+sees this protocol, :func:`make_standardizer` and :class:`StandardizationError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol, runtime_checkable
+
+from cvmatch_ray.config import Settings
+from cvmatch_ray.schemas import CVProfile, JDProfile, Provenance
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "StandardizationError",
+    "Standardizer",
+    "make_standardizer",
+    "standardize_cvs",
+    "standardize_jds",
+]
+
+
+class StandardizationError(ValueError):
+    """A text that a backend could not turn into a valid profile."""
+
+
+@runtime_checkable
+class Standardizer(Protocol):
+    """Turns the plain text of a CV or a job description into a profile."""
+
+    name: str
+
+    @property
+    def provenance(self) -> Provenance:
+        """Backend, model and prompt version that produced the profiles."""
+        ...
+
+    def standardize_cv(self, text: str) -> CVProfile:
+        """The CV profile of ``text``; raises StandardizationError if none can be built."""
+        ...
+
+    def standardize_jd(self, text: str) -> JDProfile:
+        """The JD profile of ``text``; raises StandardizationError if none can be built."""
+        ...
+
+
+def standardize_cvs(standardizer: Standardizer, texts: list[str]) -> list[CVProfile | StandardizationError]:
+    """Standardize many CVs; a text that fails yields its error in place, the others go on.
+
+    Backends with a faster batch path (an LLM engine batching prompts) expose their own
+    ``standardize_cvs`` method, which this helper uses when present.
+    """
+    batch = getattr(standardizer, "standardize_cvs", None)
+    if callable(batch):
+        return batch(texts)
+    out: list[CVProfile | StandardizationError] = []
+    for text in texts:
+        try:
+            out.append(standardizer.standardize_cv(text))
+        except StandardizationError as e:
+            out.append(e)
+    return out
+
+
+def standardize_jds(standardizer: Standardizer, texts: list[str]) -> list[JDProfile | StandardizationError]:
+    """Standardize many JDs; same contract as :func:`standardize_cvs`."""
+    batch = getattr(standardizer, "standardize_jds", None)
+    if callable(batch):
+        return batch(texts)
+    out: list[JDProfile | StandardizationError] = []
+    for text in texts:
+        try:
+            out.append(standardizer.standardize_jd(text))
+        except StandardizationError as e:
+            out.append(e)
+    return out
+
+
+def make_standardizer(settings: Settings) -> Standardizer:
+    """The standardizer that ``settings.standardizer`` names.
+
+    Raises:
+        StandardizationError: the named backend is not available in this installation.
+    """
+    if settings.standardizer == "rules":
+        # Imported here so that picking an LLM backend never loads the taxonomy twice.
+        from cvmatch_ray.standardize.rules import RuleStandardizer
+
+        return RuleStandardizer()
+    raise StandardizationError(
+        f"standardizer backend {settings.standardizer!r} is not available: the LLM backends live in "
+        "cvmatch_ray/standardize/llm.py, which this installation does not include yet; "
+        "use CVMATCH_STANDARDIZER=rules"
+    )
