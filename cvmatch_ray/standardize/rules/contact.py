@@ -24,12 +24,20 @@ _NAME_WORD = re.compile(r"^(?:[A-ZÀ-ÖØ-Þ][\w'’.-]*|[A-ZÀ-ÖØ-Þ]\.|(?:de
 _NOT_NAME_WORDS = frozenset(
     """resume résumé cv curriculum vitae profile page address phone mobile email e-mail contact street road
     avenue city state objective summary name linkedin github portfolio tel cell date birth nationality
-    template sample personal information details""".split()
+    template sample personal information details of and the for in at to with""".split()
 )
 _CREDENTIALS = re.compile(
     r",?\s*\b(?:M\.?\s?ED|MBA|PhD|Ph\.D|MD|M\.D|RN|CPA|PMP|MSc|BSc|MS|BS|MA|BA|Jr|Sr|II|III|PE|CFA|Esq)\b\.?\s*$",
     re.IGNORECASE,
 )
+
+
+# Role words that end fewer titles than the taxonomy's head words but never a name.
+_ROLE_WORDS = frozenset("intern partner trainee transporter communicator support sales finance treasurer".split())
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if word.endswith("s") and len(word) > 3 else word
 
 
 def find_email(text: str) -> str | None:
@@ -99,6 +107,8 @@ def name_candidate(line: str, taxonomy: Taxonomy) -> str | None:
         return None
     if match_heading(line) is not None or taxonomy.looks_like_title(line):
         return None
+    if line.isupper() and any(_stem(w.lower()) in taxonomy.title_head_words | _ROLE_WORDS for w in words):
+        return None  # "SAFETY INTERN", "HR PARTNER": a shouted title, not a name
     if taxonomy.find_skills(line):
         return None  # "Microsoft Office", "Java Developer"
     return line

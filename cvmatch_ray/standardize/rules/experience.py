@@ -82,6 +82,41 @@ def _split_location(text: str) -> tuple[str, str | None]:
     return rest, " ".join(m.group(1).split())
 
 
+_SUFFIX_PIECE = re.compile(r"^(?:inc|llc|llp|ltd|limited|corp|co|plc|gmbh|pvt\.?\s*ltd|s\.?a|ag)\.?$", re.IGNORECASE)
+
+
+_DEPARTMENTS = frozenset(
+    "sales marketing finance operations engineering hr it product research development legal support "
+    "human resources business development customer service accounting procurement logistics administration "
+    "strategy technology design quality risk compliance communications emea apac americas north america "
+    "europe asia".split(" ")
+) | {"human resources", "business development", "customer service", "north america"}
+
+
+def _comma_pieces(seg: str, taxonomy: Taxonomy) -> list[str]:
+    """Split "Fourth Grade Teacher, Wolfe Elementary School" at commas when it opens with a title.
+
+    "COMPANY, INC." and "Vice President, Sales" stay whole: a company suffix rejoins its
+    name, and a segment is only split when its first piece reads as a title and the rest
+    does not.
+    """
+    pieces = [p.strip() for p in seg.split(", ") if p.strip()]
+    if len(pieces) < 2:
+        return [seg]
+    merged: list[str] = []
+    for piece in pieces:
+        if merged and _SUFFIX_PIECE.match(piece):
+            merged[-1] = f"{merged[-1]}, {piece}"
+        else:
+            merged.append(piece)
+    if len(merged) < 2 or not taxonomy.looks_like_title(merged[0]) or _is_company(merged[0]):
+        return [seg]
+    rest = merged[1:]
+    if all(p.lower() in _DEPARTMENTS for p in rest):
+        return [seg]  # "Vice President, Sales": a title with its function
+    return merged
+
+
 def _title_score(text: str, taxonomy: Taxonomy) -> int:
     if taxonomy.normalize_title(text, strict=True):
         return 3
@@ -110,12 +145,7 @@ def _fields(parts: list[_Part], taxonomy: Taxonomy) -> tuple[str | None, str | N
                 location = location or loc
                 seg = rest
             if seg and len(seg) > 1 and not re.fullmatch(r"[\d\W]+", seg):
-                head, comma, tail = seg.partition(", ")
-                if comma and taxonomy.normalize_title(head, strict=True) and not taxonomy.looks_like_title(tail):
-                    segments.append(_Part(head, part.order))  # "Accountant, Sony Music"
-                    segments.append(_Part(tail, part.order))
-                else:
-                    segments.append(_Part(seg, part.order))
+                segments.extend(_Part(piece, part.order) for piece in _comma_pieces(seg, taxonomy))
     if not segments:
         return None, None, location
     scored = [(s, _title_score(s.text, taxonomy), _is_company(s.text)) for s in segments]
@@ -138,9 +168,9 @@ def _fields(parts: list[_Part], taxonomy: Taxonomy) -> tuple[str | None, str | N
     return title, company, location
 
 
-def _tidy(text: str | None) -> str | None:
-    if not text:
-        return None
+def _tidy(text: str | None, max_words: int = 10) -> str | None:
+    if not text or len(text.split()) > max_words:
+        return None  # a sentence, not a name or a title
     text = text.strip(" ,:-–—|")
     if text.isupper() and len(text) > 4:
         text = text.title()

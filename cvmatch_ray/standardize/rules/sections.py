@@ -117,7 +117,8 @@ _CV_HEADINGS: dict[Section, tuple[str, ...]] = {
         "career profile", "personal profile", "objective", "career objective", "objectives", "about me",
         "about", "overview", "executive summary", "personal statement", "summary of qualifications",
         "qualifications summary", "career summary", "profile summary", "professional overview",
-        "career overview", "introduction", "summary of experience",
+        "career overview", "introduction", "summary of experience", "career focus", "professional objective",
+        "executive overview", "career snapshot", "at a glance",
     ),
     Section.skills: (
         "skills", "technical skills", "key skills", "core skills", "skill set", "skillset", "skill sets",
@@ -127,7 +128,8 @@ _CV_HEADINGS: dict[Section, tuple[str, ...]] = {
         "core qualifications", "skills and abilities", "skills and expertise", "key competencies",
         "tools", "tools and technologies", "technical summary", "technical skill", "software",
         "programming languages", "areas of strength", "technical competencies", "additional skills",
-        "skill highlights", "relevant skills", "key qualifications", "qualifications",
+        "skill highlights", "relevant skills", "key qualifications", "qualifications", "core strengths",
+        "summary of skills", "areas of knowledge", "knowledge", "technical knowledge", "specialties", "specialities",
     ),
     Section.experience: (
         "experience", "work experience", "professional experience", "employment", "employment history",
@@ -171,6 +173,7 @@ _HEADING_KEYWORDS: tuple[tuple[str, Section], ...] = (
     ("certif", Section.certifications), ("licens", Section.certifications),
     ("language", Section.languages), ("project", Section.projects),
     ("skill", Section.skills), ("competenc", Section.skills), ("expertise", Section.skills),
+    ("strengths", Section.skills),
     ("proficienc", Section.skills), ("summary", Section.summary), ("profile", Section.summary),
     ("objective", Section.summary),
     ("award", Section.other), ("honor", Section.other), ("interest", Section.other),
