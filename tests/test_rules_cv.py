@@ -383,3 +383,30 @@ def test_batch_helper_keeps_going_past_errors(rules: RuleStandardizer) -> None:
     out = standardize_cvs(rules, [CV, "", INDEED])
     assert isinstance(out[0], CVProfile) and isinstance(out[2], CVProfile)
     assert isinstance(out[1], StandardizationError)
+
+
+def test_inline_dates_and_wrapped_bullets(rules: RuleStandardizer) -> None:
+    text = (
+        "JANE DOE\nBACKEND ENGINEER\njane@example.com , Austin, TX\n"
+        "EXPERIENCE\n"
+        "Backend Engineer Mar 2021 - Present\n"
+        "Plaid San Francisco, CA\n"
+        "• Built the ledger service in Go and PostgreSQL, reducing reconciliation time\n"
+        "across all payment rails\n"
+        "Software Engineer Jun 2018 - Feb 2021\n"
+        "Asana New York, NY\n"
+        "• Shipped search in Python\n"
+        "EDUCATION\n"
+        "UT Austin 2018\n"
+        "Bachelor of Science, Computer Science\n"
+    )
+    p = rules.standardize_cv(text)
+    assert p.contact.name == "Jane Doe"
+    assert [(e.title, e.company, e.location) for e in p.experience] == [
+        ("Backend Engineer", "Plaid", "San Francisco, CA"),
+        ("Software Engineer", "Asana", "New York, NY"),
+    ]
+    assert p.experience[0].responsibilities == [
+        "Built the ledger service in Go and PostgreSQL, reducing reconciliation time across all payment rails"]
+    (edu,) = p.education
+    assert (edu.institution, edu.year, edu.field) == ("UT Austin", 2018, "Computer Science")

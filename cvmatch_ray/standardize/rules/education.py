@@ -131,6 +131,16 @@ def parse_education(lines: list[str]) -> list[EducationEntry]:
                 years = [int(y) for y in YEAR_RE.findall(text)]
                 if years and entry["year"] is None:
                     entry["year"] = max(years)
+            prev = strip_bullet(lines[i - 1]) if i > 0 else ""
+            if entry["institution"] is None and YEAR_RE.search(prev) and not degree_level(prev) and not any(
+                    e["line"] == i - 1 for e in entries):
+                # "UC Berkeley 2019" above the degree: a school named without a keyword.
+                name = YEAR_RE.sub("", prev).strip(" ,-–|()")
+                if name and len(name.split()) <= 6 and name[:1].isupper() and not name.endswith("."):
+                    entry["institution"] = name
+                    years = [int(y) for y in YEAR_RE.findall(prev)]
+                    if years and entry["year"] is None:
+                        entry["year"] = max(years)
             continue
         inst = _institution(line)
         if inst and not any(e["institution"] == inst or i - e["line"] <= 2 for e in entries):

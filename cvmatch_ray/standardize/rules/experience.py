@@ -47,8 +47,8 @@ class _Part:
 
 def _header_like(line: str) -> bool:
     """A short line that can be a title, company or location (not a sentence or a bullet)."""
-    if len(line) > 90 or len(line.split()) > 10:
-        return False
+    if len(line) > 90 or len(line.split()) > 10 or line[:1].islower():
+        return False  # a lower-case start is the wrapped tail of the previous bullet
     if line[:1] in "•·▪■►*" or re.match(r"^[-–]\s", line):
         return False
     return not (line.endswith(".") and not re.search(r"\b(?:inc|ltd|co|corp|llc)\.$", line, re.IGNORECASE))
@@ -74,12 +74,22 @@ def _is_company(text: str) -> int:
 
 
 def _split_location(text: str) -> tuple[str, str | None]:
-    """(text without its location tail, the location)."""
+    """(text without its location tail, the location).
+
+    With no separator between them ("Stripe San Francisco, CA"), the city takes at most two
+    words and the rest is left to be the company.
+    """
     m = _LOCATION_TAIL.search(text)
     if not m:
         return text, None
+    loc = " ".join(m.group(1).split())
     rest = text[:m.start()].strip(" ,-–|")
-    return rest, " ".join(m.group(1).split())
+    city, _, region = loc.partition(",")
+    words = city.split()
+    if not rest and len(words) > 2 and "City" not in words[-1:]:
+        rest, city = " ".join(words[:-2]), " ".join(words[-2:])
+        loc = f"{city},{region}"
+    return rest, loc
 
 
 _SUFFIX_PIECE = re.compile(r"^(?:inc|llc|llp|ltd|limited|corp|co|plc|gmbh|pvt\.?\s*ltd|s\.?a|ag)\.?$", re.IGNORECASE)
