@@ -1,0 +1,824 @@
+"""LanceDB tables: raw documents, standardized CVs and JDs, match results.
+
+Four tables, each created with an explicit pyarrow schema the first time it is written:
+
+- ``documents``: the raw uploaded bytes, stored before any processing so that an accepted
+  upload survives a crash of the pipeline that follows.
+- ``cvs``: one row per CV: its text, its profile as JSON (the pydantic model is the row
+  content), the flattened features the vectorized scorer reads (skills, months of
+  experience, education rank, titles) and its three section vectors.
+- ``jds``: the same for job descriptions.
+- ``matches``: one row per (job, CV) scored, with the ``MatchResult`` as JSON.
+
+Writes are idempotent upserts (``merge_insert`` on the key) and batched: one commit per
+call, never per row. The key columns carry Lance's ``unenforced-primary-key`` marker so that
+two processes (Ray workers) inserting the same new key at once conflict and retry instead of
+both committing a row: without it, concurrent inserts of one key leave duplicates
+(lance-format/lance#4585). Lance only supports single-column keys there, so ``matches``
+is keyed on one ``match_key`` column, ``"<job_id>:<cv_id>"``.
+
+The store works on any LanceDB URI: a local folder on a laptop, ``s3://``, ``gs://`` or
+``az://`` on a cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cvmatch_ray.schemas import (
+    CVProfile,
+    CVPublic,
+    CVStats,
+    JDProfile,
+    JDPublic,
+    MatchResult,
+    Provenance,
+)
+
+logger = logging.getLogger(__name__)
+
+DOCUMENTS = "documents"
+CVS = "cvs"
+JDS = "jds"
+MATCHES = "matches"
+
+# Section vectors as stored; the order is embed.SECTIONS (title, skills, experience).
+VECTOR_COLUMNS: tuple[str, ...] = ("vec_title", "vec_skills", "vec_experience")
+# What the vectorized scorer reads of each CV: no text, no PII.
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "cv_id",
+    "skills",
+    "experience_months",
+    "education_rank",
+    "titles",
+    *VECTOR_COLUMNS,
+)
+
+DocumentKind = Literal["cv", "jd"]
+_KINDS: frozenset[str] = frozenset({"cv", "jd"})
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_PRIMARY_KEY = {"lance-schema:unenforced-primary-key": "true"}
+
+# Document ids are the lowercase hex of a hash (document_id), or a UUID; job ids are
+# short names such as "job_<hex>". Anything else is rejected before it reaches a SQL
+# predicate: with no quote, space or backslash possible, quoting them is safe.
+_ID_RE = re.compile(r"[0-9a-f][0-9a-f-]{7,63}")
+_JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+# read_cv_features sends a `cv_id IN (...)` predicate while the ids are at most this share
+# of the table, and past it scans the projected columns and filters in Arrow. The IN cost
+# grows with the number of ids, the scan's with the table: on 10,000 CVs (2 CPUs) the two
+# cross at about 1,000 ids (IN: 300 ids 38 ms, 3,000 ids 211 ms; scan: 80-95 ms either way).
+# See benchmarks/bench_embed.py.
+SQL_IN_MAX_SHARE = 0.1
+
+
+class StoreSchemaError(RuntimeError):
+    """An existing table does not have the schema this code expects (e.g. another dim)."""
+
+
+# ------------------------------------------------------------------------------ ids
+
+
+def document_id(data: bytes | str) -> str:
+    """Content-derived id of a document: first 32 hex chars of the SHA-256 of its bytes.
+
+    The same bytes always give the same id, so re-uploading a file is idempotent. A JD
+    given as text is hashed as its UTF-8 bytes.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def text_hash(text: str) -> str:
+    """Hash of an extracted text (same form as ``document_id``): equal texts, equal hash."""
+    return document_id(text.encode("utf-8"))
+
+
+def validate_id(value: str, what: str = "id") -> str:
+    """Return ``value`` if it is a well-formed id (lowercase hex, optionally with dashes).
+
+    Raises:
+        ValueError: anything else, including values that could break out of a SQL string.
+    """
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
+        raise ValueError(f"invalid {what}: {str(value)[:80]!r} (expected lowercase hex)")
+    return value
+
+
+def validate_job_id(value: str) -> str:
+    """Return ``value`` if it is a well-formed job id (letters, digits, ``_``, ``-``).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if not isinstance(value, str) or not _JOB_ID_RE.fullmatch(value):
+        raise ValueError(f"invalid job_id: {str(value)[:80]!r} (expected letters, digits, '_' or '-')")
+    return value
+
+
+def _eq(column: str, value: str) -> str:
+    checked = validate_job_id(value) if column == "job_id" else validate_id(value, column)
+    return f"{column} = '{checked}'"
+
+
+def _in(column: str, values: Iterable[str]) -> str:
+    quoted = ", ".join(f"'{validate_id(v, column)}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+# -------------------------------------------------------------------------- schemas
+
+
+def _key(name: str) -> pa.Field:
+    return pa.field(name, pa.string(), nullable=False, metadata=_PRIMARY_KEY)
+
+
+def _vector_fields(dim: int) -> list[pa.Field]:
+    return [pa.field(name, pa.list_(pa.float32(), dim), nullable=False) for name in VECTOR_COLUMNS]
+
+
+def documents_schema() -> pa.Schema:
+    """Schema of the ``documents`` table (raw uploads)."""
+    return pa.schema(
+        [
+            _key("id"),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("filename", pa.string()),
+            pa.field("content_type", pa.string()),
+            pa.field("data", pa.large_binary(), nullable=False),
+            pa.field("size", pa.int64(), nullable=False),
+            pa.field("created_at", _TIMESTAMP, nullable=False),
+        ]
+    )
+
+
+def cvs_schema(dim: int) -> pa.Schema:
+    """Schema of the ``cvs`` table for ``dim``-dimensional section vectors."""
+    return pa.schema(
+        [
+            _key("cv_id"),
+            pa.field("content_hash", pa.string(), nullable=False),
+            pa.field("filename", pa.string()),
+            pa.field("text", pa.large_string(), nullable=False),
+            pa.field("profile_json", pa.large_string(), nullable=False),
+            pa.field("stats_json", pa.string(), nullable=False),
+            pa.field("provenance_json", pa.string(), nullable=False),
+            pa.field("flags", pa.list_(pa.string()), nullable=False),
+            pa.field("skills", pa.list_(pa.string()), nullable=False),
+            pa.field("experience_months", pa.int32(), nullable=False),
+            pa.field("education_rank", pa.int8(), nullable=False),
+            pa.field("titles", pa.list_(pa.string()), nullable=False),
+            *_vector_fields(dim),
+            pa.field("created_at", _TIMESTAMP, nullable=False),
+        ]
+    )
+
+
+def jds_schema(dim: int) -> pa.Schema:
+    """Schema of the ``jds`` table for ``dim``-dimensional section vectors."""
+    return pa.schema(
+        [
+            _key("jd_id"),
+            pa.field("content_hash", pa.string(), nullable=False),
+            pa.field("filename", pa.string()),
+            pa.field("text", pa.large_string(), nullable=False),
+            pa.field("profile_json", pa.large_string(), nullable=False),
+            pa.field("provenance_json", pa.string(), nullable=False),
+            *_vector_fields(dim),
+            pa.field("created_at", _TIMESTAMP, nullable=False),
+        ]
+    )
+
+
+def matches_schema() -> pa.Schema:
+    """Schema of the ``matches`` table (one row per job and CV)."""
+    return pa.schema(
+        [
+            _key("match_key"),
+            pa.field("job_id", pa.string(), nullable=False),
+            pa.field("jd_id", pa.string(), nullable=False),
+            pa.field("cv_id", pa.string(), nullable=False),
+            pa.field("score", pa.float64(), nullable=False),
+            pa.field("result_json", pa.large_string(), nullable=False),
+            pa.field("created_at", _TIMESTAMP, nullable=False),
+        ]
+    )
+
+
+def _rows_to_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Column-wise Arrow table from row dicts; vectors go through one numpy stack each."""
+    arrays: list[pa.Array] = []
+    for f in schema:
+        if pa.types.is_fixed_size_list(f.type):
+            dim = f.type.list_size
+            matrix = np.stack([np.asarray(r[f.name], dtype=np.float32) for r in rows]) if rows else np.zeros((0, dim))
+            flat = pa.array(np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1), pa.float32())
+            arrays.append(pa.FixedSizeListArray.from_arrays(flat, list_size=dim))
+        else:
+            arrays.append(pa.array([r[f.name] for r in rows], type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def feature_matrix(table: pa.Table, column: str) -> np.ndarray:
+    """A fixed-size-list vector column of ``table`` as a ``[rows, dim]`` float32 array."""
+    col = table.column(column)
+    dim = col.type.list_size
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    # flatten() honours the array's offset (a slice), unlike .values.
+    return arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
+
+
+# -------------------------------------------------------------------------- records
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_vectors(vectors: np.ndarray, owner: str) -> np.ndarray:
+    v = np.asarray(vectors, dtype=np.float32)
+    if v.ndim != 2 or v.shape[0] != len(VECTOR_COLUMNS):
+        raise ValueError(f"{owner} vectors must have shape [{len(VECTOR_COLUMNS)}, dim], got {v.shape}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{owner} vectors contain NaN or infinity")
+    return v
+
+
+def _vectors_from_row(row: Mapping[str, Any]) -> np.ndarray:
+    return np.asarray([row[name] for name in VECTOR_COLUMNS], dtype=np.float32)
+
+
+@dataclass(kw_only=True)
+class StoredDocument:
+    """A raw uploaded document (the bytes as received)."""
+
+    id: str
+    kind: DocumentKind
+    data: bytes
+    filename: str | None = None
+    content_type: str | None = None
+    created_at: datetime | None = None
+
+    @classmethod
+    def new(
+        cls,
+        data: bytes | str,
+        *,
+        kind: DocumentKind,
+        filename: str | None = None,
+        content_type: str | None = None,
+    ) -> StoredDocument:
+        """A document for ``data``, its id derived from the bytes (text as UTF-8)."""
+        raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        return cls(id=document_id(raw), kind=kind, data=raw, filename=filename, content_type=content_type)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def to_row(self) -> dict[str, Any]:
+        """This document as a ``documents`` row."""
+        if self.kind not in _KINDS:
+            raise ValueError(f"document kind must be 'cv' or 'jd', got {self.kind!r}")
+        return {
+            "id": validate_id(self.id),
+            "kind": self.kind,
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "data": self.data,
+            "size": self.size,
+            "created_at": self.created_at or _now(),
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> StoredDocument:
+        """Inverse of ``to_row``."""
+        return cls(
+            id=row["id"],
+            kind=row["kind"],
+            data=row["data"],
+            filename=row["filename"],
+            content_type=row["content_type"],
+            created_at=row["created_at"],
+        )
+
+
+@dataclass(kw_only=True)
+class CVRecord:
+    """Everything stored about one CV.
+
+    ``vectors`` is ``[3, dim]`` float32, rows in ``embed.SECTIONS`` order.
+    """
+
+    cv_id: str
+    filename: str | None
+    text: str
+    profile: CVProfile
+    stats: CVStats
+    provenance: Provenance
+    flags: list[str] = field(default_factory=list)
+    vectors: np.ndarray
+    created_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.vectors = _check_vectors(self.vectors, "CV")
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of the extracted text: spots the same CV uploaded as PDF and as DOCX."""
+        return text_hash(self.text)
+
+    def to_row(self) -> dict[str, Any]:
+        """This CV as a ``cvs`` row (vectors as numpy rows)."""
+        row: dict[str, Any] = {
+            "cv_id": validate_id(self.cv_id, "cv_id"),
+            "content_hash": self.content_hash,
+            "filename": self.filename,
+            "text": self.text,
+            "profile_json": self.profile.model_dump_json(),
+            "stats_json": self.stats.model_dump_json(),
+            "provenance_json": self.provenance.model_dump_json(),
+            "flags": list(self.flags),
+            "skills": self.profile.skill_names,
+            "experience_months": self.profile.total_experience_months,
+            "education_rank": self.profile.highest_education.rank,
+            "titles": self.profile.titles,
+            "created_at": self.created_at or _now(),
+        }
+        for i, name in enumerate(VECTOR_COLUMNS):
+            row[name] = self.vectors[i]
+        return row
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> CVRecord:
+        """Inverse of ``to_row`` (also accepts rows from ``pa.Table.to_pylist()``)."""
+        return cls(
+            cv_id=row["cv_id"],
+            filename=row["filename"],
+            text=row["text"],
+            profile=CVProfile.model_validate_json(row["profile_json"]),
+            stats=CVStats.model_validate_json(row["stats_json"]),
+            provenance=Provenance.model_validate_json(row["provenance_json"]),
+            flags=list(row["flags"] or []),
+            vectors=_vectors_from_row(row),
+            created_at=row["created_at"],
+        )
+
+    def to_public(self) -> CVPublic:
+        """The API view of this CV (no text, no vectors)."""
+        return CVPublic(
+            cv_id=self.cv_id,
+            filename=self.filename,
+            profile=self.profile,
+            stats=self.stats,
+            provenance=self.provenance,
+            flags=list(self.flags),
+            created_at=self.created_at,
+        )
+
+
+@dataclass(kw_only=True)
+class JDRecord:
+    """Everything stored about one job description (``vectors`` as in ``CVRecord``)."""
+
+    jd_id: str
+    filename: str | None
+    text: str
+    profile: JDProfile
+    provenance: Provenance
+    vectors: np.ndarray
+    created_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.vectors = _check_vectors(self.vectors, "JD")
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of the JD's text."""
+        return text_hash(self.text)
+
+    def to_row(self) -> dict[str, Any]:
+        """This JD as a ``jds`` row (vectors as numpy rows)."""
+        row: dict[str, Any] = {
+            "jd_id": validate_id(self.jd_id, "jd_id"),
+            "content_hash": self.content_hash,
+            "filename": self.filename,
+            "text": self.text,
+            "profile_json": self.profile.model_dump_json(),
+            "provenance_json": self.provenance.model_dump_json(),
+            "created_at": self.created_at or _now(),
+        }
+        for i, name in enumerate(VECTOR_COLUMNS):
+            row[name] = self.vectors[i]
+        return row
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> JDRecord:
+        """Inverse of ``to_row``."""
+        return cls(
+            jd_id=row["jd_id"],
+            filename=row["filename"],
+            text=row["text"],
+            profile=JDProfile.model_validate_json(row["profile_json"]),
+            provenance=Provenance.model_validate_json(row["provenance_json"]),
+            vectors=_vectors_from_row(row),
+            created_at=row["created_at"],
+        )
+
+    def to_public(self) -> JDPublic:
+        """The API view of this JD."""
+        return JDPublic(
+            jd_id=self.jd_id,
+            filename=self.filename,
+            profile=self.profile,
+            provenance=self.provenance,
+            created_at=self.created_at,
+        )
+
+
+# ---------------------------------------------------------------------------- store
+
+
+def _reopen(
+    uri: str, dim: int, read_consistency_interval: timedelta | None, storage_options: dict[str, str] | None
+) -> Store:
+    return Store(uri, dim=dim, read_consistency_interval=read_consistency_interval, storage_options=storage_options)
+
+
+class Store:
+    """The LanceDB database of one cvmatch deployment.
+
+    Cheap to create; tables are opened lazily and cached. A ``Store`` pickles as its
+    arguments, so a Ray task or actor that receives one reconnects on its side.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        dim: int,
+        read_consistency_interval: timedelta | None = timedelta(0),
+        storage_options: dict[str, str] | None = None,
+    ) -> None:
+        """Connect to the database at ``uri``.
+
+        Args:
+            uri: LanceDB URI: a local folder, or ``s3://``, ``gs://``, ``az://``.
+            dim: dimension of the section vectors (the encoder's ``dim``).
+            read_consistency_interval: how stale a read may be. The default (zero)
+                makes every read see what other processes committed, which the API needs
+                to serve CVs that Ray workers just wrote; ``None`` never re-checks.
+            storage_options: object-store options (credentials, endpoint, region...).
+
+        Raises:
+            ValueError: ``dim`` is not positive.
+        """
+        if dim <= 0:
+            raise ValueError(f"dim must be positive, got {dim}")
+        self.uri = uri
+        self.dim = dim
+        self._read_consistency_interval = read_consistency_interval
+        self._storage_options = storage_options
+        self._db = lancedb.connect(
+            uri, read_consistency_interval=read_consistency_interval, storage_options=storage_options
+        )
+        self._schemas: dict[str, pa.Schema] = {
+            DOCUMENTS: documents_schema(),
+            CVS: cvs_schema(dim),
+            JDS: jds_schema(dim),
+            MATCHES: matches_schema(),
+        }
+        self._tables: dict[str, Any] = {}
+        # Serve replicas call one Store from several threads; guard the table cache.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, uri: str, dim: int) -> Store:
+        """Shorthand for ``Store(uri, dim=dim)``."""
+        return cls(uri, dim=dim)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_reopen, (self.uri, self.dim, self._read_consistency_interval, self._storage_options))
+
+    def __repr__(self) -> str:
+        return f"Store(uri={self.uri!r}, dim={self.dim})"
+
+    # ----------------------------------------------------------------- tables
+
+    def _table(self, name: str, *, create: bool) -> Any | None:
+        """The table ``name``; created when ``create``, else ``None`` if it does not exist."""
+        table = self._tables.get(name)
+        if table is not None:
+            return table
+        with self._lock:
+            table = self._tables.get(name)
+            if table is not None:
+                return table
+            schema = self._schemas[name]
+            if create:
+                # exist_ok: another process may have created it since; both then share it.
+                table = self._db.create_table(name, schema=schema, exist_ok=True)
+                logger.debug("table %s ready at %s", name, self.uri)
+            elif name in self._db:
+                table = self._db.open_table(name)
+            else:
+                return None
+            self._check_schema(name, table.schema, schema)
+            self._tables[name] = table
+            return table
+
+    @staticmethod
+    def _check_schema(name: str, actual: pa.Schema, expected: pa.Schema) -> None:
+        for f in expected:
+            idx = actual.get_field_index(f.name)
+            if idx < 0 or actual.field(idx).type != f.type:
+                found = actual.field(idx).type if idx >= 0 else "missing"
+                raise StoreSchemaError(
+                    f"table {name!r} column {f.name!r} is {found}, expected {f.type}"
+                    " (was the database written with another embedding model?)"
+                )
+
+    def _merge(self, name: str, key: str, rows: Sequence[Mapping[str, Any]], *, update: bool = True) -> None:
+        """Upsert ``rows`` into ``name`` on ``key`` in one commit."""
+        if not rows:
+            return
+        table = self._table(name, create=True)
+        data = _rows_to_table(rows, self._schemas[name])
+        builder = table.merge_insert(key)
+        if update:
+            builder = builder.when_matched_update_all()
+        result = builder.when_not_matched_insert_all().execute(data)
+        logger.debug(
+            "%s: merged %d rows (%d inserted, %d updated, %d attempts)",
+            name,
+            len(rows),
+            result.num_inserted_rows,
+            result.num_updated_rows,
+            result.num_attempts,
+        )
+
+    def _select(
+        self, name: str, where: str | None, columns: Sequence[str] | None = None, limit: int | None = None
+    ) -> pa.Table | None:
+        table = self._table(name, create=False)
+        if table is None:
+            return None
+        query = table.search()
+        if where is not None:
+            query = query.where(where)
+        if columns is not None:
+            query = query.select(list(columns))
+        return query.limit(limit).to_arrow()
+
+    def _delete(self, name: str, where: str) -> int:
+        table = self._table(name, create=False)
+        if table is None:
+            return 0
+        return int(table.delete(where).num_deleted_rows)
+
+    def optimize(self) -> None:
+        """Compact small fragments left by many small writes and prune old versions."""
+        for name in self._schemas:
+            table = self._table(name, create=False)
+            if table is not None:
+                table.optimize()
+
+    # -------------------------------------------------------------- documents
+
+    def put_documents(self, documents: Sequence[StoredDocument]) -> list[str]:
+        """Store raw documents durably (one commit); a document already stored is kept.
+
+        Returns:
+            The ids, in input order.
+        """
+        rows = [d.to_row() for d in documents]
+        # Same bytes, same id, same content: nothing to update, so insert-only.
+        unique = list({r["id"]: r for r in rows}.values())
+        self._merge(DOCUMENTS, "id", unique, update=False)
+        if rows:
+            logger.info("stored %d documents", len(unique))
+        return [r["id"] for r in rows]
+
+    def put_document(
+        self,
+        data: bytes | str,
+        *,
+        kind: DocumentKind,
+        filename: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        """Store one raw document and return its id (``document_id(data)``)."""
+        doc = StoredDocument.new(data, kind=kind, filename=filename, content_type=content_type)
+        return self.put_documents([doc])[0]
+
+    def get_document(self, doc_id: str) -> StoredDocument | None:
+        """The raw document ``doc_id``, or ``None``."""
+        table = self._select(DOCUMENTS, _eq("id", doc_id), limit=1)
+        if table is None or table.num_rows == 0:
+            return None
+        return StoredDocument.from_row(table.to_pylist()[0])
+
+    def has_document(self, doc_id: str) -> bool:
+        """Whether the raw document ``doc_id`` is stored."""
+        return self._count(DOCUMENTS, _eq("id", doc_id)) > 0
+
+    def _count(self, name: str, where: str | None = None) -> int:
+        table = self._table(name, create=False)
+        if table is None:
+            return 0
+        return int(table.count_rows(where))
+
+    # -------------------------------------------------------------------- CVs
+
+    def upsert_cvs(self, records: Sequence[CVRecord]) -> None:
+        """Insert or replace CVs by ``cv_id``, all in one commit.
+
+        Raises:
+            ValueError: a record has a bad id or vectors of the wrong dimension.
+        """
+        self._check_dims(records)
+        rows = [r.to_row() for r in records]
+        # A key twice in one merge makes its outcome undefined; the last one wins here.
+        self._merge(CVS, "cv_id", list({r["cv_id"]: r for r in rows}.values()))
+        if rows:
+            logger.info("upserted %d CVs", len(rows))
+
+    def get_cv(self, cv_id: str) -> CVRecord | None:
+        """The CV ``cv_id``, or ``None``."""
+        table = self._select(CVS, _eq("cv_id", cv_id), limit=1)
+        if table is None or table.num_rows == 0:
+            return None
+        return CVRecord.from_row(table.to_pylist()[0])
+
+    def has_cv(self, cv_id: str) -> bool:
+        """Whether the CV ``cv_id`` is stored."""
+        return self._count(CVS, _eq("cv_id", cv_id)) > 0
+
+    def list_cv_ids(self) -> list[str]:
+        """All stored CV ids, sorted."""
+        table = self._select(CVS, None, ["cv_id"])
+        return [] if table is None else sorted(set(table.column("cv_id").to_pylist()))
+
+    def count_cvs(self) -> int:
+        """Number of stored CVs."""
+        return self._count(CVS)
+
+    def filenames(self, cv_ids: Sequence[str]) -> dict[str, str | None]:
+        """Uploaded file names of the given CVs (one query); unknown ids are left out."""
+        wanted = list(dict.fromkeys(cv_ids))
+        if not wanted:
+            return {}
+        table = self._select(CVS, _in("cv_id", wanted), ["cv_id", "filename"])
+        if table is None:
+            return {}
+        return dict(zip(table.column("cv_id").to_pylist(), table.column("filename").to_pylist(), strict=True))
+
+    def read_cv_features(
+        self,
+        cv_ids: Sequence[str] | None = None,
+        *,
+        method: Literal["auto", "sql", "arrow"] = "auto",
+    ) -> pa.Table:
+        """The scoring columns (``FEATURE_COLUMNS``) of the given CVs, or of all of them.
+
+        Args:
+            cv_ids: which CVs; ``None`` for all. Unknown ids are skipped.
+            method: how a subset is filtered: ``"sql"`` pushes a ``cv_id IN (...)``
+                predicate into the scan, ``"arrow"`` scans the projected columns and
+                filters in Arrow; ``"auto"`` takes ``"sql"`` for up to
+                ``SQL_IN_MAX_SHARE`` of the table, else ``"arrow"`` (the faster of the two).
+
+        Returns:
+            A table with ``FEATURE_COLUMNS``, in no particular row order.
+
+        Raises:
+            ValueError: an id or ``method`` is malformed.
+        """
+        if method not in ("auto", "sql", "arrow"):
+            raise ValueError(f"method must be 'auto', 'sql' or 'arrow', got {method!r}")
+        columns = list(FEATURE_COLUMNS)
+        if cv_ids is not None:
+            wanted = list(dict.fromkeys(validate_id(i, "cv_id") for i in cv_ids))
+            if not wanted:
+                return self._schemas[CVS].empty_table().select(columns)
+            if method == "auto":
+                method = "sql" if len(wanted) <= SQL_IN_MAX_SHARE * self.count_cvs() else "arrow"
+            if method == "sql":
+                table = self._select(CVS, _in("cv_id", wanted), columns)
+            else:
+                table = self._select(CVS, None, columns)
+                if table is not None:
+                    table = table.filter(pc.is_in(table.column("cv_id"), value_set=pa.array(wanted, pa.string())))
+        else:
+            table = self._select(CVS, None, columns)
+        if table is None:
+            return self._schemas[CVS].empty_table().select(columns)
+        return table
+
+    def delete_cv(self, cv_id: str) -> bool:
+        """Remove a CV from ``cvs``, its raw document and its match rows.
+
+        Returns:
+            Whether anything was stored under ``cv_id``.
+        """
+        where = _eq("cv_id", cv_id)
+        removed = self._delete(CVS, where)
+        removed += self._delete(DOCUMENTS, _eq("id", cv_id))
+        matches = self._delete(MATCHES, where)
+        logger.info("deleted CV %s (%d rows, %d match rows)", cv_id, removed, matches)
+        return removed + matches > 0
+
+    def _check_dims(self, records: Sequence[CVRecord] | Sequence[JDRecord]) -> None:
+        for r in records:
+            if r.vectors.shape[1] != self.dim:
+                raise ValueError(f"vectors have dim {r.vectors.shape[1]}, store expects {self.dim}")
+
+    # -------------------------------------------------------------------- JDs
+
+    def upsert_jds(self, records: Sequence[JDRecord]) -> None:
+        """Insert or replace JDs by ``jd_id``, all in one commit."""
+        self._check_dims(records)
+        rows = [r.to_row() for r in records]
+        self._merge(JDS, "jd_id", list({r["jd_id"]: r for r in rows}.values()))
+        if rows:
+            logger.info("upserted %d JDs", len(rows))
+
+    def get_jd(self, jd_id: str) -> JDRecord | None:
+        """The JD ``jd_id``, or ``None``."""
+        table = self._select(JDS, _eq("jd_id", jd_id), limit=1)
+        if table is None or table.num_rows == 0:
+            return None
+        return JDRecord.from_row(table.to_pylist()[0])
+
+    def has_jd(self, jd_id: str) -> bool:
+        """Whether the JD ``jd_id`` is stored."""
+        return self._count(JDS, _eq("jd_id", jd_id)) > 0
+
+    def list_jd_ids(self) -> list[str]:
+        """All stored JD ids, sorted."""
+        table = self._select(JDS, None, ["jd_id"])
+        return [] if table is None else sorted(set(table.column("jd_id").to_pylist()))
+
+    def delete_jd(self, jd_id: str) -> bool:
+        """Remove a JD from ``jds``, its raw document and the match rows scored against it."""
+        removed = self._delete(JDS, _eq("jd_id", jd_id))
+        removed += self._delete(DOCUMENTS, _eq("id", jd_id))
+        matches = self._delete(MATCHES, _eq("jd_id", jd_id))
+        logger.info("deleted JD %s (%d rows, %d match rows)", jd_id, removed, matches)
+        return removed + matches > 0
+
+    # ---------------------------------------------------------------- matches
+
+    def write_matches(self, job_id: str, results: Sequence[MatchResult]) -> None:
+        """Store a job's match results, one row per CV; writing a CV again replaces it."""
+        validate_job_id(job_id)
+        now = _now()
+        rows: dict[str, dict[str, Any]] = {}
+        for r in results:
+            key = f"{job_id}:{validate_id(r.cv_id, 'cv_id')}"
+            rows[key] = {
+                "match_key": key,
+                "job_id": job_id,
+                "jd_id": validate_id(r.jd_id, "jd_id"),
+                "cv_id": r.cv_id,
+                "score": float(r.score),
+                "result_json": r.model_dump_json(),
+                "created_at": now,
+            }
+        self._merge(MATCHES, "match_key", list(rows.values()))
+        if rows:
+            logger.info("job %s: stored %d match results", job_id, len(rows))
+
+    def read_matches(self, job_id: str, *, limit: int | None = None) -> list[MatchResult]:
+        """A job's match results, best score first, ties by ``cv_id``.
+
+        Args:
+            job_id: the job.
+            limit: at most this many results (the top ones); ``None`` for all.
+        """
+        table = self._select(MATCHES, _eq("job_id", job_id), ["cv_id", "score", "result_json"])
+        if table is None or table.num_rows == 0:
+            return []
+        table = table.sort_by([("score", "descending"), ("cv_id", "ascending")])
+        if limit is not None:
+            table = table.slice(0, limit)
+        return [MatchResult.model_validate_json(s) for s in table.column("result_json").to_pylist()]
+
+    def count_matches(self, job_id: str) -> int:
+        """Number of match rows stored for ``job_id``."""
+        return self._count(MATCHES, _eq("job_id", job_id))

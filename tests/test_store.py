@@ -1,0 +1,429 @@
+"""The LanceDB store, on a real database in a temporary folder."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import pickle
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from cvmatch_ray.schemas import (
+    CVProfile,
+    CVStats,
+    EducationEntry,
+    EducationLevel,
+    ExperienceEntry,
+    JDProfile,
+    MatchResult,
+    Provenance,
+    ScoreBreakdown,
+    SkillMention,
+)
+from cvmatch_ray.store import (
+    FEATURE_COLUMNS,
+    CVRecord,
+    JDRecord,
+    Store,
+    StoreSchemaError,
+    document_id,
+    feature_matrix,
+    validate_id,
+    validate_job_id,
+)
+
+DIM = 8
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(str(tmp_path / "db"), dim=DIM)
+
+
+def _vectors(seed: int, dim: int = DIM) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((3, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _profile(i: int) -> CVProfile:
+    return CVProfile(
+        headline=f"Engineer {i}",
+        summary="Builds things.",
+        skills=[SkillMention(name="Python"), SkillMention(name=f"Skill{i}")],
+        experience=[ExperienceEntry(title="Developer", months=12 * i, responsibilities=["Wrote code."])],
+        total_experience_months=12 * i,
+        education=[EducationEntry(level=EducationLevel.bachelor)],
+    )
+
+
+def _cv(i: int, *, text: str | None = None, profile: CVProfile | None = None) -> CVRecord:
+    profile = profile or _profile(i)
+    return CVRecord(
+        cv_id=document_id(f"cv-{i}"),
+        filename=f"cv{i}.pdf",
+        text=text or f"CV number {i}",
+        profile=profile,
+        stats=CVStats.of(profile),
+        provenance=Provenance(backend="rules", extractor="pypdfium2"),
+        flags=["hidden_text"] if i % 2 else [],
+        vectors=_vectors(i),
+    )
+
+
+def _jd(i: int) -> JDRecord:
+    return JDRecord(
+        jd_id=document_id(f"jd-{i}"),
+        filename=None,
+        text=f"Job {i}",
+        profile=JDProfile(title="Data Engineer", required_skills=["Python"], min_years=2),
+        provenance=Provenance(),
+        vectors=_vectors(100 + i),
+    )
+
+
+def _match(cv_id: str, jd_id: str, score: float) -> MatchResult:
+    return MatchResult(
+        cv_id=cv_id,
+        jd_id=jd_id,
+        score=score,
+        breakdown=ScoreBreakdown(required_skills=1.0),
+        matched_skills=["Python"],
+        explanation=f"score {score}",
+    )
+
+
+# ------------------------------------------------------------------------------ ids
+
+
+def test_document_id() -> None:
+    a = document_id(b"%PDF-1.7 some bytes")
+    assert a == document_id(b"%PDF-1.7 some bytes")
+    assert len(a) == 32 and set(a) <= set("0123456789abcdef")
+    assert a != document_id(b"%PDF-1.7 other bytes")
+    assert document_id("Café job") == document_id("Café job".encode())
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "abc", "ABCDEF0123456789", "x' OR '1'='1", "0123456789abcdef'", "0123 4567 89ab", "é" * 10, None]
+)
+def test_invalid_ids_are_rejected(store: Store, bad) -> None:
+    with pytest.raises(ValueError):
+        validate_id(bad)
+    with pytest.raises(ValueError):
+        store.get_cv(bad)
+    with pytest.raises(ValueError):
+        store.read_cv_features([document_id(b"ok"), bad])
+    with pytest.raises(ValueError):
+        store.delete_cv(bad)
+
+
+def test_uuid_ids_are_valid() -> None:
+    assert validate_id("0b8f6c1e-3a5d-4c7e-9f10-2a3b4c5d6e7f") == "0b8f6c1e-3a5d-4c7e-9f10-2a3b4c5d6e7f"
+
+
+@pytest.mark.parametrize("good", ["job_0123456789abcdef", "ingest_ab12", "0b8f6c1e-3a5d", "J1"])
+def test_job_ids(good: str) -> None:
+    assert validate_job_id(good) == good
+
+
+@pytest.mark.parametrize("bad", ["", "_job", "job 1", "job'1", "job;--", "a" * 129, "jöb", None])
+def test_bad_job_ids(store: Store, bad) -> None:
+    with pytest.raises(ValueError):
+        validate_job_id(bad)
+    with pytest.raises(ValueError):
+        store.read_matches(bad)
+    with pytest.raises(ValueError):
+        store.write_matches(bad, [_match(document_id(b"a"), document_id(b"b"), 1)])
+
+
+def test_bad_record_ids_are_rejected_on_write(store: Store) -> None:
+    cv = _cv(1)
+    cv.cv_id = "not-an-id'"
+    with pytest.raises(ValueError):
+        store.upsert_cvs([cv])
+    with pytest.raises(ValueError):
+        store.write_matches("job 1", [_match(document_id(b"a"), document_id(b"b"), 1)])
+    with pytest.raises(ValueError):
+        store.write_matches(document_id(b"j"), [_match("CV1", document_id(b"b"), 1)])
+    assert store.count_cvs() == 0
+
+
+# ------------------------------------------------------------------------ documents
+
+
+def test_documents_round_trip_and_are_idempotent(store: Store) -> None:
+    data = b"%PDF-1.7\x00\xff binary"
+    doc_id = store.put_document(data, kind="cv", filename="cv.pdf", content_type="application/pdf")
+    assert doc_id == document_id(data)
+    assert store.has_document(doc_id)
+    again = store.put_document(data, kind="cv", filename="renamed.pdf")
+    assert again == doc_id
+    doc = store.get_document(doc_id)
+    assert doc is not None
+    assert doc.data == data and doc.size == len(data) and doc.kind == "cv"
+    # The first upload is kept as received.
+    assert doc.filename == "cv.pdf" and doc.content_type == "application/pdf"
+    assert doc.created_at is not None
+    jd_id = store.put_document("Ingénieur données recherché", kind="jd")
+    assert jd_id == document_id("Ingénieur données recherché".encode())
+    assert store.get_document(jd_id).data.decode("utf-8") == "Ingénieur données recherché"
+    assert store.get_document(document_id(b"never stored")) is None
+    with pytest.raises(ValueError):
+        store.put_document(b"x", kind="resume")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ CVs
+
+
+def test_empty_store_reads(store: Store) -> None:
+    assert store.count_cvs() == 0
+    assert store.list_cv_ids() == []
+    assert store.get_cv(document_id(b"x")) is None
+    assert not store.has_cv(document_id(b"x"))
+    assert store.read_matches(document_id(b"job")) == []
+    features = store.read_cv_features()
+    assert features.num_rows == 0 and features.column_names == list(FEATURE_COLUMNS)
+    assert store.read_cv_features([document_id(b"x")]).num_rows == 0
+    assert not store.delete_cv(document_id(b"x"))
+    # Reads create nothing.
+    assert not any((Path(store.uri)).glob("*.lance"))
+
+
+def test_cv_round_trip(store: Store) -> None:
+    cv = _cv(3)
+    store.upsert_cvs([cv])
+    got = store.get_cv(cv.cv_id)
+    assert got is not None
+    assert got.profile == cv.profile
+    assert got.stats == cv.stats
+    assert got.provenance == cv.provenance
+    assert got.flags == ["hidden_text"]
+    assert got.filename == "cv3.pdf" and got.text == "CV number 3"
+    assert got.content_hash == cv.content_hash
+    np.testing.assert_array_equal(got.vectors, cv.vectors)
+    assert got.created_at is not None
+    assert got.to_public().profile == cv.profile
+    assert store.has_cv(cv.cv_id)
+
+
+def test_upsert_is_idempotent_and_updates(store: Store) -> None:
+    first = _cv(1)
+    store.upsert_cvs([first])
+    store.upsert_cvs([first])
+    assert store.count_cvs() == 1
+    changed = _cv(1, text="Rewritten CV", profile=_profile(9))
+    store.upsert_cvs([changed])
+    assert store.count_cvs() == 1
+    got = store.get_cv(first.cv_id)
+    assert got.text == "Rewritten CV" and got.profile == _profile(9)
+    # The same id twice in one batch stores one row, the last one.
+    store.upsert_cvs([_cv(2), _cv(2, text="second copy")])
+    assert store.count_cvs() == 2
+    assert store.get_cv(_cv(2).cv_id).text == "second copy"
+
+
+def test_upsert_rejects_wrong_dimension(store: Store) -> None:
+    cv = _cv(1)
+    cv.vectors = _vectors(1, dim=DIM + 1)
+    with pytest.raises(ValueError, match="dim"):
+        store.upsert_cvs([cv])
+    with pytest.raises(ValueError):
+        CVRecord(**{**_cv(1).__dict__, "vectors": np.full((3, DIM), np.nan)})
+    with pytest.raises(ValueError):
+        CVRecord(**{**_cv(1).__dict__, "vectors": np.zeros((2, DIM))})
+
+
+def test_reopening_with_another_dim_fails_clearly(tmp_path: Path) -> None:
+    uri = str(tmp_path / "db")
+    Store(uri, dim=DIM).upsert_cvs([_cv(1)])
+    with pytest.raises(StoreSchemaError, match="vec_title"):
+        Store(uri, dim=384).count_cvs()
+
+
+def test_list_and_count(store: Store) -> None:
+    records = [_cv(i) for i in range(5)]
+    store.upsert_cvs(records)
+    assert store.count_cvs() == 5
+    assert store.list_cv_ids() == sorted(r.cv_id for r in records)
+    unknown = document_id(b"unknown")
+    assert store.filenames([records[4].cv_id, records[0].cv_id, unknown]) == {
+        records[4].cv_id: "cv4.pdf",
+        records[0].cv_id: "cv0.pdf",
+    }
+    assert store.filenames([]) == {}
+
+
+def test_read_cv_features_all_and_subset(store: Store) -> None:
+    records = [_cv(i) for i in range(1, 21)]
+    store.upsert_cvs(records)
+    by_id = {r.cv_id: r for r in records}
+
+    everything = store.read_cv_features()
+    assert everything.column_names == list(FEATURE_COLUMNS)
+    assert sorted(everything.column("cv_id").to_pylist()) == sorted(by_id)
+
+    wanted = [records[3].cv_id, records[7].cv_id, records[11].cv_id, document_id(b"unknown")]
+    for method in ("auto", "sql", "arrow"):
+        subset = store.read_cv_features(wanted, method=method)
+        ids = subset.column("cv_id").to_pylist()
+        assert sorted(ids) == sorted(wanted[:3]), method
+        matrix = feature_matrix(subset, "vec_skills")
+        assert matrix.shape == (3, DIM) and matrix.dtype == np.float32
+        for row, cv_id in enumerate(ids):
+            cv = by_id[cv_id]
+            np.testing.assert_array_equal(matrix[row], cv.vectors[1])
+            assert subset.column("skills")[row].as_py() == cv.profile.skill_names
+            assert subset.column("experience_months")[row].as_py() == cv.profile.total_experience_months
+            assert subset.column("education_rank")[row].as_py() == EducationLevel.bachelor.rank
+            assert subset.column("titles")[row].as_py() == cv.profile.titles
+    assert subset.schema.field("experience_months").type == pa.int32()
+    assert subset.schema.field("education_rank").type == pa.int8()
+    assert store.read_cv_features([]).num_rows == 0
+    with pytest.raises(ValueError):
+        store.read_cv_features(wanted, method="pandas")  # type: ignore[arg-type]
+
+
+def test_feature_matrix_of_a_slice() -> None:
+    values = np.arange(4 * DIM, dtype=np.float32)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(values), DIM)
+    table = pa.table({"vec_title": column}).slice(1, 2)
+    np.testing.assert_array_equal(feature_matrix(table, "vec_title"), values.reshape(4, DIM)[1:3])
+
+
+# ------------------------------------------------------------------------------ JDs
+
+
+def test_jd_round_trip_and_idempotent(store: Store) -> None:
+    jd = _jd(1)
+    store.upsert_jds([jd, _jd(2)])
+    store.upsert_jds([jd])
+    assert store.list_jd_ids() == sorted([jd.jd_id, _jd(2).jd_id])
+    got = store.get_jd(jd.jd_id)
+    assert got is not None and got.profile == jd.profile and got.provenance == jd.provenance
+    np.testing.assert_array_equal(got.vectors, jd.vectors)
+    assert got.to_public().jd_id == jd.jd_id
+    assert store.has_jd(jd.jd_id)
+    assert store.get_jd(document_id(b"nope")) is None
+
+
+# -------------------------------------------------------------------------- matches
+
+
+def test_matches_write_read_and_idempotent(store: Store) -> None:
+    job, other_job = "job_0123456789abcdef", "0b8f6c1e-3a5d-4c7e-9f10-2a3b4c5d6e7f"
+    jd_id = _jd(1).jd_id
+    a, b, c = (document_id(x) for x in (b"a", b"b", b"c"))
+    store.write_matches(job, [_match(a, jd_id, 50.0), _match(b, jd_id, 80.0), _match(c, jd_id, 50.0)])
+    store.write_matches(other_job, [_match(a, jd_id, 99.0)])
+    results = store.read_matches(job)
+    expected_ties = sorted([a, c])
+    assert [r.cv_id for r in results] == [b, *expected_ties]
+    assert results[0] == _match(b, jd_id, 80.0)
+    assert [r.cv_id for r in store.read_matches(job, limit=2)] == [b, expected_ties[0]]
+
+    # Writing a CV's result again replaces it: one row per (job, CV).
+    store.write_matches(job, [_match(c, jd_id, 90.0), _match(c, jd_id, 95.0)])
+    assert store.count_matches(job) == 3
+    assert [(r.cv_id, r.score) for r in store.read_matches(job)][0] == (c, 95.0)
+    assert [r.score for r in store.read_matches(other_job)] == [99.0]
+    store.write_matches(job, [])
+    assert store.count_matches(job) == 3
+
+
+# --------------------------------------------------------------------------- delete
+
+
+def test_delete_cv_removes_it_everywhere(store: Store) -> None:
+    keep, gone = _cv(1), _cv(2)
+    # The raw document of a CV is stored under the CV's id.
+    gone_bytes, keep_bytes = b"raw bytes of the gone CV", b"raw bytes of the kept CV"
+    gone.cv_id, keep.cv_id = document_id(gone_bytes), document_id(keep_bytes)
+    store.put_document(gone_bytes, kind="cv")
+    store.put_document(keep_bytes, kind="cv")
+    store.upsert_cvs([keep, gone])
+    job = document_id(b"job")
+    jd_id = _jd(1).jd_id
+    store.write_matches(job, [_match(keep.cv_id, jd_id, 10.0), _match(gone.cv_id, jd_id, 20.0)])
+
+    assert store.delete_cv(gone.cv_id)
+    assert store.get_cv(gone.cv_id) is None
+    assert not store.has_document(gone.cv_id)
+    assert [r.cv_id for r in store.read_matches(job)] == [keep.cv_id]
+    assert store.read_cv_features().column("cv_id").to_pylist() == [keep.cv_id]
+    assert store.has_cv(keep.cv_id) and store.has_document(keep.cv_id)
+    assert not store.delete_cv(gone.cv_id)
+
+
+def test_delete_jd(store: Store) -> None:
+    jd = _jd(1)
+    store.upsert_jds([jd])
+    store.write_matches(document_id(b"job"), [_match(document_id(b"a"), jd.jd_id, 1.0)])
+    assert store.delete_jd(jd.jd_id)
+    assert store.get_jd(jd.jd_id) is None
+    assert store.read_matches(document_id(b"job")) == []
+
+
+# ---------------------------------------------------------------- processes, threads
+
+
+def test_store_pickles_and_sees_other_writers(store: Store) -> None:
+    reader = pickle.loads(pickle.dumps(store))
+    assert reader.uri == store.uri and reader.dim == DIM
+    assert reader.count_cvs() == 0
+    store.upsert_cvs([_cv(1)])
+    # The reader opened its own connection before the write, and still sees it.
+    assert reader.count_cvs() == 1
+    assert reader.get_cv(_cv(1).cv_id).profile == _profile(1)
+    store.upsert_cvs([_cv(2)])
+    assert reader.read_cv_features().num_rows == 2
+
+
+def _upsert_worker(uri: str, start: int, barrier) -> None:
+    """One writer process: several batches that overlap the other writer's CVs."""
+    store = Store(uri, dim=DIM)
+    barrier.wait()
+    for batch in range(4):
+        first = start + batch * 3
+        store.upsert_cvs([_cv(i) for i in range(first, first + 6)])
+    store.write_matches(document_id(b"job"), [_match(_cv(i).cv_id, _jd(1).jd_id, 1.0) for i in range(10)])
+
+
+def test_two_processes_upsert_at_once(tmp_path: Path) -> None:
+    uri = str(tmp_path / "db")
+    ctx = mp.get_context("spawn")  # LanceDB runs its own threads: never fork it
+    barrier = ctx.Barrier(2)
+    # Worker 0 writes CVs 0..14, worker 1 writes 6..20: 6..14 are inserted by both.
+    procs = [ctx.Process(target=_upsert_worker, args=(uri, start, barrier)) for start in (0, 6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+    assert [p.exitcode for p in procs] == [0, 0]
+    store = Store(uri, dim=DIM)
+    ids = store.read_cv_features().column("cv_id").to_pylist()
+    assert sorted(ids) == sorted(_cv(i).cv_id for i in range(21))  # all landed, none twice
+    assert store.count_cvs() == 21
+    assert store.count_matches(document_id(b"job")) == 10
+
+
+def test_threads_share_one_store(store: Store) -> None:
+    errors: list[BaseException] = []
+
+    def write(offset: int) -> None:
+        try:
+            for k in range(3):
+                store.upsert_cvs([_cv(offset + k * 2 + j) for j in range(4)])
+        except BaseException as e:  # surfaced below; a thread cannot fail the test itself
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(offset,)) for offset in (0, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(store.list_cv_ids()) == sorted({_cv(i).cv_id for o in (0, 3) for i in range(o, o + 8)})
+    assert store.count_cvs() == len(store.list_cv_ids())
