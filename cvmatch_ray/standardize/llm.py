@@ -23,7 +23,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -64,6 +64,7 @@ __all__ = [
     "OpenAIStandardizer",
     "VLLMStandardizer",
     "llm_json_schema",
+    "make_llm_standardizer",
     "merge_jd_profiles",
     "merge_profiles",
 ]
@@ -524,7 +525,9 @@ class LLMStandardizer(Generic[P]):
             self.name, stats.documents, kind, stats.retried, stats.failed,
             stats.prompt_tokens, stats.completion_tokens, stats.seconds,
         )
-        return [r for r in results if r is not None]
+        if any(r is None for r in results):  # every path above sets its item; guard the invariant
+            raise AssertionError("an item of the batch got no result")
+        return results  # type: ignore[return-value]
 
     def _sampling(self, attempt: int) -> tuple[float, int]:
         """Temperature and seed of an attempt: greedy first, then a seeded re-sample."""
@@ -832,5 +835,14 @@ class OpenAIStandardizer(LLMStandardizer):
             return list(pool.map(self._post, bodies))
 
 
-def _make(kind: Literal["vllm", "openai"]) -> Callable[..., LLMStandardizer]:
-    return VLLMStandardizer.from_settings if kind == "vllm" else OpenAIStandardizer.from_settings
+def make_llm_standardizer(settings: Settings, **overrides: Any) -> LLMStandardizer:
+    """The LLM standardizer that ``settings.standardizer`` names ("vllm" or "openai").
+
+    Raises:
+        LLMBackendError: the setting names another backend, or the backend is not configured.
+    """
+    if settings.standardizer == "vllm":
+        return VLLMStandardizer.from_settings(settings, **overrides)
+    if settings.standardizer == "openai":
+        return OpenAIStandardizer.from_settings(settings, **overrides)
+    raise LLMBackendError(f"{settings.standardizer!r} is not an LLM backend")

@@ -252,14 +252,19 @@ def parse_experience(
                 break
         entries.append((start, end, r, parts))
         prev_body = end
+    # One lookup for the whole section; each entry takes the hits on its own lines.
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    hits = taxonomy.find_skills("\n".join(lines))
     out: list[ExperienceEntry] = []
     ranges: list[DateRange] = []
-    for k, (_, body_start, r, parts) in enumerate(entries):
+    for k, (header_start, body_start, r, parts) in enumerate(entries):
         body_end = entries[k + 1][0] if k + 1 < len(entries) else len(lines)
         body = lines[body_start:body_end]
         title, company, location = _fields(parts, taxonomy)
-        text = "\n".join([p.text for p in parts] + body)
-        skills = list(dict.fromkeys(h.canonical for h in taxonomy.find_skills(text)))
+        lo, hi = offsets[header_start], offsets[body_end]
+        skills = list(dict.fromkeys(h.canonical for h in hits if lo <= h.start < hi))
         out.append(
             ExperienceEntry(
                 title=_tidy(title),
