@@ -211,19 +211,19 @@ def _is_acronym(alias: str) -> bool:
     return bool(re.fullmatch(r"[A-Z][A-Z0-9&./-]*", alias)) and len(alias) <= 6
 
 
-def _read_blocked(src: Path) -> tuple[dict[str, list[str]], set[str]]:
-    """Blocked forms with their candidate canonicals, and the 'kept, needs context' forms."""
+def _read_blocked(src: Path) -> dict[str, list[str]]:
+    """Blocked forms with their candidate canonicals.
+
+    The file's "kept as alias, needs context" rows are not read: which of those must be
+    capitalised is decided by ``_CASED_KEEP`` (everyday words only, not "docker").
+    """
     blocked: dict[str, list[str]] = {}
-    needs_context: set[str] = set()
     with (src / "ambiguous_aliases.csv").open(encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f):
-            reason = row["reason"]
-            if reason.startswith("blocked"):
+            if row["reason"].startswith("blocked"):
                 cands = [c.strip() for c in row["other_candidates"].split(";") if c.strip()]
                 blocked[lookup_key(row["alias"])] = cands
-            elif reason.startswith("kept as alias, needs context"):
-                needs_context.add(lookup_key(row["alias"]))
-    return blocked, needs_context
+    return blocked
 
 
 def _read_concepts(src: Path) -> list[_Concept]:
@@ -306,41 +306,57 @@ def _derived_aliases(name: str, vocab: frozenset[str]) -> list[tuple[str, int]]:
     words = name.split()
     # "Oracle JavaServer Pages JSP": the acronym at the end names the product too.
     if (len(words) >= 3 and re.fullmatch(r"[A-Z][A-Z0-9]{2,5}", words[-1])
-            and words[-1] not in _GENERIC_ACRONYMS):
+            and words[-1] not in _GENERIC_ACRONYMS and not _ROMAN.match(words[-1])
+            and words[-1].lower() not in vocab):
         out.append((words[-1], UPPER))
         out.append((" ".join(words[:-1]), STRONG))
     return out
 
 
-def _alias_policy(alias: str, key: str, concept: _Concept, needs_context: set[str]) -> int | None:
+_ROMAN = re.compile(r"^[IVXL]+$")
+
+
+def _alias_policy(
+    alias: str, key: str, concept: _Concept, vocab: frozenset[str]
+) -> int | None:
     """How an alias may match, or None to leave it out."""
-    n_tokens = len(phrase_tokens(alias))
-    if n_tokens == 0 or n_tokens > MAX_ALIAS_TOKENS:
+    toks = phrase_tokens(alias)
+    if not toks or len(toks) > MAX_ALIAS_TOKENS:
         return None
     if concept.curated:
         return CASED if key in _CASED_KEEP else STRONG
-    if n_tokens > 1:
-        toks = phrase_tokens(alias)
+    is_canonical = key == lookup_key(concept.canonical)
+    if len(toks) > 1:
         if toks[0] in _FUNCTION_WORDS or toks[-1] in _FUNCTION_WORDS:
             return None  # label debris such as "and procedures"
+        if key in vocab:
+            return None  # "use RS" has the key of the word "users"
+        if concept.priority == _SOURCE_PRIORITY["onet_tech"] and not is_canonical and all(t in vocab for t in toks):
+            return None  # "Loss Prevention" as the short name of one vendor's product
         return STRONG
-    if len(key) <= 2:
-        return None  # "IT", "AS": two letters from a broad source are never worth it
+    if len(key) <= 2 or _ROMAN.match(alias):
+        return None  # "IT", "AS", "III": too short or a numeral
+    if key in vocab:
+        # An English word ("profile", "assembly"): only the concept's own name, or a
+        # language name, and only in a skills context.
+        linguist = concept.priority == _SOURCE_PRIORITY["linguist"]
+        return CONTEXT if is_canonical or linguist else None
     if _is_acronym(alias):
         return UPPER
     if _is_plain_word(alias):
         # A lone word that is only an alternative label ("processes" for "perform
         # ground-handling maintenance procedures") is more often noise than the skill.
-        return CONTEXT if key == lookup_key(concept.canonical) else None
+        return CONTEXT if is_canonical else None
     return STRONG
 
 
 def build_skills(src: Path) -> dict:
     """The skills part of the built lookup, as a JSON-ready dict."""
-    blocked, needs_context = _read_blocked(src)
+    blocked = _read_blocked(src)
     concepts = _read_concepts(src)
     # Curated first, so that equal keys go to the curated concept.
     concepts.sort(key=lambda c: c.priority)
+    vocab = _english_vocabulary(concepts)
     by_name = {c.canonical: c for c in concepts}
     extra_policy: dict[str, int] = {}
     for canonical, category, items in _read_extras():
@@ -377,7 +393,7 @@ def build_skills(src: Path) -> dict:
             if not key or key in blocked:
                 stats["blocked_or_empty"] += 1
                 continue
-            policy = extra_policy.get(key) if key in extra_policy else _alias_policy(alias, key, concept, needs_context)
+            policy = extra_policy.get(key) if key in extra_policy else _alias_policy(alias, key, concept, vocab)
             if policy is None:
                 stats["dropped"] += 1
                 continue
@@ -400,7 +416,6 @@ def build_skills(src: Path) -> dict:
             prev[2].append(spaced)
 
     # Derived O*NET names come after every alias the sources wrote, so they never take a key.
-    vocab = _english_vocabulary(concepts)
     for concept in concepts:
         idx = canon_index.get(concept.canonical)
         if idx is None or concept.priority != _SOURCE_PRIORITY["onet_tech"]:
