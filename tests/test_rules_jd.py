@@ -121,3 +121,23 @@ def test_education_level(text: str, level: EducationLevel) -> None:
 def test_empty_jd_is_an_error() -> None:
     with pytest.raises(StandardizationError):
         RuleStandardizer().standardize_jd("")
+
+
+@pytest.mark.parametrize(
+    ("first_line", "title"),
+    [
+        ("Job Description Associate Consultant - Node JS Architect", "Associate Consultant - Node JS Architect"),
+        ("Manager, Data Science-2307001016W", "Manager, Data Science"),
+        ("Position: Java Developer (REQ-123456)", "Java Developer"),
+    ],
+)
+def test_title_is_tidied(first_line: str, title: str) -> None:
+    jd = RuleStandardizer().standardize_jd(first_line + "\nWe use Python and SQL daily.")
+    assert jd.title == title
+
+
+def test_company_blurb_skills_are_not_requirements() -> None:
+    text = ("Data Analyst\nRequirements\n- SQL and Tableau\n"
+            "About us\nOur platform runs on Kubernetes and Scala.\n")
+    jd = RuleStandardizer().standardize_jd(text)
+    assert set(jd.required_skills) == {"SQL", "Tableau"}

@@ -13,6 +13,8 @@ What is kept, and why (measured on the dotin resume NER set, see
   which must be capitalised or sit in a skills context.
 * O*NET "Tools Used" rows are physical tools (anvils, brooms, catheters): dropped.
 * ESCO language concepts ("Danish") are dropped: languages have their own CV field.
+* ESCO transversal skills ("be responsible", "help people", "work-life balance") are
+  dropped: soft-skill phrases that any sentence contains add noise to matching.
 * ESCO, O*NET technology and Linguist rows are kept, but a single plain word from those
   sources counts only if it is the concept's own name ("accounting", "logistics"), and then
   only in a skills context (a skills section, or a list next to other skills); a bare
@@ -153,8 +155,6 @@ Event management | Business | event management; event planning; event coordinati
 Curriculum development | Education | curriculum development; curriculum design; lesson planning
 Classroom management | Education | classroom management
 Patient care | Healthcare | patient care; patient assessment
-Problem solving | Soft skill | problem solving; problem-solving; ~problem-solving skills
-Teamwork | Soft skill | ~teamwork; team work; team player
 """
 
 # Title additions the README lists as missing, and aliases the sources get wrong for CVs.
@@ -236,6 +236,10 @@ def _read_concepts(src: Path) -> list[_Concept]:
             category = row["category"]
             if "language skills and knowledge" in category and "curated" not in sources:
                 continue  # "Danish", "apply foreign languages...": CVProfile.languages covers these
+            if "transversal skills" in category and "curated" not in sources:
+                # "be responsible", "help people", "work-life balance": soft skills that any
+                # JD or CV sentence mentions; they add noise to matching, not signal.
+                continue
             priority = min(_SOURCE_PRIORITY.get(s, 5) for s in sources)
             aliases = [row["canonical"], *(a for a in row["aliases"].split("|") if a.strip())]
             concepts.append(

@@ -165,6 +165,8 @@ def parse_jd(lines: list[str], taxonomy: Taxonomy, *, today: date | None = None)
     title = next((m.group(1) for ln in lines if (m := _TITLE_LINE.match(strip_bullet(ln)))), None)
     location = next((m.group(1) for ln in lines if (m := _LOCATION_LINE.match(strip_bullet(ln)))), None)
     for part, part_lines in parts:
+        if part == Part.other:
+            continue  # "About us", "Benefits": the company's stack is not the candidate's
         for raw in part_lines:
             line = strip_bullet(raw)
             if not line:
@@ -195,6 +197,8 @@ def parse_jd(lines: list[str], taxonomy: Taxonomy, *, today: date | None = None)
                 duties.append(line)
     if title is None:
         title = _guess_title(lines, taxonomy)
+    if title:
+        title = _tidy_title(title)
     if not duties:
         duties = about
     for name in required:
@@ -214,6 +218,15 @@ def parse_jd(lines: list[str], taxonomy: Taxonomy, *, today: date | None = None)
         location=clean_line(location, 120) or None,
         seniority=level,
     )
+
+
+def _tidy_title(title: str) -> str:
+    """A title without a leading "Job Description" label or a trailing requisition number."""
+    title = re.sub(r"^(?:job\s+description|job\s+title|job\s+opening|position|vacancy|hiring)\s*[:\-–]?\s+", "",
+                   title, flags=re.IGNORECASE)
+    title = re.sub(r"\s*[-–#(]*\s*(?:req(?:uisition)?\.?\s*(?:id|no)?[\s:#-]*)?[A-Z]*\d{5,}\w*\)?\s*$", "",
+                   title, flags=re.IGNORECASE)
+    return title.strip(" -–|:")
 
 
 def _guess_title(lines: list[str], taxonomy: Taxonomy) -> str | None:
