@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     embed_num_gpus: float = Field(0.0, ge=0, description="GPU share of one embedding actor, e.g. 0.25.")
     embed_actors: int = Field(1, gt=0, description="Embedding actors in the Ray Data pool.")
     ingest_batch_size: int = Field(16, gt=0, description="Documents per Ray Data batch.")
+    standardize_actors: int = Field(1, gt=0, description="Standardizer actors in the Ray Data pool.")
+    match_chunk_cpus: float = Field(0.5, gt=0, description="CPUs per matching chunk task.")
+    match_parallelism: int = Field(4, gt=0, description="Matching chunks in flight at once per job.")
 
     # --- HTTP API ------------------------------------------------------------------
     api_keys: list[str] = Field(

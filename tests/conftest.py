@@ -1,10 +1,106 @@
-"""Shared fixtures: one bundled embedding model and one Ray instance per test session."""
+"""Shared fixtures: one Ray head per test session, the bundled embedding model, example files.
+
+The Ray head is a real ``ray start --head`` (with the dashboard, so the Jobs API tests can
+submit to it) holding one logical GPU, so fractional-GPU scheduling is exercised on a CPU
+machine. Set ``CVMATCH_TEST_RAY_ADDRESS`` to reuse a head that is already running.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
 
 # Nothing may be downloaded from a model hub: the bundled MiniLM loads from site-packages.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class RayCluster:
+    address: str  # GCS address for ray.init
+    dashboard_url: str  # for the Jobs API
+    temp_dir: str
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory) -> Iterator[RayCluster]:
+    """A real local Ray head (CPU + one logical GPU) that the whole session shares."""
+    import ray
+
+    existing = os.environ.get("CVMATCH_TEST_RAY_ADDRESS")
+    if existing:
+        ray.init(address=existing, namespace="cvmatch", log_to_driver=False)
+        yield RayCluster(existing, os.environ.get("CVMATCH_TEST_DASHBOARD", "http://127.0.0.1:8265"), "")
+        ray.shutdown()
+        return
+
+    port, dash = _free_port(), _free_port()
+    # A short temp dir: Ray's socket paths must stay under the 107-byte AF_UNIX limit.
+    temp_dir = f"/tmp/cvr{os.getpid()}"
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    head = subprocess.Popen(
+        [
+            ray_bin, "start", "--head", "--block",
+            f"--port={port}", "--node-ip-address=127.0.0.1",
+            "--num-cpus=4", "--num-gpus=1",
+            "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+            f"--temp-dir={temp_dir}", "--disable-usage-stats",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ | {"RAY_USAGE_STATS_ENABLED": "0"},
+    )
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            ray.init(address=address, namespace="cvmatch", log_to_driver=False)
+            break
+        except (ConnectionError, RuntimeError):
+            if head.poll() is not None or time.monotonic() > deadline:
+                head.kill()
+                raise
+            time.sleep(1)
+    try:
+        yield RayCluster(address, f"http://127.0.0.1:{dash}", temp_dir)
+    finally:
+        ray.shutdown()
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The bundled all-MiniLM-L6-v2, loaded once per session."""
+    from cvmatch_ray.embed import Embedder
+
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def examples_dir() -> Path:
+    return EXAMPLES
