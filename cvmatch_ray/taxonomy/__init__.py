@@ -88,11 +88,11 @@ class Taxonomy:
                 raise TaxonomyError(f"{name} data has version {payload.get('version')!r}, "
                                     f"expected {_FORMAT_VERSION}: rebuild taxonomy/data")
         self._categories: list[str] = skills["categories"]
-        self._concepts: list[tuple[str, int]] = list(zip(skills["concepts"], skills["concept_categories"]))
+        self._concepts: list[tuple[str, int]] = list(zip(skills["concepts"], skills["concept_categories"], strict=True))
         self._canon_index: dict[str, int] = {c: i for i, c in enumerate(skills["concepts"])}
         policies = [int(p) for p in skills["alias_policies"]]
         self._aliases: dict[str, tuple[int, int]] = dict(
-            zip(skills["alias_keys"].split("\n"), zip(skills["alias_concepts"], policies))
+            zip(skills["alias_keys"].split("\n"), zip(skills["alias_concepts"], policies, strict=True), strict=True)
         )
         self._prefixes: frozenset[str] = frozenset(skills["prefixes"].split("\n"))
         self._max_tokens: int = skills["max_tokens"]

@@ -19,7 +19,7 @@ from cvmatch_ray.standardize.rules.sections import HeadingTable, match_heading, 
 from cvmatch_ray.taxonomy import Taxonomy
 
 
-class Part(str, enum.Enum):
+class Part(enum.StrEnum):
     """What a JD section asks for."""
 
     intro = "intro"
