@@ -410,3 +410,25 @@ def test_inline_dates_and_wrapped_bullets(rules: RuleStandardizer) -> None:
         "Built the ledger service in Go and PostgreSQL, reducing reconciliation time across all payment rails"]
     (edu,) = p.education
     assert (edu.institution, edu.year, edu.field) == ("UT Austin", 2018, "Computer Science")
+
+
+@pytest.mark.parametrize(
+    ("line", "name"),
+    [
+        ("Amélie Dubois-Lefèvre", "Amélie Dubois-Lefèvre"),
+        ("Trina Mosciski, M.ED.", "Trina Mosciski"),
+        ("Name: Peter S. Gutierrez", "Peter S. Gutierrez"),
+        ("Jane Roe | jane@x.org | +1 555 123 4567", "Jane Roe"),
+        ("San Mateo, CA", None),
+        ("JOB SEEKER", None),
+        ("SAFETY INTERN", None),
+        ("Senior Accountant", None),
+        ("Curriculum Vitae", None),
+        ("Microsoft Office Specialist", None),
+    ],
+)
+def test_name_candidates(line: str, name: str | None) -> None:
+    from cvmatch_ray.standardize.rules.contact import name_candidate
+    from cvmatch_ray.taxonomy import load_taxonomy
+
+    assert name_candidate(line, load_taxonomy()) == name

@@ -24,7 +24,8 @@ _NAME_WORD = re.compile(r"^(?:[A-ZÀ-ÖØ-Þ][\w'’.-]*|[A-ZÀ-ÖØ-Þ]\.|(?:de
 _NOT_NAME_WORDS = frozenset(
     """resume résumé cv curriculum vitae profile page address phone mobile email e-mail contact street road
     avenue city state objective summary name linkedin github portfolio tel cell date birth nationality
-    template sample personal information details of and the for in at to with""".split()
+    template sample personal information details of and the for in at to with seeker seeking career highlights
+    student internship training applicant example your""".split()
 )
 _CREDENTIALS = re.compile(
     r",?\s*\b(?:M\.?\s?ED|MBA|PhD|Ph\.D|MD|M\.D|RN|CPA|PMP|MSc|BSc|MS|BS|MA|BA|Jr|Sr|II|III|PE|CFA|Esq)\b\.?\s*$",
@@ -97,7 +98,10 @@ def name_candidate(line: str, taxonomy: Taxonomy) -> str | None:
             return None
         line = first
     line = _CREDENTIALS.sub("", line).strip(" ,;|-")
+    if re.search(r",\s*(?:[A-Z]{2}\b|\d{5})", line):
+        return None  # "San Mateo, CA": an address line
     line = line.split(",")[0].strip()
+    line = re.sub(r"\s+X{3,}$", "", line)  # a masked surname
     words = line.split()
     if not 2 <= len(words) <= 5:
         return None

@@ -40,6 +40,8 @@ Block = tuple[Section, str | None, list[str]]
 def _unescape_bytes(m: re.Match[str]) -> str:
     raw = bytes(int(h, 16) for h in re.findall(r"[0-9a-fA-F]{2}", m.group()))
     decoded = raw.decode("utf-8", errors="ignore")
+    if decoded.isalnum():
+        return decoded  # "R\xc3\x89SUM\xc3\x89" is one word
     return f" {decoded} " if decoded else " "
 
 
