@@ -1,0 +1,97 @@
+"""The cvmatch CLI on the example documents: the README's main job and the JSON contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cvmatch_ray.cli import app
+
+runner = CliRunner()
+RESULT_KEYS = {"cv_id", "file", "score", "breakdown", "matched_skills", "missing_required", "missing_preferred"}
+
+
+def _json(result) -> list[dict]:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("clidb"))
+
+
+def test_rank_puts_the_cv_written_for_the_job_first(examples_dir: Path, db: str):
+    jd = examples_dir / "jds" / "senior_python_backend.txt"
+    rows = _json(runner.invoke(app, ["rank", "--jd", str(jd), "--cvs", str(examples_dir / "cvs"), "--db", db, "--json"]))
+    assert Path(rows[0]["file"]).name == "amelie_dubois_backend.pdf"
+    assert len(rows) == len(list((examples_dir / "cvs").iterdir()))
+    for row in rows:
+        assert RESULT_KEYS <= row.keys()
+        assert 0 <= row["score"] <= 100
+    scores = [r["score"] for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    assert "Python" in rows[0]["matched_skills"]
+
+
+def test_rank_is_the_same_every_time(examples_dir: Path, db: str):
+    args = ["rank", "--jd", str(examples_dir / "jds" / "senior_python_backend.txt"), "--cvs", str(examples_dir / "cvs"), "--db", db, "--json"]
+    assert _json(runner.invoke(app, args)) == _json(runner.invoke(app, args))
+
+
+def test_accountant_jd_prefers_the_accountant(examples_dir: Path, db: str):
+    jd = examples_dir / "jds" / "staff_accountant.md"
+    if not jd.exists():
+        pytest.skip("no accountant JD in examples/")
+    rows = _json(runner.invoke(app, ["rank", "--jd", str(jd), "--cvs", str(examples_dir / "cvs"), "--db", db, "--json"]))
+    assert Path(rows[0]["file"]).name == "jose_garcia_accountant.txt"
+
+
+def test_bad_files_appear_with_an_error_and_do_not_stop_the_rest(examples_dir: Path, tmp_path: Path):
+    folder = tmp_path / "cvs"
+    folder.mkdir()
+    (folder / "good.txt").write_bytes((examples_dir / "cvs" / "jose_garcia_accountant.txt").read_bytes())
+    for bad in (examples_dir / "bad").iterdir():
+        (folder / bad.name).write_bytes(bad.read_bytes())
+    rows = _json(
+        runner.invoke(app, ["rank", "--jd", str(examples_dir / "jds" / "senior_python_backend.txt"), "--cvs", str(folder), "--db", str(tmp_path / "db"), "--json"])
+    )
+    assert [Path(r["file"]).name for r in rows if "error" not in r] == ["good.txt"]
+    errors = {Path(r["file"]).name: r["error"] for r in rows if "error" in r}
+    assert set(errors) == {p.name for p in (examples_dir / "bad").iterdir()}
+    assert all(e.startswith("extract: ") for e in errors.values())
+
+
+def test_ingest_is_idempotent_and_match_reads_the_store(examples_dir: Path, tmp_path: Path):
+    db = str(tmp_path / "db")
+    first = _json(runner.invoke(app, ["ingest", str(examples_dir / "cvs"), "--db", db, "--json"]))
+    again = _json(runner.invoke(app, ["ingest", str(examples_dir / "cvs"), "--db", db, "--json"]))
+    assert [r["id"] for r in first] == [r["id"] for r in again]
+    [jd] = _json(runner.invoke(app, ["ingest", str(examples_dir / "jds" / "senior_python_backend.txt"), "--kind", "jd", "--db", db, "--json"]))
+    rows = _json(runner.invoke(app, ["match", "--jd-id", jd["id"], "--db", db, "--json", "--top", "3"]))
+    assert len(rows) == 3 and RESULT_KEYS <= rows[0].keys()
+    assert Path(rows[0]["file"]).name == "amelie_dubois_backend.pdf"
+    one = _json(runner.invoke(app, ["match", "--jd-id", jd["id"], "--cv-id", first[1]["id"], "--cv-id", "f" * 32, "--db", db, "--json"]))
+    assert one[0]["cv_id"] == first[1]["id"] and one[1] == {"cv_id": "f" * 32, "file": None, "error": "no stored CV with this id"}
+
+
+def test_unknown_jd_is_a_usage_error(tmp_path: Path):
+    result = runner.invoke(app, ["match", "--jd-id", "0" * 32, "--db", str(tmp_path / "db")])
+    assert result.exit_code == 2
+    assert "no JD" in result.output
+
+
+def test_parse_json_contract(examples_dir: Path):
+    files = [examples_dir / "cvs" / "jonas_muller_data.docx", examples_dir / "bad" / "encrypted.pdf"]
+    rows = _json(runner.invoke(app, ["parse", *map(str, files), "--json"]))
+    assert rows[0]["file"].endswith("jonas_muller_data.docx") and "profile" in rows[0]
+    assert rows[0]["profile"]["contact"]["name"] == "Jonas Müller"
+    assert "error" in rows[1] and "encrypt" in rows[1]["error"].lower()
+
+
+def test_every_input_failing_exits_1(examples_dir: Path):
+    result = runner.invoke(app, ["parse", str(examples_dir / "bad" / "empty.txt"), "--json"])
+    assert result.exit_code == 1
