@@ -432,3 +432,10 @@ def test_name_candidates(line: str, name: str | None) -> None:
     from cvmatch_ray.taxonomy import load_taxonomy
 
     assert name_candidate(line, load_taxonomy()) == name
+
+
+def test_labelled_entry_fields(rules: RuleStandardizer) -> None:
+    text = ("Experience\nClient: Cisco Systems\nRole: Functional Consultant\nDuration: Jan 2016 - Mar 2018\n"
+            "Team size: 15\nConfigured SAP modules.\n")
+    (entry,) = rules.standardize_cv(text).experience
+    assert (entry.title, entry.company, entry.months) == ("Functional Consultant", "Cisco Systems", 27)

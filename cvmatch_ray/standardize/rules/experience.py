@@ -92,6 +92,16 @@ def _split_location(text: str) -> tuple[str, str | None]:
     return rest, loc
 
 
+_LABEL = re.compile(
+    r"^(role|designation|position|job\s+title|title|client|company|employer|organi[sz]ation|firm|duration|period|"
+    r"team\s+size|environment|responsibilities|description|project(?:\s+name)?|technologies|tools)\s*[:\-–]\s*(.*)$",
+    re.IGNORECASE,
+)
+_LABEL_KIND = {
+    "role": "title", "designation": "title", "position": "title", "job": "title", "title": "title",
+    "client": "company", "company": "company", "employer": "company", "organisation": "company",
+    "organization": "company", "firm": "company",
+}
 _SUFFIX_PIECE = re.compile(r"^(?:inc|llc|llp|ltd|limited|corp|co|plc|gmbh|pvt\.?\s*ltd|s\.?a|ag)\.?$", re.IGNORECASE)
 
 
@@ -139,7 +149,16 @@ def _fields(parts: list[_Part], taxonomy: Taxonomy) -> tuple[str | None, str | N
     """Title, company and location from the header parts of one entry."""
     segments: list[_Part] = []
     location: str | None = None
+    labelled: dict[str, str] = {}
     for part in parts:
+        m = _LABEL.match(part.text.strip())
+        if m:
+            # "Role: Functional Consultant", "Client: Cisco Systems", "Team size: 15".
+            kind = _LABEL_KIND.get(m.group(1).lower().split()[0])
+            value = m.group(2).strip(" ,:-–|")
+            if kind and value and kind not in labelled:
+                labelled[kind] = value
+            continue
         for seg in _SEGMENT_SPLIT.split(part.text):
             seg = seg.strip(" ,:-–—|•·")
             if not seg:
@@ -157,7 +176,7 @@ def _fields(parts: list[_Part], taxonomy: Taxonomy) -> tuple[str | None, str | N
             if seg and len(seg) > 1 and not re.fullmatch(r"[\d\W]+", seg):
                 segments.extend(_Part(piece, part.order) for piece in _comma_pieces(seg, taxonomy))
     if not segments:
-        return None, None, location
+        return labelled.get("title"), labelled.get("company"), location
     scored = [(s, _title_score(s.text, taxonomy), _is_company(s.text)) for s in segments]
     title_part = max(
         (x for x in scored if x[1] > 0 and x[2] < 3),
@@ -175,7 +194,7 @@ def _fields(parts: list[_Part], taxonomy: Taxonomy) -> tuple[str | None, str | N
         others = [x for x in rest if x is not company_part]
         title = others[0][0].text
     company = company_part[0].text if company_part else None
-    return title, company, location
+    return labelled.get("title", title), labelled.get("company", company), location
 
 
 def _tidy(text: str | None, max_words: int = 10) -> str | None:
