@@ -92,9 +92,11 @@ def test_similar_texts_are_closer_than_unrelated(embedder: Embedder) -> None:
     assert float(a @ b) > float(b @ c) + 0.2
 
 
-def test_rejects_bad_batch_size() -> None:
+def test_rejects_bad_batch_size_and_threads() -> None:
     with pytest.raises(ValueError):
         Embedder(batch_size=0)
+    with pytest.raises(ValueError):
+        Embedder(num_threads=0)
 
 
 def test_embed_sections_is_one_encode_call(embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
