@@ -1,0 +1,348 @@
+"""HTTP API latency and throughput, on loopback against the Serve application.
+
+Usage::
+
+    python benchmarks/bench_api.py DATA_PATH [--clients 16] [--uploads 64] [--match-cvs 10000]
+
+``DATA_PATH`` is a folder of CV files (PDF, DOCX, text), e.g. the livecareer PDFs of the
+shared dev data. The script starts a local Ray and the app on a free port, with its data in
+a temporary folder, and measures, each next to a baseline from the same run:
+
+1. durable raw-bytes storage, the step a background upload waits for: ``Store.put_document``
+   (one LanceDB commit per upload) against a blob file (``serve/blobs.py``), 16 writers;
+2. upload latency p50/p99 with ``background_processing=true`` under 16 concurrent clients
+   (target p50 <= 50 ms, p99 <= 250 ms), against ``false`` on other files of the same set;
+   CVs processed per minute in both modes;
+3. p99 of ``/api/health`` and ``/api/matching-progress`` while a matching job over
+   ``--match-cvs`` synthetic stored CVs runs, against the same calls on an idle server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+logger = logging.getLogger("bench_api")
+
+SUFFIXES = {".pdf", ".docx", ".txt", ".md", ".html", ".htm"}
+JD_TEXT = """Senior Software Engineer
+
+Requirements:
+- 5+ years of experience in software development
+- Python, SQL, Docker and Kubernetes
+- Experience with AWS
+
+Nice to have: Kafka, Spark, React
+
+Responsibilities:
+- Design, build and operate backend services
+- Mentor engineers and review code
+Bachelor's degree in Computer Science.
+"""
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def list_files(root: Path) -> list[Path]:
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    if not files:
+        raise SystemExit(f"no CV files ({', '.join(sorted(SUFFIXES))}) under {root}")
+    return files
+
+
+async def run_clients(
+    n_clients: int, items: Sequence[object], call: Callable[[httpx.AsyncClient, object], Awaitable[None]], url: str
+) -> tuple[list[float], float]:
+    """Run ``call`` on every item with ``n_clients`` concurrent clients; (latencies, wall)."""
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+    latencies: list[float] = []
+
+    async def worker() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(600.0)) as client:
+            while True:
+                try:
+                    item = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                start = time.perf_counter()
+                await call(client, item)
+                latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(n_clients)))
+    return latencies, time.perf_counter() - start
+
+
+async def hammer(url: str, paths: Sequence[str], n_clients: int, stop: Callable[[], bool], min_s: float = 2.0) -> dict[str, list[float]]:
+    """Call ``paths`` round-robin from ``n_clients`` clients until ``stop()``; latencies per path."""
+    out: dict[str, list[float]] = {p: [] for p in paths}
+    began = time.monotonic()
+
+    async def worker(i: int) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(60.0)) as client:
+            k = i
+            while not stop() or time.monotonic() - began < min_s:
+                path = paths[k % len(paths)]
+                k += 1
+                start = time.perf_counter()
+                r = await client.get(path)
+                out[path].append(time.perf_counter() - start)
+                if r.status_code != 200:
+                    raise RuntimeError(f"{path}: HTTP {r.status_code}")
+
+    await asyncio.gather(*(worker(i) for i in range(n_clients)))
+    return out
+
+
+# ---------------------------------------------------------- 1. raw-bytes storage
+
+
+def bench_raw_storage(docs: Sequence[bytes], writers: int) -> dict[str, list[float]]:
+    """Per-call latency of storing each document durably, ``writers`` at a time."""
+    from cvmatch_ray.serve.blobs import BlobStore
+    from cvmatch_ray.store import Store, document_id
+
+    out: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as d:
+        store = Store(d, dim=8)
+        blobs = BlobStore(d)
+        store.put_document(b"warm-up", kind="cv")
+        for name, put in (
+            ("lancedb put_document", lambda data: store.put_document(data, kind="cv")),
+            ("blob file (pyarrow.fs)", lambda data: blobs.put("cv", document_id(data), data)),
+        ):
+            def timed(data: bytes, put=put) -> float:
+                start = time.perf_counter()
+                put(data)
+                return time.perf_counter() - start
+
+            with ThreadPoolExecutor(writers) as pool:
+                out[name] = list(pool.map(timed, docs))
+    return out
+
+
+# ----------------------------------------------------------------- 3. synthetic CVs
+
+
+def synthetic_cvs(store, n: int, *, seed: int = 0, batch: int = 1000) -> None:
+    """Write ``n`` synthetic CV rows (random skills, experience and unit vectors)."""
+    from cvmatch_ray.schemas import CVProfile, CVStats, ExperienceEntry, Provenance, SkillMention
+    from cvmatch_ray.store import CVRecord
+
+    rng = np.random.default_rng(seed)
+    pool = ["Python", "SQL", "Docker", "Kubernetes", "AWS", "Kafka", "Spark", "React", "Java", "Go", "Linux", "Git"]
+    provenance = Provenance(backend="synthetic")
+    for start in range(0, n, batch):
+        records = []
+        for i in range(start, min(n, start + batch)):
+            skills = sorted(set(rng.choice(pool, size=int(rng.integers(2, 8)), replace=False).tolist()))
+            months = int(rng.integers(0, 240))
+            profile = CVProfile(
+                headline="Software Engineer",
+                skills=[SkillMention(name=s) for s in skills],
+                experience=[ExperienceEntry(title="Engineer", months=months, responsibilities=["Built things"])],
+                total_experience_months=months,
+            )
+            v = rng.standard_normal((3, store.dim)).astype(np.float32)
+            v /= np.linalg.norm(v, axis=1, keepdims=True)
+            records.append(
+                CVRecord(
+                    cv_id=f"{i:032x}",
+                    filename=None,
+                    text=f"synthetic cv {i}",
+                    profile=profile,
+                    stats=CVStats.of(profile),
+                    provenance=provenance,
+                    vectors=v,
+                )
+            )
+        store.upsert_cvs(records)
+
+
+# -------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data_path", type=Path, help="folder of CV files (PDF, DOCX, text)")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--uploads", type=int, default=64, help="uploads per mode (two disjoint sets of files)")
+    parser.add_argument("--match-cvs", type=int, default=10_000)
+    parser.add_argument("--chunk-size", type=int, default=50)
+    parser.add_argument("--num-cpus", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--db", type=Path, default=None, help="data dir (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import ray
+    from ray import serve
+
+    from cvmatch_ray.serve.app import APP_NAME, AppArgs, build_app
+    from cvmatch_ray.store import Store
+
+    files = list_files(args.data_path)
+    need = 2 * args.uploads + 2
+    if len(files) < need:
+        raise SystemExit(f"need {need} files under {args.data_path}, found {len(files)}")
+    warm, background_files, sync_files = files[:2], files[2 : 2 + args.uploads], files[2 + args.uploads : need]
+
+    raw = bench_raw_storage([f.read_bytes() for f in files[: max(64, args.uploads)]], args.clients)
+
+    tmp = tempfile.TemporaryDirectory(prefix="bench_api_")
+    data_dir = str(args.db or tmp.name)
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False, namespace="cvmatch", log_to_driver=False)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    t0 = time.perf_counter()
+    serve.run(build_app(AppArgs(data_dir=data_dir, recover_every_s=0)), name=APP_NAME, route_prefix="/")
+    startup = time.perf_counter() - t0
+    rows: list[tuple[str, str, str, str, str]] = []
+    try:
+        with httpx.Client(base_url=url, timeout=600) as client:
+            for f in warm:  # loads the models and warms every code path once
+                client.post("/api/upload-cv", files={"file": (f.name, f.read_bytes())}, data={"background_processing": "false"})
+            dim = client.get("/api/health").json()["embedding_dim"]
+
+        # ---- 2. uploads
+        cv_ids: list[str] = []
+
+        async def upload_background(client: httpx.AsyncClient, f: object) -> None:
+            path = f  # type: ignore[assignment]
+            r = await client.post("/api/upload-cv", files={"file": (path.name, path.read_bytes())},
+                                  data={"background_processing": "true"})
+            if r.status_code not in (200, 202):
+                raise RuntimeError(f"upload: HTTP {r.status_code} {r.text[:200]}")
+            cv_ids.append(r.json()["cv_id"])
+
+        async def upload_sync(client: httpx.AsyncClient, f: object) -> None:
+            path = f  # type: ignore[assignment]
+            r = await client.post("/api/upload-cv", files={"file": (path.name, path.read_bytes())},
+                                  data={"background_processing": "false"})
+            if r.status_code not in (200, 422):  # a refused document is an answer too
+                raise RuntimeError(f"upload: HTTP {r.status_code} {r.text[:200]}")
+
+        async def background_phase() -> tuple[list[float], float, float]:
+            start = time.perf_counter()
+            lat, wall = await run_clients(args.clients, background_files, upload_background, url)
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                pending = set(cv_ids)
+                while pending:
+                    for cv_id in list(pending):
+                        r = await client.get(f"/api/cv-upload-progress/{cv_id}")
+                        if r.json()["step"] in ("done", "failed"):
+                            pending.discard(cv_id)
+                    await asyncio.sleep(0.2)
+            return lat, wall, time.perf_counter() - start
+
+        bg_lat, bg_wall, bg_done = asyncio.run(background_phase())
+        sync_lat, sync_wall = asyncio.run(run_clients(args.clients, sync_files, upload_sync, url))
+
+        # ---- 3. health and progress under a matching job
+        store = Store(data_dir, dim=dim)
+        t1 = time.perf_counter()
+        synthetic_cvs(store, args.match_cvs)
+        synth_s = time.perf_counter() - t1
+        with httpx.Client(base_url=url, timeout=600) as client:
+            jd_id = client.post("/api/upload-jd", json={"text": JD_TEXT}).json()["jd_id"]
+            small = client.post("/api/match", json={"jd_id": jd_id, "cv_ids": cv_ids[:5]}).json()["job_id"]
+            while client.get(f"/api/matching-progress/{small}").json()["status"] not in ("succeeded", "failed"):
+                time.sleep(0.1)
+        paths_idle = ["/api/health", f"/api/matching-progress/{small}"]
+        idle = asyncio.run(hammer(url, paths_idle, args.clients, stop=lambda: True, min_s=5.0))
+
+        with httpx.Client(base_url=url, timeout=600) as client:
+            job_start = time.perf_counter()
+            job_id = client.post("/api/match", json={"jd_id": jd_id, "chunk_size": args.chunk_size}).json()["job_id"]
+        done = threading.Event()
+
+        def watch() -> None:
+            with httpx.Client(base_url=url, timeout=600) as client:
+                while client.get(f"/api/matching-progress/{job_id}").json()["status"] not in ("succeeded", "failed", "cancelled"):
+                    time.sleep(0.05)
+            done.set()
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        busy = asyncio.run(hammer(url, ["/api/health", f"/api/matching-progress/{job_id}"], args.clients, stop=done.is_set))
+        watcher.join()
+        job_s = time.perf_counter() - job_start
+        with httpx.Client(base_url=url, timeout=600) as client:
+            final = client.get(f"/api/matching-progress/{job_id}").json()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        tmp.cleanup()
+
+    # ---- report
+    lance, blob = raw["lancedb put_document"], raw["blob file (pyarrow.fs)"]
+    print(f"\nServe app up in {startup:.1f} s; {args.clients} concurrent clients; {len(files)} files in {args.data_path}\n")
+    print(f"{'measurement':<52} {'p50 ms':>9} {'p99 ms':>9} {'n':>7} {'ratio p50':>10}")
+    print("-" * 91)
+
+    def row(name: str, values: Sequence[float], base: Sequence[float] | None) -> None:
+        ratio = f"{pct(values, 50) / pct(base, 50):.2f}x" if base else "baseline"
+        print(f"{name:<52} {ms(pct(values, 50)):>9} {ms(pct(values, 99)):>9} {len(values):>7} {ratio:>10}")
+
+    row("raw bytes: LanceDB Store.put_document", lance, None)
+    row("raw bytes: blob file (fsync + rename)", blob, lance)
+    row("upload-cv background_processing=false", sync_lat, None)
+    row("upload-cv background_processing=true", bg_lat, sync_lat)
+    health_idle = idle["/api/health"]
+    prog_idle = idle[paths_idle[1]]
+    row("GET /api/health, idle", health_idle, None)
+    row(f"GET /api/health, during {args.match_cvs}-CV match job", busy["/api/health"], health_idle)
+    row("GET /api/matching-progress, idle", prog_idle, None)
+    row(f"GET /api/matching-progress, during the job", busy[f"/api/matching-progress/{job_id}"], prog_idle)
+    print()
+    bg_rate = 60 * len(background_files) / bg_done
+    sync_rate = 60 * len(sync_files) / sync_wall
+    print(f"{'throughput':<52} {'CVs/min':>9}")
+    print("-" * 62)
+    print(f"{'background: accepted -> all done':<52} {bg_rate:>9.1f}")
+    print(f"{'synchronous: request -> stored':<52} {sync_rate:>9.1f}   ratio bg/sync {bg_rate / sync_rate:.2f}x")
+    print(f"\nbackground accept of {len(background_files)} uploads took {bg_wall:.2f} s; processing all took {bg_done:.2f} s")
+    print(f"match job: {final['total']} CVs in {final['total_chunks']} chunks, {final['status']} in {job_s:.1f} s "
+          f"({final['seconds_per_chunk'] or 0:.3f} s/chunk); synthetic rows written in {synth_s:.1f} s")
+    target = pct(bg_lat, 50) <= 0.050 and pct(bg_lat, 99) <= 0.250
+    print(f"background upload target (p50 <= 50 ms, p99 <= 250 ms): {'met' if target else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

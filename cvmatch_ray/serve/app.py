@@ -1,0 +1,110 @@
+"""The Serve application: one builder composes the ingress with the model deployments.
+
+Use it from a config file (resources per deployment live there)::
+
+    serve run serve_config.yaml            # laptop: CPU, offline, ./cvmatch_data
+    serve run serve_config.gpu.yaml        # GPU node: embedder and vLLM on GPU shares
+
+or from Python / the CLI::
+
+    from cvmatch_ray.serve.app import AppArgs, run_app
+    run_app(AppArgs(data_dir="/data/cvmatch"), port=8000)
+
+This module deliberately does not use ``from __future__ import annotations``: Serve reads
+the builder's parameter annotation at runtime to turn a config's ``args:`` into ``AppArgs``.
+"""
+
+import logging
+from typing import Literal, Optional
+
+import ray
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
+
+from cvmatch_ray.config import Settings
+from cvmatch_ray.progress import resolve_data_dir
+from cvmatch_ray.serve.deployments import EmbedderDeployment, ExtractorDeployment, StandardizerDeployment
+from cvmatch_ray.serve.ingress import APIIngress
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "cvmatch"
+
+
+class AppArgs(BaseModel):
+    """Arguments of the application (a config's ``args:``): overrides of ``Settings``.
+
+    Every field left ``None`` keeps what ``Settings`` reads from the ``CVMATCH_*``
+    environment or its default.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: Optional[str] = Field(None, description="LanceDB URI (folder or s3://...); default ./cvmatch_data.")
+    standardizer: Optional[Literal["rules", "vllm", "openai"]] = None
+    embedding_model: Optional[str] = None
+    embedding_device: Optional[str] = Field(None, description='e.g. "cuda" when the Embedder has a GPU share.')
+    embedding_batch_size: Optional[int] = Field(None, gt=0)
+    max_upload_bytes: Optional[int] = Field(None, gt=0)
+    api_keys: Optional[list[str]] = Field(None, description="Accepted X-API-Key values; empty = no auth.")
+    ray_namespace: Optional[str] = None
+    match_chunk_size: Optional[int] = Field(None, gt=0)
+    match_parallelism: Optional[int] = Field(None, gt=0)
+    match_chunk_cpus: Optional[float] = Field(None, gt=0)
+    recover_every_s: float = Field(
+        60.0, ge=0, description="How often the ingress looks for uploads a dead replica left unfinished; 0 = never."
+    )
+
+    def to_settings(self, base: Optional[Settings] = None) -> Settings:
+        """The settings these arguments describe, ``data_dir`` made absolute.
+
+        Args:
+            base: settings to override; ``None`` reads them from the environment now.
+        """
+        overrides = self.model_dump(exclude_none=True, exclude={"recover_every_s"})
+        settings = (base or Settings()).model_copy(update=overrides)
+        # Replicas and Ray tasks run in other working directories: pin a relative path
+        # to what it means here.
+        return settings.model_copy(update={"data_dir": resolve_data_dir(settings.data_dir)})
+
+
+def build_app(args: AppArgs) -> Application:
+    """The cvmatch application: ``APIIngress`` over ``Extractor``, ``Standardizer``, ``Embedder``.
+
+    Usable as ``import_path: cvmatch_ray.serve.app:build_app`` with ``args:`` in a Serve
+    config (Serve validates the dict into ``AppArgs``). Resources are the decorators'
+    laptop defaults unless the config's ``deployments:`` section overrides them.
+    """
+    if isinstance(args, dict):  # called from Python with a plain dict
+        args = AppArgs.model_validate(args)
+    settings = args.to_settings()
+    extractor = ExtractorDeployment.bind(settings)
+    standardizer = StandardizerDeployment.bind(settings)
+    embedder = EmbedderDeployment.bind(settings)
+    return APIIngress.bind(settings, extractor, standardizer, embedder, recover_every_s=args.recover_every_s)
+
+
+def run_app(
+    args: Optional[AppArgs] = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    blocking: bool = False,
+) -> DeploymentHandle:
+    """Start Ray (if needed) and Serve on ``host:port`` and deploy the application.
+
+    What ``cvmatch serve`` calls. Connects to ``settings.ray_address`` (a local Ray when
+    ``None``); with ``blocking`` it serves until interrupted.
+
+    Returns:
+        The ingress handle (once the application is running).
+    """
+    args = args or AppArgs()
+    settings = args.to_settings()
+    if not ray.is_initialized():
+        ray.init(address=settings.ray_address, namespace=settings.ray_namespace)
+    serve.start(http_options={"host": host, "port": port})
+    logger.info("serving cvmatch on http://%s:%d (docs at /docs)", host, port)
+    return serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=blocking)

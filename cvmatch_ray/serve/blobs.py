@@ -1,0 +1,160 @@
+"""Raw uploads as blob files under the data directory (a local folder or ``s3://``...).
+
+Why not the LanceDB ``documents`` table: an upload must be durable before the API answers
+202, and a Lance commit per upload costs tens of milliseconds and serializes concurrent
+uploads on the table's commit (see ``benchmarks/bench_api.py``, which measures both). One
+file per upload is one ``write + fsync + rename`` on a local disk and one ``PUT`` on an
+object store, and uploads never contend.
+
+Layout: ``<data_dir>/blobs/<kind>/<id[:2]>/<id>``; the two-character fan-out keeps
+directories small. Kinds: ``cv`` and ``jd`` raw documents, ``upload`` the small record of
+an accepted upload (which progress job follows it), ``job`` a matching request's options. Writes are atomic: readers never see half a blob.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import uuid
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+logger = logging.getLogger(__name__)
+
+BlobKind = Literal["cv", "jd", "upload", "job"]
+_KINDS: frozenset[str] = frozenset({"cv", "jd", "upload", "job"})
+# Document ids are hex digests and job ids ``job_<hex>``; nothing else may name a file.
+_BLOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,127}")
+
+
+class BlobStoreError(OSError):
+    """A blob could not be written, read or removed."""
+
+
+class BlobStore:
+    """Write-once files keyed by ``(kind, id)`` under ``<root>/blobs``.
+
+    Local roots get ``fsync`` and an atomic rename, so a blob that ``put`` returned for
+    survives a crash of the process and of the machine. Object-store roots rely on the
+    store's own guarantee (a completed ``PUT`` is durable and atomic).
+    """
+
+    def __init__(self, root: str) -> None:
+        """Open the blob area of the data directory ``root`` (created on first write).
+
+        Args:
+            root: the data directory: a local path or a URI that ``pyarrow.fs`` knows
+                (``s3://bucket/prefix``, ``gs://``...).
+        """
+        if "://" in root:
+            self._fs, base = pafs.FileSystem.from_uri(root)
+            self._local = isinstance(self._fs, pafs.LocalFileSystem)
+        else:
+            self._fs, base = pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(root))
+            self._local = True
+        self.root = base.rstrip("/") + "/blobs"
+
+    def __repr__(self) -> str:
+        return f"BlobStore(root={self.root!r})"
+
+    def path(self, kind: BlobKind, blob_id: str) -> str:
+        """Where blob ``(kind, blob_id)`` lives (ids are validated: no path tricks)."""
+        if kind not in _KINDS:
+            raise ValueError(f"unknown blob kind {kind!r}")
+        if not isinstance(blob_id, str) or not _BLOB_ID.fullmatch(blob_id):
+            raise ValueError(f"invalid {kind} id: {str(blob_id)[:80]!r}")
+        return f"{self.root}/{kind}/{blob_id[:2]}/{blob_id}"
+
+    def put(self, kind: BlobKind, blob_id: str, data: bytes) -> str:
+        """Store ``data`` durably under ``(kind, blob_id)``, replacing any earlier blob.
+
+        Returns:
+            The blob's path.
+
+        Raises:
+            BlobStoreError: the write failed; nothing is left under the blob's path.
+        """
+        path = self.path(kind, blob_id)
+        try:
+            if self._local:
+                _write_local(path, data)
+            else:
+                with self._fs.open_output_stream(path) as out:
+                    out.write(data)
+        except (OSError, pa.ArrowException) as e:
+            raise BlobStoreError(f"could not store {kind} blob {blob_id}") from e
+        return path
+
+    def get(self, kind: BlobKind, blob_id: str) -> bytes | None:
+        """The blob's bytes, or ``None`` if there is none."""
+        path = self.path(kind, blob_id)
+        try:
+            if self._local:
+                with open(path, "rb") as f:
+                    return f.read()
+            with self._fs.open_input_stream(path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except (OSError, pa.ArrowException) as e:
+            if _missing(e):
+                return None
+            raise BlobStoreError(f"could not read {kind} blob {blob_id}") from e
+
+    def exists(self, kind: BlobKind, blob_id: str) -> bool:
+        """Whether blob ``(kind, blob_id)`` is stored."""
+        path = self.path(kind, blob_id)
+        if self._local:
+            return os.path.isfile(path)
+        return self._fs.get_file_info(path).type == pafs.FileType.File
+
+    def delete(self, kind: BlobKind, blob_id: str) -> bool:
+        """Remove the blob; returns whether there was one."""
+        path = self.path(kind, blob_id)
+        try:
+            if self._local:
+                os.remove(path)
+            else:
+                self._fs.delete_file(path)
+        except FileNotFoundError:
+            return False
+        except (OSError, pa.ArrowException) as e:
+            if _missing(e):
+                return False
+            raise BlobStoreError(f"could not delete {kind} blob {blob_id}") from e
+        return True
+
+
+def _missing(e: BaseException) -> bool:
+    # pyarrow raises FileNotFoundError for local paths but a plain OSError whose message
+    # names the missing path for some object stores.
+    return isinstance(e, FileNotFoundError) or "not found" in str(e).lower() or "does not exist" in str(e).lower()
+
+
+def _write_local(path: str, data: bytes) -> None:
+    """Write, fsync, then rename into place, so the blob is whole or absent."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # A failed write must not leave a temp file behind to be mistaken for data later.
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    # The rename is only durable once the directory entry is.
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

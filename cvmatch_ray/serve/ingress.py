@@ -1,0 +1,77 @@
+"""The HTTP ingress deployment: builds the service from the model deployments' handles."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.exceptions import RayError
+from ray.serve.handle import DeploymentHandle
+
+from cvmatch_ray.config import Settings
+from cvmatch_ray.progress import ProgressError, get_progress_actor
+from cvmatch_ray.serve.api import create_api
+from cvmatch_ray.serve.blobs import BlobStore, BlobStoreError
+from cvmatch_ray.serve.service import APIService
+from cvmatch_ray.store import Store
+
+logger = logging.getLogger(__name__)
+
+INGRESS = "APIIngress"
+
+
+@serve.deployment(name=INGRESS, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
+@serve.ingress()
+class APIIngress:
+    """FastAPI in front of the ``Extractor``, ``Standardizer`` and ``Embedder`` deployments.
+
+    The app is built per replica (``__serve_build_asgi_app__``) around an ``APIService``
+    that holds this replica's store connection, progress actor handle and the handles.
+    """
+
+    async def __init__(
+        self,
+        settings: Settings,
+        extractor: DeploymentHandle,
+        standardizer: DeploymentHandle,
+        embedder: DeploymentHandle,
+        *,
+        recover_every_s: float = 60.0,
+    ) -> None:
+        info: dict[str, Any] = await embedder.info.remote()
+        provenance = await standardizer.provenance.remote()
+        # get_progress_actor blocks on a name lookup (and on the actor's first start).
+        progress = await asyncio.to_thread(get_progress_actor, settings)
+        self.service = APIService(
+            settings=settings,
+            store=Store(settings.data_dir, dim=int(info["dim"])),
+            blobs=BlobStore(settings.data_dir),
+            progress=progress,
+            extractor=extractor,
+            standardizer=standardizer,
+            embedder=embedder,
+            embedding_model=str(info["model"]),
+            standardizer_backend=provenance.backend,
+        )
+        self._recovery = asyncio.get_running_loop().create_task(self._recover_forever(recover_every_s))
+        logger.info("API ready (encoder dim %d, standardizer %s)", info["dim"], provenance.backend)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_api(self.service)
+
+    async def _recover_forever(self, every_s: float) -> None:
+        """Take over, now and then, uploads that a dead replica left unfinished."""
+        if every_s <= 0:
+            return
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                restarted = await self.service.recover_stale_uploads()
+            except (RayError, ProgressError, BlobStoreError, OSError) as e:
+                logger.warning("stale upload recovery failed: %s", type(e).__name__)
+                continue
+            if restarted:
+                logger.info("restarted %d stale uploads", restarted)

@@ -1,0 +1,603 @@
+"""The HTTP API, over real HTTP on loopback, against the Serve application.
+
+One Serve app per module on a free port with its own data directory; the shared Ray
+fixture (``ray_cluster`` in conftest.py) when there is one, else a module-local Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import lancedb
+import pytest
+import ray
+from ray import serve
+
+from cvmatch_ray.config import Settings
+from cvmatch_ray.match.rank import rank_stored
+from cvmatch_ray.schemas import MatchResult
+from cvmatch_ray.serve.app import APP_NAME, AppArgs, build_app
+from cvmatch_ray.serve.blobs import BlobStore
+from cvmatch_ray.store import Store, document_id
+
+pytestmark = pytest.mark.slow
+
+MAX_UPLOAD = 256 * 1024  # small, so that "too large" is cheap to send
+N_MATCH_CVS = 300
+TIMEOUT = httpx.Timeout(120.0)
+
+SKILL_POOL = [
+    "Python", "SQL", "Java", "Docker", "Kubernetes", "AWS", "React", "JavaScript", "TypeScript",
+    "PostgreSQL", "Machine Learning", "Terraform", "Linux", "Git", "Spark", "Go", "C++", "Django",
+    "Flask", "Pandas", "TensorFlow", "PyTorch", "Kafka", "Redis", "GraphQL", "Azure", "Airflow",
+]
+TITLES = ["Software Engineer", "Data Engineer", "Backend Developer", "Data Scientist", "DevOps Engineer",
+          "Frontend Developer", "Machine Learning Engineer", "Site Reliability Engineer"]
+COMPANIES = ["Acme Corp", "Globex", "Initech", "Umbrella Labs", "Hooli", "Stark Industries", "Wayne Tech"]
+FIRST = ["Alex", "Sam", "Jordan", "Taylor", "Morgan", "Casey", "Riley", "Jamie", "Avery", "Quinn"]
+LAST = ["Smith", "Garcia", "Nguyen", "Müller", "Rossi", "Kowalski", "Haddad", "Okafor", "Tanaka", "Silva"]
+
+
+def cv_text(i: int) -> str:
+    """A plausible plain-text CV, different for every ``i``."""
+    name = f"{FIRST[i % len(FIRST)]} {LAST[(i // len(FIRST)) % len(LAST)]}"
+    skills = [SKILL_POOL[(i * 7 + k * 3) % len(SKILL_POOL)] for k in range(4 + i % 6)]
+    title = TITLES[i % len(TITLES)]
+    start = 2008 + i % 12
+    mid = min(start + 2 + i % 4, 2022)
+    lines = [
+        name,
+        title,
+        f"{name.split()[0].lower()}.{i}@example.com | +44 20 7946 {i % 10000:04d} | London, UK",
+        "",
+        "SUMMARY",
+        f"{title} with experience building reliable systems for {COMPANIES[i % len(COMPANIES)]} and others.",
+        "",
+        "SKILLS",
+        ", ".join(dict.fromkeys(skills)),
+        "",
+        "EXPERIENCE",
+        f"Senior {title} | {COMPANIES[(i + 1) % len(COMPANIES)]} | {mid}-01 - Present",
+        f"- Built data pipelines in {skills[0]} serving {100 + i} customers",
+        f"- Led migration to {skills[1]} and cut costs by {5 + i % 30}%",
+        f"{title} | {COMPANIES[(i + 2) % len(COMPANIES)]} | {start}-03 - {mid - 1}-12",
+        f"- Developed services with {skills[2]} and {skills[-1]}",
+        "",
+        "EDUCATION",
+        f"{'BSc' if i % 3 else 'MSc'} Computer Science, University of Leeds, {start - 1}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+JD_TEXT = """Senior Data Engineer
+
+We are hiring a Senior Data Engineer to build our data platform.
+
+Requirements:
+- 5+ years of experience as a data engineer
+- Strong Python and SQL
+- Experience with Spark and Airflow
+- Docker and Kubernetes
+
+Nice to have:
+- Kafka
+- AWS
+
+Responsibilities:
+- Design and build batch and streaming data pipelines
+- Own the reliability of the data platform
+
+Education: Bachelor's degree in Computer Science or a related field.
+"""
+
+
+def pdf_bytes(text: str, *, title: str = "CV", image_only: bool = False, password: str | None = None) -> bytes:
+    """A PDF of ``text`` (one line per line), a text-less scan, or an encrypted one."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_title(title)
+    pdf.add_page()
+    if image_only:
+        from PIL import Image, ImageDraw
+
+        img = Image.new("RGB", (600, 800), "white")
+        draw = ImageDraw.Draw(img)
+        for y in range(40, 760, 24):
+            draw.rectangle([40, y, 40 + (y * 7) % 500, y + 10], fill="black")  # "lines of text"
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        pdf.image(buf, x=10, y=10, w=180)
+    else:
+        pdf.set_font("Helvetica", size=11)
+        for line in text.splitlines():
+            pdf.cell(0, 6, text=line.encode("latin-1", "replace").decode("latin-1"), new_x="LMARGIN", new_y="NEXT")
+    if password:
+        pdf.set_encryption(owner_password=password + "-owner", user_password=password)
+    return bytes(pdf.output())
+
+
+def docx_bytes(text: str) -> bytes:
+    import docx
+
+    document = docx.Document()
+    for line in text.splitlines():
+        document.add_paragraph(line)
+    buf = io.BytesIO()
+    document.save(buf)
+    return buf.getvalue()
+
+
+PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
+
+
+# ------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def ray_session(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The shared session Ray if conftest provides one, else a Ray for this module."""
+    try:
+        request.getfixturevalue("ray_cluster")
+    except pytest.FixtureLookupError:
+        pass
+    else:
+        yield
+        return
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, namespace="cvmatch")
+    yield
+    ray.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, url: str, data_dir: Path, port: int) -> None:
+        self.url = url
+        self.data_dir = data_dir
+        self.port = port
+        self.client = httpx.Client(base_url=url, timeout=TIMEOUT)
+
+    def args(self, **overrides: Any) -> AppArgs:
+        return AppArgs(data_dir=str(self.data_dir), max_upload_bytes=MAX_UPLOAD, recover_every_s=0, **overrides)
+
+
+@pytest.fixture(scope="module")
+def server(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("api_data")
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    srv = Server(f"http://127.0.0.1:{port}", data_dir, port)
+    serve.run(build_app(srv.args()), name=APP_NAME, route_prefix="/")
+    try:
+        yield srv
+    finally:
+        srv.client.close()
+        serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> httpx.Client:
+    return server.client
+
+
+@pytest.fixture(scope="module")
+def dim(client: httpx.Client) -> int:
+    return client.get("/api/health").json()["embedding_dim"]
+
+
+@pytest.fixture(scope="module")
+def store(server: Server, dim: int) -> Store:
+    return Store(str(server.data_dir), dim=dim)
+
+
+def upload(client: httpx.Client, data: bytes, name: str = "cv.pdf", *, background: bool = True, **kw: Any) -> httpx.Response:
+    return client.post(
+        "/api/upload-cv",
+        files={"file": (name, data, "application/octet-stream")},
+        data={"background_processing": "true" if background else "false"},
+        **kw,
+    )
+
+
+def wait_upload(client: httpx.Client, cv_id: str, timeout: float = 120.0) -> tuple[dict, list[str]]:
+    """Poll an upload to its end; returns the last answer and the steps seen."""
+    steps: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = client.get(f"/api/cv-upload-progress/{cv_id}")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        if not steps or steps[-1] != body["step"]:
+            steps.append(body["step"])
+        if body["step"] in ("done", "failed"):
+            return body, steps
+        time.sleep(0.01)
+    raise AssertionError(f"upload {cv_id} did not finish; steps {steps}")
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 300.0) -> tuple[dict, list[dict]]:
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = client.get(f"/api/matching-progress/{job_id}")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        seen.append(body)
+        if body["status"] in ("succeeded", "failed", "cancelled"):
+            return body, seen
+        time.sleep(0.01)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+STEP_ORDER = ["queued", "extracting", "standardizing", "embedding", "storing", "done"]
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+def test_health_and_docs(client: httpx.Client) -> None:
+    r = client.get("/api/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok"
+    assert body["standardizer"] == "rules"
+    assert body["embedding_dim"] > 0
+    assert body["auth"] is False
+    spec = client.get("/openapi.json").json()
+    for path in ("/api/upload-cv", "/api/cv-upload-progress/{cv_id}", "/api/upload-jd", "/api/match",
+                 "/api/matching-progress/{job_id}", "/api/match-results/{job_id}", "/api/cvs/{cv_id}",
+                 "/api/jds/{jd_id}", "/api/health"):
+        assert path in spec["paths"], path
+    assert "delete" in spec["paths"]["/api/cvs/{cv_id}"]
+    assert set(spec["paths"]["/api/upload-jd"]["post"]["requestBody"]["content"]) == {
+        "application/json", "multipart/form-data"}
+    assert client.get("/docs").status_code == 200
+
+
+def test_upload_background_steps_to_done_and_matches_sync(client: httpx.Client) -> None:
+    text = cv_text(1)
+    background_pdf = pdf_bytes(text, title="first")
+    sync_pdf = pdf_bytes(text, title="second")  # same text, different bytes: another cv_id
+    assert document_id(background_pdf) != document_id(sync_pdf)
+
+    r = upload(client, background_pdf, "alex.pdf")
+    assert r.status_code == 202, r.text
+    accepted = r.json()
+    assert accepted == {"cv_id": document_id(background_pdf), "status": "queued", "duplicate": False, "error": None}
+    final, steps = wait_upload(client, accepted["cv_id"])
+    assert final["status"] == "succeeded" and final["percent"] == 100.0 and final["error"] is None
+    assert steps == sorted(steps, key=STEP_ORDER.index), steps
+    assert steps[-1] == "done"
+    stats = final["stats"]
+    assert stats["skills_count"] > 0 and stats["responsibilities_count"] > 0
+    assert "email" in stats["pii_fields_found"]
+
+    r = upload(client, sync_pdf, "alex.pdf", background=False)
+    assert r.status_code == 200, r.text
+    sync_cv = r.json()
+    assert sync_cv["cv_id"] == document_id(sync_pdf)
+    background_cv = client.get(f"/api/cvs/{accepted['cv_id']}").json()
+    assert background_cv["profile"] == sync_cv["profile"]
+    assert background_cv["stats"] == sync_cv["stats"] == stats
+    assert background_cv["provenance"] == sync_cv["provenance"]
+    assert background_cv["filename"] == "alex.pdf"
+    # The synchronous answer is what a later read returns.
+    assert client.get(f"/api/cvs/{sync_cv['cv_id']}").json() == sync_cv
+    # A synchronous upload reports its progress like a background one.
+    assert client.get(f"/api/cv-upload-progress/{sync_cv['cv_id']}").json()["step"] == "done"
+
+
+def test_upload_docx_and_text(client: httpx.Client) -> None:
+    for data, name in ((docx_bytes(cv_text(2)), "cv.docx"), (cv_text(3).encode(), "cv.txt")):
+        r = upload(client, data, name, background=False)
+        assert r.status_code == 200, r.text
+        assert r.json()["stats"]["skills_count"] > 0
+
+
+def test_duplicate_upload_is_not_processed_twice(client: httpx.Client) -> None:
+    data = pdf_bytes(cv_text(4), title="dup")
+    first = upload(client, data)
+    assert first.status_code == 202
+    cv_id = first.json()["cv_id"]
+    final, _ = wait_upload(client, cv_id)
+    job_id = final["job_id"]
+
+    again = upload(client, data)
+    assert again.status_code == 200
+    assert again.json() == {"cv_id": cv_id, "status": "done", "duplicate": True, "error": None}
+    sync = upload(client, data, background=False)
+    assert sync.status_code == 200 and sync.json()["cv_id"] == cv_id
+    # Still the first upload's job: nothing was started again.
+    assert client.get(f"/api/cv-upload-progress/{cv_id}").json()["job_id"] == job_id
+
+
+def test_concurrent_duplicates_share_one_job(server: Server) -> None:
+    data = pdf_bytes(cv_text(5), title="concurrent")
+
+    async def go() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT) as c:
+            return await asyncio.gather(
+                *(c.post("/api/upload-cv", files={"file": ("cv.pdf", data)},
+                         data={"background_processing": "true" if i % 2 else "false"}) for i in range(4))
+            )
+
+    responses = asyncio.run(go())
+    assert all(r.status_code in (200, 202) for r in responses), [r.text for r in responses]
+    assert {r.json()["cv_id"] for r in responses} == {document_id(data)}
+    final, _ = wait_upload(server.client, document_id(data))
+    assert final["status"] == "succeeded"
+    synced = [r.json() for r in responses if "profile" in r.json()]
+    assert synced and all(s["profile"] == synced[0]["profile"] for s in synced)
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "status", "code"),
+    [
+        (b"", "empty.pdf", 422, "empty_document"),
+        (PNG_BYTES, "photo.png", 415, "unsupported_document_type"),
+        (b"PK\x05\x06" + b"\x00" * 18, "archive.zip", 415, "unsupported_document_type"),
+    ],
+)
+def test_refused_before_processing(client: httpx.Client, data: bytes, name: str, status: int, code: str) -> None:
+    for background in (True, False):
+        r = upload(client, data, name, background=background)
+        assert r.status_code == status, r.text
+        assert r.json()["detail"]["code"] == code
+
+
+@pytest.mark.parametrize("kind", ["scanned", "encrypted"])
+def test_unreadable_pdf_is_422_and_leaves_nothing(client: httpx.Client, server: Server, store: Store, kind: str) -> None:
+    text = cv_text(6)
+    data = pdf_bytes(text, image_only=True) if kind == "scanned" else pdf_bytes(text, password="secret")
+    expected = {"scanned": "no_text_layer", "encrypted": "encrypted_document"}[kind]
+    cv_id = document_id(data)
+
+    r = upload(client, data, background=False)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail["code"] == expected and detail["stage"] == "extract" and detail["message"]
+
+    # In the background the same failure shows in the progress, with its reason.
+    r = upload(client, data, background=True)
+    assert r.status_code == 202
+    final, _ = wait_upload(client, cv_id)
+    assert final["status"] == "failed" and final["step"] == "failed"
+    assert final["error"].startswith(expected)
+
+    # Nothing half-written: no CV row, no raw bytes.
+    assert client.get(f"/api/cvs/{cv_id}").status_code == 404
+    assert not store.has_cv(cv_id)
+    assert not BlobStore(str(server.data_dir)).exists("cv", cv_id)
+
+
+def test_too_large_by_content_length_is_refused_before_the_body(server: Server) -> None:
+    declared = MAX_UPLOAD * 100
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        head = (
+            "POST /api/upload-cv HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{server.port}\r\n"
+            "Content-Type: multipart/form-data; boundary=xyz\r\n"
+            f"Content-Length: {declared}\r\n\r\n"
+        )
+        # Only the headers and a few bytes: an answer now means the body was never awaited.
+        s.sendall(head.encode() + b"--xyz\r\n")
+        chunks = []
+        while chunk := s.recv(65536):  # the server closes: the body will never be read
+            chunks.append(chunk)
+        response = b"".join(chunks).decode("latin-1")
+    assert response.startswith("HTTP/1.1 413"), response[:200]
+    assert "document_too_large" in response
+
+
+def test_too_large_while_streaming_is_413(client: httpx.Client) -> None:
+    boundary = "b0undary"
+
+    def body() -> Iterator[bytes]:  # no Content-Length: chunked transfer encoding
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n"
+               "Content-Type: text/plain\r\n\r\n").encode()
+        chunk = b"lorem ipsum " * 5000
+        for _ in range(4 * MAX_UPLOAD // len(chunk)):
+            yield chunk
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    r = client.post("/api/upload-cv", content=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 413, r.text
+    assert r.json()["detail"]["code"] == "document_too_large"
+
+
+def test_file_just_over_the_limit_is_413(client: httpx.Client) -> None:
+    data = b"a" * (MAX_UPLOAD + 1)
+    r = upload(client, data, "big.txt")
+    assert r.status_code == 413
+    assert r.json()["detail"]["code"] == "document_too_large"
+
+
+def test_malformed_requests_are_422(client: httpx.Client) -> None:
+    assert client.post("/api/upload-cv", data={"background_processing": "true"}).status_code == 422  # no file
+    r = client.post("/api/upload-cv", files={"file": ("cv.txt", cv_text(7).encode())},
+                    data={"background_processing": "maybe"})
+    assert r.status_code == 422
+    r = client.post("/api/upload-cv", content=b"--nope\r\ngarbage", headers={"Content-Type": "multipart/form-data; boundary=zzz"})
+    assert r.status_code == 422
+    assert client.post("/api/upload-jd", json={"txt": "x"}).status_code == 422
+    assert client.post("/api/upload-jd", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 422
+    assert client.post("/api/upload-jd", content=b"text", headers={"Content-Type": "text/plain"}).status_code == 415
+    assert client.post("/api/match", json={"jd_id": "0" * 32, "chunk_size": 0}).status_code == 422
+    assert client.post("/api/match", json={"jd_id": "0" * 32, "surprise": 1}).status_code == 422
+    assert client.get("/api/match-results/x?top_k=0").status_code == 422
+
+
+def test_unknown_ids_are_404(client: httpx.Client) -> None:
+    unknown = "f" * 32
+    for path in (f"/api/cvs/{unknown}", f"/api/jds/{unknown}", f"/api/cv-upload-progress/{unknown}",
+                 f"/api/matching-progress/{unknown}", f"/api/match-results/{unknown}",
+                 "/api/cvs/not-an-id", "/api/matching-progress/job_0000"):
+        assert client.get(path).status_code == 404, path
+    assert client.delete(f"/api/cvs/{unknown}").status_code == 404
+    assert client.post("/api/match", json={"jd_id": unknown}).status_code == 404
+
+
+def test_upload_jd_as_text_and_file(client: httpx.Client) -> None:
+    r = client.post("/api/upload-jd", json={"text": JD_TEXT})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["jd_id"] == document_id(JD_TEXT) and body["duplicate"] is False
+    assert "Python" in body["profile"]["required_skills"]
+    again = client.post("/api/upload-jd", json={"text": JD_TEXT}).json()
+    assert again["duplicate"] is True and again["profile"] == body["profile"]
+    stored = client.get(f"/api/jds/{body['jd_id']}").json()
+    assert stored["profile"] == body["profile"]
+
+    data = docx_bytes(JD_TEXT)
+    r = client.post("/api/upload-jd", files={"file": ("jd.docx", data)})
+    assert r.status_code == 200, r.text
+    assert r.json()["jd_id"] == document_id(data)
+    assert set(r.json()["profile"]["required_skills"]) == set(body["profile"]["required_skills"])
+    assert client.post("/api/upload-jd", json={"text": "   "}).status_code == 422
+
+
+def test_match_job_moves_chunk_by_chunk_and_equals_in_process_ranking(
+    client: httpx.Client, server: Server, store: Store
+) -> None:
+    from cvmatch_ray.ingest import Ingestor
+
+    ingestor = Ingestor.from_settings(Settings(data_dir=str(server.data_dir)))
+    outcomes = ingestor.ingest(((f"cv{i}.txt", cv_text(1000 + i).encode()) for i in range(N_MATCH_CVS)), batch_size=64)
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok][:3]
+    jd_id = client.post("/api/upload-jd", json={"text": JD_TEXT}).json()["jd_id"]
+    n = store.count_cvs()
+    assert n >= N_MATCH_CVS
+
+    chunk = 10
+    r = client.post("/api/match", json={"jd_id": jd_id, "chunk_size": chunk})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    partial_counts: list[int] = []
+    seen: list[dict] = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        progress = client.get(f"/api/matching-progress/{job_id}").json()
+        seen.append(progress)
+        if progress["status"] in ("succeeded", "failed"):
+            break
+        if progress["status"] == "running" and len(partial_counts) < 50:
+            partial = client.get(f"/api/match-results/{job_id}").json()
+            assert partial["complete"] is False or partial["status"] != "running"
+            partial_counts.append(partial["count"])
+        time.sleep(0.01)
+    final = seen[-1]
+    assert final["status"] == "succeeded", final
+    assert final["total_chunks"] == math.ceil(n / chunk)
+    assert final["current_chunk"] == final["total_chunks"]
+    assert final["processed"] == n and final["failed"] == 0 and final["percent"] == 100.0
+    assert final["seconds_per_chunk"] > 0 and final["total_seconds"] > 0 and final["eta_seconds"] == 0
+    chunks = [p["current_chunk"] for p in seen]
+    assert chunks == sorted(chunks)
+    assert len(set(chunks)) >= 3, chunks  # seen moving, not jumping from 0 to done
+    assert [p["percent"] for p in seen] == sorted(p["percent"] for p in seen)
+    assert partial_counts == sorted(partial_counts)
+    # The JD id answers for its latest job.
+    assert client.get(f"/api/matching-progress/{jd_id}").json()["job_id"] == job_id
+
+    results = client.get(f"/api/match-results/{job_id}").json()
+    assert results["complete"] is True and results["count"] == n
+    api = [MatchResult.model_validate(x) for x in results["results"]]
+    expected = rank_stored(store, jd_id, weights=Settings().weights)
+    assert api == expected
+    top = client.get(f"/api/match-results/{job_id}", params={"top_k": 5}).json()
+    assert [x["cv_id"] for x in top["results"]] == [m.cv_id for m in expected[:5]]
+
+
+def test_match_unknown_cvs_fail_one_by_one(client: httpx.Client, store: Store) -> None:
+    jd_id = document_id(JD_TEXT)
+    known = store.list_cv_ids()[:3]
+    unknown = ["a" * 32, "b" * 32]
+    r = client.post("/api/match", json={"jd_id": jd_id, "cv_ids": known + unknown, "chunk_size": 2, "top_k": 2})
+    assert r.status_code == 202
+    job_id = r.json()["job_id"]
+    final, _ = wait_job(client, job_id)
+    assert final["status"] == "succeeded"
+    assert final["processed"] == 5 and final["failed"] == 2
+    assert {f["item_id"] for f in final["failures"]} == set(unknown)
+    results = client.get(f"/api/match-results/{job_id}").json()
+    assert results["count"] == 2  # the request's top_k
+    expected = rank_stored(store, jd_id, known, top_k=2)
+    assert [MatchResult.model_validate(x) for x in results["results"]] == expected
+    assert client.post("/api/match", json={"jd_id": jd_id, "cv_ids": ["../etc"]}).status_code == 422
+
+
+def test_delete_removes_the_cv_everywhere(client: httpx.Client, server: Server, store: Store) -> None:
+    data = pdf_bytes(cv_text(8), title="delete-me")
+    cv_id = upload(client, data, background=False).json()["cv_id"]
+    jd_id = document_id(JD_TEXT)
+    job_id = client.post("/api/match", json={"jd_id": jd_id, "cv_ids": [cv_id]}).json()["job_id"]
+    wait_job(client, job_id)
+    assert client.get(f"/api/match-results/{job_id}").json()["count"] == 1
+
+    r = client.delete(f"/api/cvs/{cv_id}")
+    assert r.status_code == 200 and r.json() == {"cv_id": cv_id, "deleted": True}
+    assert client.get(f"/api/cvs/{cv_id}").status_code == 404
+    assert client.get(f"/api/cv-upload-progress/{cv_id}").status_code == 404
+    assert client.get(f"/api/match-results/{job_id}").json()["count"] == 0
+    assert client.delete(f"/api/cvs/{cv_id}").status_code == 404
+    db = lancedb.connect(str(server.data_dir))
+    for table, column in (("cvs", "cv_id"), ("documents", "id"), ("matches", "cv_id")):
+        if table in db.table_names():
+            assert db.open_table(table).count_rows(f"{column} = '{cv_id}'") == 0, table
+    assert not BlobStore(str(server.data_dir)).exists("cv", cv_id)
+    # Uploading it again starts afresh.
+    r = upload(client, data)
+    assert r.status_code == 202 and r.json()["duplicate"] is False
+    assert wait_upload(client, cv_id)[0]["status"] == "succeeded"
+
+
+def test_api_keys(server: Server) -> None:
+    """Last: redeploys the app with keys on."""
+    serve.run(build_app(server.args(api_keys=["k-one", "k-two"])), name=APP_NAME, route_prefix="/")
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
+        assert c.get("/api/health").json()["auth"] is True  # open: probes carry no key
+        assert c.get("/docs").status_code == 200
+        cv_id = "f" * 32
+        assert c.get(f"/api/cvs/{cv_id}").status_code == 401
+        assert c.get(f"/api/cvs/{cv_id}", headers={"X-API-Key": "nope"}).status_code == 401
+        assert c.get(f"/api/cvs/{cv_id}", headers={"X-API-Key": "k-two"}).status_code == 404
+        # Refused before the body is read, whatever its size.
+        r = c.post("/api/upload-cv", files={"file": ("cv.txt", b"x" * 1000)})
+        assert r.status_code == 401
+        r = c.post("/api/upload-jd", json={"text": JD_TEXT}, headers={"X-API-Key": "k-one"})
+        assert r.status_code == 200 and r.json()["duplicate"] is True
+
+
+def test_serve_configs_ask_for_the_documented_resources() -> None:
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    root = Path(__file__).resolve().parents[1]
+    for name, gpus in (("serve_config.yaml", {}), ("serve_config.gpu.yaml", {"Embedder": 0.25, "Standardizer": 0.5})):
+        config = ServeDeploySchema.model_validate(yaml.safe_load((root / name).read_text()))
+        (app,) = config.applications
+        assert app.import_path == "cvmatch_ray.serve.app:build_app"
+        AppArgs.model_validate(app.args)
+        deployments = {d.name: d for d in app.deployments}
+        assert set(deployments) == {"APIIngress", "Extractor", "Standardizer", "Embedder"}
+        for dep_name, d in deployments.items():
+            assert (d.ray_actor_options.num_gpus or 0) == gpus.get(dep_name, 0), (name, dep_name)
+        if not gpus:
+            assert sum(d.ray_actor_options.num_cpus for d in deployments.values()) <= 1.0
