@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -122,12 +122,17 @@ class BatchStats:
 
 @dataclass(frozen=True, slots=True)
 class _Request:
-    """One generation: which document, its messages and the attempt number."""
+    """One generation: which document, its text, the attempt number and its retry note."""
 
     index: int
     kind: DocKind
-    messages: list[Message]
+    text: str
     attempt: int
+    note: str | None = None
+
+    @property
+    def messages(self) -> list[Message]:
+        return build_messages(self.kind, self.text, note=self.note)
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +371,7 @@ def _rejection(err: ValidationError | None, gen: _Generation, max_tokens: int) -
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-class LLMStandardizer(Generic[P]):
+class LLMStandardizer:
     """What every LLM backend shares: prompts, validation, one retry, merge with the rules.
 
     Subclasses implement :meth:`_generate` (a batch of requests in, one generation each out,
@@ -490,7 +495,7 @@ class LLMStandardizer(Generic[P]):
             if not text or not text.strip():
                 results[i] = StandardizationError(f"empty {kind.upper()} text")
             else:
-                pending.append(_Request(i, kind, build_messages(kind, text), attempt=1))
+                pending.append(_Request(i, kind, text, attempt=1))
         schema = llm_json_schema(model)
         for attempt in (1, 2):
             if not pending:
@@ -510,8 +515,7 @@ class LLMStandardizer(Generic[P]):
                         err = e
                 reason = _rejection(err, gen, self.max_tokens)
                 if attempt == 1:
-                    note = retry_note(reason)
-                    failed.append(_Request(req.index, kind, build_messages(kind, texts[req.index], note=note), 2))
+                    failed.append(_Request(req.index, kind, req.text, attempt=2, note=retry_note(reason)))
                 else:
                     results[req.index] = LLMOutputError(reason, finish_reason=gen.finish_reason, attempts=2)
             if attempt == 1:
@@ -649,23 +653,22 @@ class VLLMStandardizer(LLMStandardizer):
         with self._lock:
             self._llm = None
 
-    def _prompt_ids(self, tokenizer: Any, messages: list[Message], text_budget: int) -> list[int]:
-        ids = tokenizer.encode(render_prompt(messages, tokenizer), add_special_tokens=False)
-        if len(ids) <= text_budget:
-            return ids
-        # Too long for the context: cut the document (the last user message holds it, after
-        # the field guide) by the overflow plus a margin, and render again.
-        doc = messages[-1]["content"]
+    def _prompt_ids(self, tokenizer: Any, req: _Request, budget: int) -> list[int]:
+        ids = tokenizer.encode(render_prompt(req.messages, tokenizer), add_special_tokens=False)
+        text = req.text
         for _ in range(4):
-            overflow = len(ids) - text_budget
-            doc_ids = tokenizer.encode(doc, add_special_tokens=False)
-            doc = tokenizer.decode(doc_ids[: max(0, len(doc_ids) - overflow - 16)])
-            cut = [*messages[:-1], {"role": messages[-1]["role"], "content": doc}]
-            ids = tokenizer.encode(render_prompt(cut, tokenizer), add_special_tokens=False)
-            if len(ids) <= text_budget:
-                logger.info("prompt cut to %d tokens to fit max_model_len", len(ids))
+            if len(ids) <= budget:
                 return ids
-        raise LLMBackendError("prompt template alone does not fit max_model_len - max_tokens")
+            # Too long for the context: cut the document's tail by the overflow plus a margin
+            # (token counts of a cut text are not additive), keeping the fence and the guide.
+            text_ids = tokenizer.encode(text, add_special_tokens=False)
+            text = tokenizer.decode(text_ids[: max(0, len(text_ids) - (len(ids) - budget) - 16)])
+            cut = build_messages(req.kind, text, note=req.note)
+            ids = tokenizer.encode(render_prompt(cut, tokenizer), add_special_tokens=False)
+            logger.info("document %d cut to fit max_model_len (%d prompt tokens)", req.index, len(ids))
+        if len(ids) <= budget:
+            return ids
+        raise LLMBackendError("the prompt template alone does not fit max_model_len - max_tokens")
 
     def _generate(self, requests: list[_Request], schema: dict[str, Any]) -> list[_Generation]:
         from vllm import SamplingParams
@@ -678,7 +681,7 @@ class VLLMStandardizer(LLMStandardizer):
         params = []
         for req in requests:
             # Token ids, not strings: the engine would tokenize again, and the cut needs them.
-            prompts.append({"prompt_token_ids": self._prompt_ids(tokenizer, req.messages, budget)})
+            prompts.append({"prompt_token_ids": self._prompt_ids(tokenizer, req, budget)})
             temperature, seed = self._sampling(req.attempt)
             params.append(
                 SamplingParams(
