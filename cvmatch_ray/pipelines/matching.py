@@ -1,0 +1,215 @@
+"""Chunked parallel matching of one JD against many stored CVs.
+
+The CV ids are cut into chunks; each chunk is a Ray task that reads its CVs' scoring
+columns from LanceDB and scores them with the core vectorized scorer. The job's driver (a
+Ray task of its own for API jobs, the caller's process for the CLI and batch jobs) keeps a
+bounded number of chunks in flight, writes each chunk's results as it arrives (one writer,
+so no commit conflicts) and reports to the progress actor. Any chunk size or parallelism
+gives the same results as the in-process path, and memory stays bounded by the chunks in
+flight, not by the number of CVs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import ray
+
+from cvmatch_ray import metrics
+from cvmatch_ray.config import ScoreWeights, Settings
+from cvmatch_ray.match.rank import UnknownDocument, jd_features
+from cvmatch_ray.match.scoring import JDFeatures, score_table
+from cvmatch_ray.pipelines.reporting import JobReporter
+from cvmatch_ray.pipelines.resources import stage_options
+from cvmatch_ray.progress import JobStatus, get_progress_actor
+from cvmatch_ray.schemas import MatchResult
+from cvmatch_ray.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+def new_job_id() -> str:
+    return "job_" + uuid.uuid4().hex[:16]
+
+
+def chunked(ids: Sequence[str], size: int) -> list[list[str]]:
+    """Split ``ids`` into consecutive chunks of at most ``size``."""
+    if size <= 0:
+        raise ValueError("chunk size must be positive")
+    return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
+
+
+@functools.lru_cache(maxsize=4)
+def _store(uri: str, dim: int) -> Store:
+    """One store handle per worker process and database (opening one is not free)."""
+    return Store(uri, dim=dim)
+
+
+@dataclass(frozen=True)
+class ChunkOutput:
+    index: int
+    results: list[MatchResult]
+    missing: list[str]
+    seconds: float
+
+
+def score_chunk(
+    uri: str, dim: int, jd: JDFeatures, cv_ids: list[str], index: int, weights: ScoreWeights
+) -> ChunkOutput:
+    """Score one chunk of stored CVs; ids not in the store come back as ``missing``."""
+    start = time.perf_counter()
+    table = _store(uri, dim).read_cv_features(cv_ids)
+    batch = score_table(jd, table, weights)
+    found = set(batch.cv_ids.tolist())
+    return ChunkOutput(
+        index=index,
+        results=[batch.result(i) for i in range(len(batch))],
+        missing=[c for c in cv_ids if c not in found],
+        seconds=time.perf_counter() - start,
+    )
+
+
+_score_chunk_task = ray.remote(score_chunk)
+
+
+def run_match_job(
+    settings: Settings,
+    *,
+    job_id: str,
+    jd_id: str,
+    cv_ids: Sequence[str],
+    chunk_size: int | None = None,
+    parallelism: int | None = None,
+    dim: int,
+) -> JobStatus:
+    """Run a matching job to its end, reporting every chunk; returns the final status.
+
+    The job must already exist in the progress actor (``create_match_job``), with the
+    same ``cv_ids`` and ``chunk_size``.
+    """
+    progress = JobReporter(settings, job_id)
+    store = _store(settings.data_dir, dim)
+    try:
+        jd = jd_features(store, jd_id)
+    except (LookupError, ValueError) as e:
+        progress.finish(JobStatus.failed, str(e))
+        return JobStatus.failed
+    ids = list(cv_ids)
+    chunks = chunked(ids, chunk_size or settings.match_chunk_size)
+    limit = parallelism or settings.match_parallelism
+    task = _score_chunk_task.options(**stage_options(settings)["match_chunk"].remote_options())
+    progress.start()
+    logger.info("match job %s: %d CVs in %d chunks", job_id, len(ids), len(chunks))
+
+    in_flight: dict[ray.ObjectRef, int] = {}
+    next_chunk = 0
+    failed_items = 0
+    while next_chunk < len(chunks) or in_flight:
+        while next_chunk < len(chunks) and len(in_flight) < limit:
+            ref = task.remote(settings.data_dir, dim, jd, chunks[next_chunk], next_chunk, settings.weights)
+            in_flight[ref] = next_chunk
+            next_chunk += 1
+        [done], _ = ray.wait(list(in_flight), num_returns=1)
+        index = in_flight.pop(done)
+        try:
+            out: ChunkOutput = ray.get(done)
+        except ray.exceptions.RayError as e:
+            # A chunk that cannot be scored fails its own CVs, not the job.
+            logger.warning("match job %s: chunk %d failed: %s", job_id, index, type(e).__name__)
+            failures = [{"item_id": c, "stage": "match", "reason": f"chunk failed: {type(e).__name__}"} for c in chunks[index]]
+            out = ChunkOutput(index, [], [], 0.0)
+        else:
+            failures = [{"item_id": c, "stage": "match", "reason": "no stored CV with this id"} for c in out.missing]
+            if out.results:
+                store.write_matches(job_id, out.results)
+        failed_items += len(failures)
+        metrics.observe_latency("match_chunk", out.seconds)
+        metrics.record_match_chunks()
+        metrics.record_processed("match", len(out.results))
+        progress.chunk_done(index, len(chunks[index]), failures)
+
+    status = JobStatus.failed if ids and failed_items == len(ids) else JobStatus.succeeded
+    progress.finish(status, "every CV failed" if status is JobStatus.failed else None)
+    return status
+
+
+@ray.remote(num_cpus=0)
+def _run_match_job_task(settings: Settings, kwargs: dict) -> JobStatus:
+    return run_match_job(settings, **kwargs)
+
+
+@dataclass(frozen=True)
+class MatchPlan:
+    job_id: str
+    jd_id: str
+    cv_ids: list[str]
+    chunk_size: int
+
+    @property
+    def total_chunks(self) -> int:
+        return -(-len(self.cv_ids) // self.chunk_size)
+
+
+def create_match_job(
+    settings: Settings,
+    *,
+    jd_id: str,
+    cv_ids: Sequence[str] | None,
+    chunk_size: int | None = None,
+    dim: int,
+    job_id: str | None = None,
+) -> MatchPlan:
+    """Check the JD, resolve the CV ids (all stored CVs when None) and register a queued job.
+
+    Raises:
+        UnknownDocument: the JD is not stored.
+    """
+    store = _store(settings.data_dir, dim)
+    if not store.has_jd(jd_id):
+        raise UnknownDocument(f"no JD with id {jd_id!r}")
+    ids = list(dict.fromkeys(cv_ids)) if cv_ids is not None else store.list_cv_ids()
+    plan = MatchPlan(job_id or new_job_id(), jd_id, ids, chunk_size or settings.match_chunk_size)
+    ray.get(
+        get_progress_actor(settings).create.remote(
+            plan.job_id, "match", len(ids), total_chunks=plan.total_chunks, jd_id=jd_id
+        )
+    )
+    return plan
+
+
+def run_plan(settings: Settings, plan: MatchPlan, *, dim: int, parallelism: int | None = None) -> JobStatus:
+    """Run a planned job in this process (CLI, batch jobs)."""
+    return run_match_job(
+        settings, job_id=plan.job_id, jd_id=plan.jd_id, cv_ids=plan.cv_ids,
+        chunk_size=plan.chunk_size, parallelism=parallelism, dim=dim,
+    )
+
+
+def submit_match_job(
+    settings: Settings,
+    *,
+    jd_id: str,
+    cv_ids: Sequence[str] | None = None,
+    chunk_size: int | None = None,
+    parallelism: int | None = None,
+    dim: int,
+) -> str:
+    """Start a matching job in the background on Ray and return its id at once.
+
+    Raises:
+        UnknownDocument: the JD is not stored.
+    """
+    plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=chunk_size, dim=dim)
+    # The returned ref is dropped on purpose: the task runs to its end regardless and
+    # reports through the progress actor, which is what callers read.
+    _run_match_job_task.remote(
+        settings,
+        {"job_id": plan.job_id, "jd_id": plan.jd_id, "cv_ids": plan.cv_ids,
+         "chunk_size": plan.chunk_size, "parallelism": parallelism, "dim": dim},
+    )
+    return plan.job_id

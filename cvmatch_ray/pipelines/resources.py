@@ -1,0 +1,59 @@
+"""Resource options of every Ray stage, from one pure function of the settings.
+
+Keeping them here, and pure, means a CPU-only test can check what the GPU stages would ask
+for (``num_gpus=0.25`` for four embedding actors sharing one GPU, say) without a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cvmatch_ray.config import Settings
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """How one stage runs: per-worker resources, pool size and batch size."""
+
+    num_cpus: float
+    num_gpus: float = 0.0
+    actors: int | None = None  # None: stateless tasks; n: a fixed pool of n actors
+    batch_size: int = 16
+
+    def map_batches_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``Dataset.map_batches``."""
+        import ray.data  # local: keeps this module importable (and testable) without Ray Data
+
+        kwargs: dict[str, Any] = {"num_cpus": self.num_cpus, "batch_size": self.batch_size}
+        if self.num_gpus:
+            kwargs["num_gpus"] = self.num_gpus
+        if self.actors is not None:
+            kwargs["compute"] = ray.data.ActorPoolStrategy(size=self.actors)
+        return kwargs
+
+    def remote_options(self) -> dict[str, Any]:
+        """Options for ``ray.remote(...).options(...)``."""
+        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+
+
+def stage_options(settings: Settings) -> dict[str, StageOptions]:
+    """Resources of each stage: ``extract``, ``standardize``, ``embed`` and ``match_chunk``.
+
+    The embedding stage holds one encoder per actor; on a GPU node several actors share a
+    GPU (``embed_num_gpus`` = 0.25 puts four on one), and then need little CPU of their own.
+    """
+    batch = settings.ingest_batch_size
+    embed_gpus = settings.embed_num_gpus
+    return {
+        "extract": StageOptions(num_cpus=1, batch_size=batch),
+        # The rule-based standardizer loads the taxonomy once per actor.
+        "standardize": StageOptions(num_cpus=1, actors=settings.standardize_actors, batch_size=batch),
+        "embed": StageOptions(
+            num_cpus=0.5 if embed_gpus else 1,
+            num_gpus=embed_gpus,
+            actors=settings.embed_actors,
+            batch_size=max(batch, 32),
+        ),
+        "match_chunk": StageOptions(num_cpus=settings.match_chunk_cpus, batch_size=settings.match_chunk_size),
+    }

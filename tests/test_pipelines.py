@@ -1,0 +1,224 @@
+"""Ray pipelines on a real local Ray: Ray Data ingest, chunked matching, progress, fractional GPU."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+
+from cvmatch_ray.config import Settings
+from cvmatch_ray.match.rank import rank_stored
+from cvmatch_ray.pipelines.ingest import run_ingest
+from cvmatch_ray.pipelines.matching import create_match_job, run_plan, submit_match_job
+from cvmatch_ray.pipelines.resources import stage_options
+from cvmatch_ray.progress import ACTOR_NAME, JobStatus, get_progress_actor
+from cvmatch_ray.schemas import CVProfile, CVStats, EducationLevel, JDProfile, Provenance, SkillMention
+from cvmatch_ray.store import CVRecord, JDRecord, Store
+
+DIM = 384
+SKILLS = ["Python", "Docker", "Amazon Web Services", "Apache Kafka", "PostgreSQL", "React", "SQL", "Kubernetes"]
+
+
+def _settings(tmp_path: Path, **kw) -> Settings:
+    # A namespace per test: each gets its own progress actor bound to its own data_dir.
+    return Settings(data_dir=str(tmp_path / "db"), ray_namespace=f"t{uuid.uuid4().hex[:8]}", **kw)
+
+
+def _unit(rng: np.random.Generator) -> np.ndarray:
+    v = rng.normal(size=(3, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _fill(store: Store, n: int, seed: int = 0) -> tuple[str, list[str]]:
+    """n synthetic stored CVs and one JD; returns (jd_id, cv_ids)."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n):
+        skills = rng.choice(SKILLS, size=int(rng.integers(0, 6)), replace=False).tolist()
+        profile = CVProfile(
+            skills=[SkillMention(name=s) for s in skills],
+            total_experience_months=int(rng.integers(0, 200)),
+            education=[{"level": list(EducationLevel)[int(rng.integers(0, 7))].value}],
+        )
+        records.append(
+            CVRecord(
+                cv_id=f"{i:032x}", filename=f"cv{i}.txt", text="synthetic", profile=profile,
+                stats=CVStats.of(profile), provenance=Provenance(), flags=[], vectors=_unit(rng),
+            )
+        )
+    store.upsert_cvs(records)
+    jd = JDProfile(title="Backend engineer", required_skills=SKILLS[:3], preferred_skills=SKILLS[3:5], min_years=4,
+                   education_level=EducationLevel.bachelor)
+    store.upsert_jds([JDRecord(jd_id="a" * 32, filename="jd.txt", text="jd", profile=jd, provenance=Provenance(), vectors=_unit(rng))])
+    return "a" * 32, [r.cv_id for r in records]
+
+
+def _dump(results) -> list[dict]:
+    return [r.model_dump() for r in results]
+
+
+# ----------------------------------------------------------------------- resources
+
+
+def test_stage_options_ask_for_fractional_gpus():
+    cpu = stage_options(Settings())
+    assert cpu["embed"].num_gpus == 0 and "num_gpus" not in cpu["embed"].map_batches_kwargs()
+    gpu = stage_options(Settings(embed_num_gpus=0.25, embed_actors=4))
+    kwargs = gpu["embed"].map_batches_kwargs()
+    assert kwargs["num_gpus"] == 0.25
+    assert isinstance(kwargs["compute"], ray.data.ActorPoolStrategy)
+    assert gpu["embed"].actors == 4
+    assert gpu["extract"].num_gpus == 0 and gpu["extract"].actors is None
+
+
+# -------------------------------------------------------------------------- ingest
+
+
+def test_ray_data_ingest_stores_good_files_and_reports_bad_ones(ray_cluster, tmp_path, examples_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for p in [*(examples_dir / "cvs").iterdir(), *(examples_dir / "bad").iterdir()]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "truncated.pdf").write_bytes((examples_dir / "cvs" / "priya_raman_frontend.pdf").read_bytes()[:400])
+    settings = _settings(tmp_path, ingest_batch_size=4)
+    seen: list[tuple[int, int]] = []
+    report = run_ingest([str(folder)], settings, on_progress=lambda d, t: seen.append((d, t)))
+
+    assert report.status is JobStatus.succeeded
+    good = {Path(o.file).name for o in report.outcomes if o.ok}
+    assert good == {p.name for p in (examples_dir / "cvs").iterdir()}
+    bad = {Path(o.file).name: o for o in report.failed}
+    assert set(bad) == {"empty.txt", "encrypted.pdf", "image.png", "scanned.pdf", "truncated.pdf"}
+    assert all(o.stage == "extract" and o.error for o in bad.values())
+    assert bad["encrypted.pdf"].code != bad["scanned.pdf"].code
+
+    store = Store(settings.data_dir, dim=DIM)
+    assert store.count_cvs() == len(good)
+    job = ray.get(get_progress_actor(settings).get.remote(report.job_id))
+    assert job.status == JobStatus.succeeded and job.processed == len(report.outcomes) and job.failed == len(bad)
+    assert {f.stage for f in job.failures} == {"extract"}
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1][0] == len(report.outcomes)
+
+    # Same files again: nothing is processed twice, nothing stored twice.
+    again = run_ingest([str(folder)], settings)
+    assert sum(o.skipped for o in again.outcomes) == len(good)
+    assert store.count_cvs() == len(good)
+
+
+def test_ingest_pipeline_matches_the_in_process_path(ray_cluster, tmp_path, examples_dir):
+    from cvmatch_ray.ingest import Ingestor
+
+    settings = _settings(tmp_path)
+    report = run_ingest([str(examples_dir / "cvs")], settings)
+    local = Ingestor.from_settings(settings.model_copy(update={"data_dir": str(tmp_path / "local")}))
+    local.ingest([(str(p), p.read_bytes()) for p in sorted((examples_dir / "cvs").iterdir())])
+    ray_store = Store(settings.data_dir, dim=DIM)
+    for o in report.outcomes:
+        a, b = ray_store.get_cv(o.id), local.store.get_cv(o.id)
+        assert a.profile == b.profile
+        np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-5)
+
+
+def test_four_embedding_actors_share_one_logical_gpu(ray_cluster, tmp_path, examples_dir):
+    assert ray.cluster_resources().get("GPU", 0) >= 1
+    settings = _settings(tmp_path, embed_num_gpus=0.25, embed_actors=4, ingest_batch_size=1)
+    report = run_ingest([str(examples_dir / "cvs")], settings)
+    assert report.status is JobStatus.succeeded and report.stored == 5
+    # The pool really had four actors at a quarter GPU each, alive at the same time.
+    from ray.util.state import list_actors
+
+    actors = list_actors(
+        address=ray_cluster.dashboard_url,
+        filters=[("class_name", "=", "MapWorker(MapBatches(EmbedStage))")],
+        limit=1000,
+        detail=True,
+    )
+    gpu_shares = [a.required_resources.get("GPU") for a in actors]
+    assert gpu_shares.count(0.25) >= 4
+
+
+# ------------------------------------------------------------------------ matching
+
+
+@pytest.fixture(scope="module")
+def pool_300(ray_cluster, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pool")
+    settings = _settings(tmp)
+    store = Store(settings.data_dir, dim=DIM)
+    jd_id, cv_ids = _fill(store, 300)
+    return settings, store, jd_id, cv_ids
+
+
+def test_match_job_progress_moves_chunk_by_chunk(pool_300):
+    settings, store, jd_id, cv_ids = pool_300
+    plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=50, dim=DIM)
+    actor = get_progress_actor(settings)
+    seen = []
+    runner = threading.Thread(target=run_plan, args=(settings, plan), kwargs={"dim": DIM, "parallelism": 1})
+    runner.start()
+    while runner.is_alive():
+        p = ray.get(actor.get.remote(plan.job_id))
+        seen.append((p.current_chunk, p.processed, p.status))
+        time.sleep(0.005)
+    runner.join()
+    final = ray.get(actor.get.remote(plan.job_id))
+    assert final.status == JobStatus.succeeded
+    assert (final.total, final.total_chunks, final.current_chunk, final.processed, final.percent) == (300, 6, 6, 300, 100)
+    chunks = [c for c, _, _ in seen]
+    assert chunks == sorted(chunks), "progress went backwards"
+    assert len({c for c in chunks if 0 < c < 6}) >= 2, f"saw no intermediate chunks: {sorted(set(chunks))}"
+    assert all(processed == 50 * c for c, processed, _ in seen)
+    assert final.seconds_per_chunk is not None and final.seconds_per_chunk > 0
+
+
+@pytest.mark.parametrize(("chunk_size", "parallelism"), [(50, 4), (7, 2), (300, 1), (1000, 3)])
+def test_results_do_not_depend_on_chunking(pool_300, chunk_size, parallelism):
+    settings, store, jd_id, cv_ids = pool_300
+    expected = _dump(rank_stored(store, jd_id, cv_ids))
+    plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=chunk_size, dim=DIM)
+    assert run_plan(settings, plan, dim=DIM, parallelism=parallelism) is JobStatus.succeeded
+    assert _dump(store.read_matches(plan.job_id)) == expected
+
+
+def test_unknown_cv_ids_fail_alone(pool_300):
+    settings, store, jd_id, cv_ids = pool_300
+    plan = create_match_job(settings, jd_id=jd_id, cv_ids=[*cv_ids[:10], "b" * 32], chunk_size=4, dim=DIM)
+    assert run_plan(settings, plan, dim=DIM) is JobStatus.succeeded
+    job = ray.get(get_progress_actor(settings).get.remote(plan.job_id))
+    assert job.failed == 1 and job.failures[0].item_id == "b" * 32
+    assert len(store.read_matches(plan.job_id)) == 10
+
+
+def test_progress_actor_killed_mid_job_recovers_from_lancedb(pool_300):
+    settings, store, jd_id, cv_ids = pool_300
+    job_id = submit_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=5, parallelism=1, dim=DIM)
+    actor = get_progress_actor(settings)
+    deadline = time.monotonic() + 60
+    while ray.get(actor.get.remote(job_id)).current_chunk < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    before = ray.get(actor.get.remote(job_id))
+    ray.kill(actor, no_restart=True)
+
+    # A new actor comes up with the job as it was written through, and the job finishes.
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            actor = get_progress_actor(settings)
+            now = ray.get(actor.get.remote(job_id))
+        except ray.exceptions.RayActorError:
+            time.sleep(0.1)
+            continue
+        assert now.current_chunk >= before.current_chunk and now.processed >= before.processed
+        if now.status.is_terminal():
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert now.status == JobStatus.succeeded and now.current_chunk == 60 and now.processed == 300
+    assert len(store.read_matches(job_id)) == 300
+    assert ray.get_actor(ACTOR_NAME, namespace=settings.ray_namespace) is not None
