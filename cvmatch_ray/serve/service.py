@@ -226,29 +226,42 @@ class APIService:
                 f"the file has {len(data)} bytes, more than the limit of {self.settings.max_upload_bytes}",
                 http_status=413,
             )
-        try:
-            # Bytes-only sniffing: the filename is never used, so no name reaches a message.
-            await asyncio.to_thread(detect_kind, data)
-        except ExtractionError as e:
-            raise IngestError("extract", e.code, e.message, http_status=e.http_status) from e
-
-        cv_id = document_id(data)
+        # One thread hop for every blocking check: under load each hop is a wait in line.
+        cv_id, record, stored = await asyncio.to_thread(self._inspect, data)
         task = self._inflight.get(cv_id)
         if task is None:
-            existing = await self._existing_upload(cv_id)
-            if existing is not None:
-                return await self._answer_duplicate(cv_id, existing, background)
-            task = self._start_upload(cv_id, data, filename=filename, content_type=content_type)
+            existing = await self._existing_upload(cv_id, record, stored)
+            # Checked again: another request for these bytes may have started meanwhile.
+            task = self._inflight.get(cv_id)
+            if task is None:
+                if existing is not None:
+                    return await self._answer_duplicate(cv_id, existing, background)
+                task = self._start_upload(cv_id, data, filename=filename, content_type=content_type)
         elif background:
-            return 202, UploadAccepted(cv_id=cv_id, status=await self._current_step(cv_id), duplicate=True)
+            # The same bytes, already on their way in this replica.
+            return await self._answer_accepted(cv_id, task, duplicate=True)
         if background:
             return await self._answer_accepted(cv_id, task)
-        record = await asyncio.shield(task)
-        return 200, record.to_public()
+        cv = await asyncio.shield(task)
+        return 200, cv.to_public()
 
-    async def _existing_upload(self, cv_id: str) -> UploadProgress | None:
+    def _inspect(self, data: bytes) -> tuple[str, UploadRecord | None, bool]:
+        """``(cv_id, upload record, stored)`` of an upload; refuses unsupported types.
+
+        ``stored`` is only looked up when there is no upload record (a CV ingested by the
+        CLI or a batch job has none).
+        """
+        try:
+            # Bytes-only sniffing: the filename is never used, so no name reaches a message.
+            detect_kind(data)
+        except ExtractionError as e:
+            raise IngestError("extract", e.code, e.message, http_status=e.http_status) from e
+        cv_id = document_id(data)
+        record = self._read_upload_record(cv_id)
+        return cv_id, record, record is None and self.store.has_cv(cv_id)
+
+    async def _existing_upload(self, cv_id: str, record: UploadRecord | None, stored: bool) -> UploadProgress | None:
         """What is known of earlier uploads of these bytes that is still valid, or None."""
-        record = await asyncio.to_thread(self._read_upload_record, cv_id)
         if record is not None:
             job = await self._job(record.job_id)
             if job is None:
@@ -263,7 +276,7 @@ class APIService:
                 return UploadProgress.of(cv_id, job)
             # Failed, cancelled, or deleted since: a new attempt.
             return None
-        if await asyncio.to_thread(self.store.has_cv, cv_id):
+        if stored:
             # Ingested by the CLI or a batch job: no upload record, but stored all the same.
             return UploadProgress(cv_id=cv_id, status=JobStatus.succeeded, step=UploadStep.done, percent=100.0)
         return None
@@ -295,10 +308,6 @@ class APIService:
             delay = min(1.0, delay * 2)
         raise ServiceUnavailable(f"upload {cv_id} is still being processed elsewhere")
 
-    async def _current_step(self, cv_id: str) -> UploadStep:
-        progress = await self.upload_progress(cv_id)
-        return progress.step
-
     def _start_upload(self, cv_id: str, data: bytes, *, filename: str | None, content_type: str | None) -> asyncio.Task:
         record = UploadRecord(
             cv_id=cv_id,
@@ -326,7 +335,8 @@ class APIService:
             err = task.exception()
             logger.info("upload %s failed: %s", cv_id, getattr(err, "code", type(err).__name__))
 
-    async def _answer_accepted(self, cv_id: str, task: asyncio.Task) -> tuple[int, BaseModel]:
+    async def _answer_accepted(self, cv_id: str, task: asyncio.Task, *, duplicate: bool = False) -> tuple[int, BaseModel]:
+        """202 once ``task`` has stored the bytes durably (its failure to do so raises)."""
         accepted: asyncio.Event = task.accepted  # type: ignore[attr-defined]
         waiter = asyncio.ensure_future(accepted.wait())
         try:
@@ -335,7 +345,20 @@ class APIService:
             waiter.cancel()
         if not accepted.is_set():
             task.result()  # raises why the bytes could not be stored
-        return 202, UploadAccepted(cv_id=cv_id, status=UploadStep.queued)
+        if not duplicate:
+            return 202, UploadAccepted(cv_id=cv_id, status=UploadStep.queued)
+        if task.done():
+            if task.cancelled() or task.exception() is not None:
+                step = UploadStep.failed
+            else:
+                step = UploadStep.done
+        else:
+            try:
+                step = (await self.upload_progress(cv_id)).step
+            except UnknownDocument:
+                # Only if the CV was deleted meanwhile; this upload will store it again.
+                step = UploadStep.queued
+        return (200 if step == UploadStep.done else 202), UploadAccepted(cv_id=cv_id, status=step, duplicate=True)
 
     async def _run_upload(self, record: UploadRecord, data: bytes, accepted: asyncio.Event) -> CVRecord:
         """Store the bytes durably, then take them through every step to a stored CV."""
