@@ -38,9 +38,18 @@ if not out.is_terminal:
 
 EXIT_ALL_FAILED = 1
 EXIT_USAGE = 2
+# Above this many documents `--engine auto` runs on Ray (its start-up costs seconds).
+RAY_THRESHOLD = 200
 
 DbOption = Annotated[Optional[str], typer.Option("--db", help="LanceDB URI (default: CVMATCH_DATA_DIR or ./cvmatch_data).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help=f"local (this process), ray (Ray Data + chunked Ray matching), or auto: Ray when CVMATCH_RAY_ADDRESS is set or for {RAY_THRESHOLD}+ documents.",
+    ),
+]
 
 
 @app.callback()
@@ -103,17 +112,115 @@ def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _ingestor(settings: Settings):
-    # Imported here: loading the encoder takes seconds and `--help` should not pay for it.
-    from cvmatch_ray.ingest import Ingestor
+class _Local:
+    """Run everything in this process: the fast path for a handful of documents."""
 
-    return Ingestor.from_settings(settings)
+    def __init__(self, settings: Settings) -> None:
+        # Imported here: loading the encoder takes seconds and `--help` should not pay for it.
+        from cvmatch_ray.embed import embedding_dim
+        from cvmatch_ray.store import Store
+
+        self.settings = settings
+        self.store = Store(settings.data_dir, dim=embedding_dim(settings))
+        self._ingestor = None
+
+    @property
+    def ingestor(self):
+        if self._ingestor is None:  # the encoder and taxonomy load only when something is ingested
+            from cvmatch_ray.embed import Embedder
+            from cvmatch_ray.ingest import Ingestor
+            from cvmatch_ray.standardize.base import make_standardizer
+
+            self._ingestor = Ingestor(
+                settings=self.settings, store=self.store,
+                standardizer=make_standardizer(self.settings), embedder=Embedder.from_settings(self.settings),
+            )
+        return self._ingestor
+
+    def ingest(self, files: list[Path], kind: str, label: str):
+        with _progress() as bar:
+            task = bar.add_task(label, total=len(files))
+            return self.ingestor.ingest(_read(files), kind=kind, on_progress=lambda n: bar.update(task, completed=n))
+
+    def rank(self, jd_id: str, cv_ids: list[str] | None, top: int | None) -> list[MatchResult]:
+        from cvmatch_ray.match.rank import rank_stored
+
+        return rank_stored(self.store, jd_id, cv_ids, top_k=top, weights=self.settings.weights)
 
 
-def _ingest_with_bar(ingestor, files: list[Path], kind: str, label: str):
-    with _progress() as bar:
-        task = bar.add_task(label, total=len(files))
-        return ingestor.ingest(_read(files), kind=kind, on_progress=lambda n: bar.update(task, completed=n))
+class _OnRay:
+    """Run on Ray: Ray Data ingest and chunked parallel matching, the bar fed by the progress actor."""
+
+    def __init__(self, settings: Settings) -> None:
+        import ray
+
+        from cvmatch_ray.embed import embedding_dim
+        from cvmatch_ray.store import Store
+
+        self.settings = settings
+        if not ray.is_initialized():
+            ray.init(address=settings.ray_address, namespace=settings.ray_namespace, log_to_driver=False)
+        self.dim = embedding_dim(settings)
+        self.store = Store(settings.data_dir, dim=self.dim)
+
+    def _follow(self, job_id: str, label: str, total: int, work) -> Any:
+        """Run ``work()`` in a thread while the bar polls the job in the progress actor."""
+        import threading
+
+        import ray
+
+        from cvmatch_ray.progress import get_progress_actor
+
+        actor = get_progress_actor(self.settings)
+        box: dict[str, Any] = {}
+        thread = threading.Thread(target=lambda: box.update(result=_capture(work)), daemon=True)
+        thread.start()
+        with _progress() as bar:
+            task = bar.add_task(label, total=total)
+            while thread.is_alive():
+                thread.join(0.25)
+                try:
+                    job = ray.get(actor.get.remote(job_id))
+                except ray.exceptions.RayTaskError:
+                    continue  # not created yet
+                bar.update(task, total=job.total or total, completed=job.processed)
+        result = box["result"]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def ingest(self, files: list[Path], kind: str, label: str):
+        import uuid
+
+        from cvmatch_ray.pipelines.ingest import run_ingest
+
+        job_id = f"ingest_{uuid.uuid4().hex[:16]}"
+        report = self._follow(
+            job_id, label, len(files), lambda: run_ingest([str(f) for f in files], self.settings, kind=kind, job_id=job_id)
+        )
+        return report.outcomes
+
+    def rank(self, jd_id: str, cv_ids: list[str] | None, top: int | None) -> list[MatchResult]:
+        from cvmatch_ray.pipelines.matching import create_match_job, run_plan
+
+        plan = create_match_job(self.settings, jd_id=jd_id, cv_ids=cv_ids, dim=self.dim)
+        self._follow(plan.job_id, "matching", len(plan.cv_ids), lambda: run_plan(self.settings, plan, dim=self.dim))
+        return self.store.read_matches(plan.job_id, limit=top)
+
+
+def _capture(fn) -> Any:
+    try:
+        return fn()
+    except BaseException as e:  # handed back to the main thread, which raises it
+        return e
+
+
+def _engine(settings: Settings, engine: str, n: int) -> _Local | _OnRay:
+    if engine not in ("auto", "local", "ray"):
+        raise _fail(f"--engine must be auto, local or ray, not {engine!r}")
+    if engine == "ray" or (engine == "auto" and (settings.ray_address or n >= RAY_THRESHOLD)):
+        return _OnRay(settings)
+    return _Local(settings)
 
 
 def _result_row(r: MatchResult, file: str | None) -> dict[str, Any]:
@@ -191,13 +298,15 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders.")],
     kind: Annotated[str, typer.Option("--kind", help="cv or jd.")] = "cv",
     db: DbOption = None,
+    engine: EngineOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Extract, standardize, embed and store documents (idempotent: same bytes, same id)."""
     if kind not in ("cv", "jd"):
         raise _fail(f"--kind must be 'cv' or 'jd', not {kind!r}")
     files = list(_files(paths))
-    outcomes = _ingest_with_bar(_ingestor(_settings(db)), files, kind, f"ingesting {kind}s")
+    settings = _settings(db)
+    outcomes = _engine(settings, engine, len(files)).ingest(files, kind, f"ingesting {kind}s")
     rows = [
         {"file": o.file, "id": o.id} if o.ok else {"file": o.file, "error": o.error, "stage": o.stage} for o in outcomes
     ]
@@ -219,23 +328,21 @@ def rank(
     cvs: Annotated[list[Path], typer.Option("--cvs", help="A folder (or file) of CVs; repeatable.")],
     top: Annotated[Optional[int], typer.Option("--top", help="Show the best N only.")] = None,
     db: DbOption = None,
+    engine: EngineOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """The main job in one command: ingest a JD and a folder of CVs, then rank the CVs."""
     if not jd.is_file():
         raise _fail(f"no such JD file: {jd}")
     settings = _settings(db)
-    ingestor = _ingestor(settings)
-    jd_outcome = ingestor.ingest_one(jd.read_bytes(), kind="jd", filename=str(jd))
+    files = list(_files(cvs))
+    runner = _engine(settings, engine, len(files))
+    [jd_outcome] = runner.ingest([jd], "jd", "reading the JD")
     if not jd_outcome.ok:
         raise _fail(f"the JD could not be read: {jd_outcome.stage}: {jd_outcome.error}")
-    files = list(_files(cvs))
-    outcomes = _ingest_with_bar(ingestor, files, "cv", "ingesting CVs")
-
-    from cvmatch_ray.match.rank import rank_stored
-
+    outcomes = runner.ingest(files, "cv", "ingesting CVs")
     good = {o.id: o.file for o in outcomes if o.ok}
-    results = rank_stored(ingestor.store, jd_outcome.id, list(good), top_k=top, weights=settings.weights) if good else []
+    results = runner.rank(jd_outcome.id, list(good), top) if good else []
     rows = [_result_row(r, good[r.cv_id]) for r in results]
     rows += [{"cv_id": o.id, "file": o.file, "error": f"{o.stage}: {o.error}"} for o in outcomes if not o.ok]
     if as_json:
@@ -252,23 +359,25 @@ def match(
     cv_id: Annotated[Optional[list[str]], typer.Option("--cv-id", help="Stored CV ids (default: all).")] = None,
     top: Annotated[Optional[int], typer.Option("--top", help="Show the best N only.")] = None,
     db: DbOption = None,
+    engine: EngineOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Rank stored CVs against a stored JD."""
-    from cvmatch_ray.embed import Embedder
-    from cvmatch_ray.match.rank import UnknownDocument, rank_stored
-    from cvmatch_ray.store import Store
+    from cvmatch_ray.match.rank import UnknownDocument
 
     settings = _settings(db)
-    store = Store(settings.data_dir, dim=Embedder.from_settings(settings).dim)
+    local = _Local(settings)
+    store = local.store
     wanted = list(dict.fromkeys(cv_id or []))
-    missing = [c for c in wanted if not store.has_cv(c)]
     try:
-        results = rank_stored(store, jd_id, wanted or None, top_k=top, weights=settings.weights)
-    except UnknownDocument as e:
+        missing = [c for c in wanted if not store.has_cv(c)]
+        if not store.has_jd(jd_id):
+            raise UnknownDocument(f"no JD with id {jd_id!r}")
+    except (UnknownDocument, ValueError) as e:  # unknown or malformed id
         raise _fail(str(e)) from e
-    except ValueError as e:  # malformed id
-        raise _fail(str(e)) from e
+    n = len(wanted) if wanted else store.count_cvs()
+    runner = local if engine == "local" or (engine == "auto" and not settings.ray_address and n < RAY_THRESHOLD) else _engine(settings, engine, n)
+    results = runner.rank(jd_id, [c for c in wanted if c not in missing] if wanted else None, top)
     files = store.filenames([r.cv_id for r in results])
     rows = [_result_row(r, files.get(r.cv_id)) for r in results]
     rows += [{"cv_id": c, "file": None, "error": "no stored CV with this id"} for c in missing]

@@ -71,7 +71,8 @@ def ray_cluster(tmp_path_factory) -> Iterator[RayCluster]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=os.environ | {"RAY_USAGE_STATS_ENABLED": "0"},
+        # Job entrypoints say `python ...`: let that be this interpreter (the venv's).
+        env=os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
     )
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 120

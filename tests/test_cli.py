@@ -95,3 +95,13 @@ def test_parse_json_contract(examples_dir: Path):
 def test_every_input_failing_exits_1(examples_dir: Path):
     result = runner.invoke(app, ["parse", str(examples_dir / "bad" / "empty.txt"), "--json"])
     assert result.exit_code == 1
+
+
+def test_rank_on_ray_gives_the_same_ranking_as_in_process(ray_cluster, examples_dir: Path, tmp_path: Path, monkeypatch):
+    # Its own namespace: the progress actor is bound to one store.
+    monkeypatch.setenv("CVMATCH_RAY_NAMESPACE", f"cli-{tmp_path.name}")
+    jd = str(examples_dir / "jds" / "senior_python_backend.txt")
+    common = ["rank", "--jd", jd, "--cvs", str(examples_dir / "cvs"), "--json"]
+    on_ray = _json(runner.invoke(app, [*common, "--db", str(tmp_path / "ray"), "--engine", "ray"]))
+    local = _json(runner.invoke(app, [*common, "--db", str(tmp_path / "local"), "--engine", "local"]))
+    assert on_ray == local
