@@ -216,10 +216,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cvmatch_ray.store import Store
 
     files = list_files(args.data_path)
-    need = 2 * args.uploads + 2
+    single = 16  # uploads by one client alone: the no-contention baseline
+    need = 2 * args.uploads + 2 + single
     if len(files) < need:
         raise SystemExit(f"need {need} files under {args.data_path}, found {len(files)}")
-    warm, background_files, sync_files = files[:2], files[2 : 2 + args.uploads], files[2 + args.uploads : need]
+    warm, background_files, sync_files = files[:2], files[2 : 2 + args.uploads], files[2 + args.uploads : need - single]
+    single_files = files[need - single : need]
+    load_start = os.getloadavg()[0]
 
     raw = bench_raw_storage([f.read_bytes() for f in files[: max(64, args.uploads)]], args.clients)
 
@@ -257,9 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if r.status_code not in (200, 422):  # a refused document is an answer too
                 raise RuntimeError(f"upload: HTTP {r.status_code} {r.text[:200]}")
 
-        async def background_phase() -> tuple[list[float], float, float]:
-            start = time.perf_counter()
-            lat, wall = await run_clients(args.clients, background_files, upload_background, url)
+        async def wait_processed() -> None:
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
                 pending = set(cv_ids)
                 while pending:
@@ -268,9 +269,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         if r.json()["step"] in ("done", "failed"):
                             pending.discard(cv_id)
                     await asyncio.sleep(0.2)
+
+        async def background_phase(n_clients: int, batch: Sequence[Path]) -> tuple[list[float], float, float]:
+            cv_ids.clear()
+            start = time.perf_counter()
+            lat, wall = await run_clients(n_clients, batch, upload_background, url)
+            await wait_processed()
             return lat, wall, time.perf_counter() - start
 
-        bg_lat, bg_wall, bg_done = asyncio.run(background_phase())
+        one_lat, _, _ = asyncio.run(background_phase(1, single_files))
+        bg_lat, bg_wall, bg_done = asyncio.run(background_phase(args.clients, background_files))
         sync_lat, sync_wall = asyncio.run(run_clients(args.clients, sync_files, upload_sync, url))
 
         # ---- 3. health and progress under a matching job
@@ -311,7 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # ---- report
     lance, blob = raw["lancedb put_document"], raw["blob file (pyarrow.fs)"]
-    print(f"\nServe app up in {startup:.1f} s; {args.clients} concurrent clients; {len(files)} files in {args.data_path}\n")
+    print(f"\nServe app up in {startup:.1f} s; {args.clients} concurrent clients; {len(files)} files in {args.data_path}")
+    print(f"machine: {os.cpu_count()} CPUs, load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end\n")
     print(f"{'measurement':<52} {'p50 ms':>9} {'p99 ms':>9} {'n':>7} {'ratio p50':>10}")
     print("-" * 91)
 
@@ -323,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     row("raw bytes: blob file (fsync + rename)", blob, lance)
     row("upload-cv background_processing=false", sync_lat, None)
     row("upload-cv background_processing=true", bg_lat, sync_lat)
+    row("upload-cv background_processing=true, 1 client", one_lat, bg_lat)
     health_idle = idle["/api/health"]
     prog_idle = idle[paths_idle[1]]
     row("GET /api/health, idle", health_idle, None)

@@ -57,13 +57,17 @@ class AppArgs(BaseModel):
         60.0, ge=0, description="How often the ingress looks for uploads a dead replica left unfinished; 0 = never."
     )
 
+    upload_concurrency: int = Field(
+        8, gt=0, description="Uploads one API replica processes at once; more wait, accepted, in line."
+    )
+
     def to_settings(self, base: Optional[Settings] = None) -> Settings:
         """The settings these arguments describe, ``data_dir`` made absolute.
 
         Args:
             base: settings to override; ``None`` reads them from the environment now.
         """
-        overrides = self.model_dump(exclude_none=True, exclude={"recover_every_s"})
+        overrides = self.model_dump(exclude_none=True, exclude={"recover_every_s", "upload_concurrency"})
         settings = (base or Settings()).model_copy(update=overrides)
         # Replicas and Ray tasks run in other working directories: pin a relative path
         # to what it means here.
@@ -80,10 +84,20 @@ def build_app(args: AppArgs) -> Application:
     if isinstance(args, dict):  # called from Python with a plain dict
         args = AppArgs.model_validate(args)
     settings = args.to_settings()
-    extractor = ExtractorDeployment.bind(settings)
-    standardizer = StandardizerDeployment.bind(settings)
-    embedder = EmbedderDeployment.bind(settings)
-    return APIIngress.bind(settings, extractor, standardizer, embedder, recover_every_s=args.recover_every_s)
+    # The model deployments never see API keys: secrets stay with the one deployment
+    # that checks them, and changing keys leaves the models' replicas untouched.
+    model_settings = settings.model_copy(update={"api_keys": []})
+    extractor = ExtractorDeployment.bind(model_settings)
+    standardizer = StandardizerDeployment.bind(model_settings)
+    embedder = EmbedderDeployment.bind(model_settings)
+    return APIIngress.bind(
+        settings,
+        extractor,
+        standardizer,
+        embedder,
+        recover_every_s=args.recover_every_s,
+        upload_concurrency=args.upload_concurrency,
+    )
 
 
 def run_app(

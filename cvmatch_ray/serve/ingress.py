@@ -40,6 +40,7 @@ class APIIngress:
         embedder: DeploymentHandle,
         *,
         recover_every_s: float = 60.0,
+        upload_concurrency: int = 8,
     ) -> None:
         info: dict[str, Any] = await embedder.info.remote()
         provenance = await standardizer.provenance.remote()
@@ -55,6 +56,7 @@ class APIIngress:
             embedder=embedder,
             embedding_model=str(info["model"]),
             standardizer_backend=provenance.backend,
+            upload_concurrency=upload_concurrency,
         )
         self._recovery = asyncio.get_running_loop().create_task(self._recover_forever(recover_every_s))
         logger.info("API ready (encoder dim %d, standardizer %s)", info["dim"], provenance.backend)

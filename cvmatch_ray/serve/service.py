@@ -144,6 +144,7 @@ class APIService:
         embedder: Any,
         embedding_model: str,
         standardizer_backend: str,
+        upload_concurrency: int = 8,
     ) -> None:
         """Wire the service.
 
@@ -157,6 +158,9 @@ class APIService:
             embedder: handle of the ``Embedder`` deployment.
             embedding_model: the encoder's name, for health and provenance.
             standardizer_backend: the standardizer's backend name, for health.
+            upload_concurrency: uploads this replica takes through the pipeline at once;
+                the others wait, durably accepted, in line. Keeps a burst of uploads from
+                starving the replica's event loop (and memory) while it accepts more.
         """
         self.settings = settings
         self.store = store
@@ -170,6 +174,7 @@ class APIService:
         # Uploads this replica is processing, by cv_id: a second upload of the same bytes
         # here waits for the first instead of starting another.
         self._inflight: dict[str, asyncio.Task[CVRecord]] = {}
+        self._processing = asyncio.Semaphore(upload_concurrency)
 
     # ---------------------------------------------------------------- helpers
 
@@ -373,6 +378,10 @@ class APIService:
         return await self._process_upload(record, data)
 
     async def _process_upload(self, record: UploadRecord, data: bytes) -> CVRecord:
+        async with self._processing:
+            return await self._process_upload_now(record, data)
+
+    async def _process_upload_now(self, record: UploadRecord, data: bytes) -> CVRecord:
         cv_id, job_id = record.cv_id, record.job_id
         try:
             await self._report(self.progress.set_step, job_id, UploadStep.extracting)
