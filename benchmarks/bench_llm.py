@@ -45,18 +45,16 @@ def run_mode(std, texts: list[str], batched: bool) -> dict:
     from cvmatch_ray.schemas import CVProfile
 
     started = time.perf_counter()
-    tokens = valid = 0
-    if batched:
-        out = std.standardize_cvs(texts)
-        tokens = std.last_stats.completion_tokens
-    else:
-        out = []
-        for text in texts:
-            out.extend(std.standardize_cvs([text]))
-            tokens += std.last_stats.completion_tokens
+    tokens = prompt = 0
+    calls = [texts] if batched else [[t] for t in texts]
+    out = []
+    for call in calls:
+        out.extend(std.standardize_cvs(call))
+        tokens += std.last_stats.completion_tokens
+        prompt += std.last_stats.prompt_tokens
     seconds = time.perf_counter() - started
     valid = sum(isinstance(p, CVProfile) for p in out)
-    return {"seconds": seconds, "tokens": tokens, "valid": valid}
+    return {"seconds": seconds, "tokens": tokens, "prompt": prompt, "valid": valid}
 
 
 def main() -> int:
@@ -91,13 +89,16 @@ def main() -> int:
         batch = run_mode(std, texts, batched=True)
         std.close()
         for mode, r in (("one at a time", base), (f"batch of {len(texts)}", batch)):
-            rows.append((name, mode, len(texts), r["seconds"], len(texts) / r["seconds"],
-                         r["tokens"] / r["seconds"], r["valid"], base["seconds"] / r["seconds"], load_s))
+            rows.append((name, mode, len(texts), r["seconds"], len(texts) / r["seconds"], r["tokens"] / r["seconds"],
+                         r["prompt"] / r["seconds"], r["tokens"] / len(texts), r["valid"],
+                         base["seconds"] / r["seconds"], load_s))
 
-    head = ("model", "mode", "CVs", "seconds", "CVs/s", "gen tok/s", "valid", "speed-up", "load+warm s")
+    head = ("model", "mode", "CVs", "seconds", "CVs/s", "gen tok/s", "prompt tok/s", "gen tok/CV", "valid",
+            "speed-up", "load+warm s")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for m, mode, n, s, cps, tps, valid, ratio, load_s in rows:
-        lines.append(f"| {m} | {mode} | {n} | {s:.1f} | {cps:.3f} | {tps:.1f} | {valid}/{n} | {ratio:.2f}x | {load_s:.0f} |")
+    for m, mode, n, s, cps, tps, pps, per_cv, valid, ratio, load_s in rows:
+        lines.append(f"| {m} | {mode} | {n} | {s:.1f} | {cps:.3f} | {tps:.1f} | {pps:.0f} | {per_cv:.0f} | {valid}/{n} "
+                     f"| {ratio:.2f}x | {load_s:.0f} |")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
