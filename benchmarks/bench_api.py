@@ -235,7 +235,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     serve.run(build_app(AppArgs(data_dir=data_dir, recover_every_s=0)), name=APP_NAME, route_prefix="/")
     startup = time.perf_counter() - t0
-    rows: list[tuple[str, str, str, str, str]] = []
     try:
         with httpx.Client(base_url=url, timeout=600) as client:
             for f in warm:  # loads the models and warms every code path once
@@ -338,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     row("GET /api/health, idle", health_idle, None)
     row(f"GET /api/health, during {args.match_cvs}-CV match job", busy["/api/health"], health_idle)
     row("GET /api/matching-progress, idle", prog_idle, None)
-    row(f"GET /api/matching-progress, during the job", busy[f"/api/matching-progress/{job_id}"], prog_idle)
+    row("GET /api/matching-progress, during the job", busy[f"/api/matching-progress/{job_id}"], prog_idle)
     print()
     bg_rate = 60 * len(background_files) / bg_done
     sync_rate = 60 * len(sync_files) / sync_wall

@@ -1,7 +1,7 @@
 """The HTTP API, over real HTTP on loopback, against the Serve application.
 
-One Serve app per module on a free port with its own data directory; the shared Ray
-fixture (``ray_cluster`` in conftest.py) when there is one, else a module-local Ray.
+One Serve app per module on a free port with its own data directory, on the session's
+shared Ray (``ray_cluster`` in conftest.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import lancedb
 import pytest
-import ray
 from ray import serve
 
 from cvmatch_ray.config import Settings
@@ -143,24 +142,6 @@ PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
 # ------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def ray_session(request: pytest.FixtureRequest) -> Iterator[None]:
-    """The shared session Ray if conftest provides one, else a Ray for this module."""
-    try:
-        request.getfixturevalue("ray_cluster")
-    except pytest.FixtureLookupError:
-        pass
-    else:
-        yield
-        return
-    if ray.is_initialized():
-        yield
-        return
-    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, namespace="cvmatch")
-    yield
-    ray.shutdown()
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -179,7 +160,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(ray_cluster: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("api_data")
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -384,7 +365,10 @@ def test_unreadable_pdf_is_422_and_leaves_nothing(client: httpx.Client, server: 
     # Nothing half-written: no CV row, no raw bytes.
     assert client.get(f"/api/cvs/{cv_id}").status_code == 404
     assert not store.has_cv(cv_id)
-    assert not BlobStore(str(server.data_dir)).exists("cv", cv_id)
+    blobs = BlobStore(str(server.data_dir))
+    assert not blobs.exists("cv", cv_id)
+    # What is kept, the pointer to the failure, no longer names the client's file.
+    assert json.loads(blobs.get("upload", cv_id))["filename"] is None
 
 
 def test_too_large_by_content_length_is_refused_before_the_body(server: Server) -> None:

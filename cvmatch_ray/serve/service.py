@@ -42,7 +42,7 @@ from cvmatch_ray import __version__
 from cvmatch_ray.config import Settings
 from cvmatch_ray.embed import EmptyDocumentError
 from cvmatch_ray.extract import ExtractionError, detect_kind
-from cvmatch_ray.ingest import IngestError, Kind, Prepared
+from cvmatch_ray.ingest import IngestError, Prepared
 from cvmatch_ray.match.rank import UnknownDocument
 from cvmatch_ray.pipelines.matching import submit_match_job
 from cvmatch_ray.progress import JobNotFoundError, JobProgress, JobStatus, ProgressError, UploadStep
@@ -403,26 +403,34 @@ class APIService:
             await self._report(self.progress.set_step, job_id, UploadStep.storing, cv.stats)
             await self._write_cv(cv)
         except IngestError as e:
-            await self._fail_upload(cv_id, job_id, e)
+            await self._fail_upload(record, e)
             raise
         except (RayError, RayServeException, OSError, ValueError, RuntimeError) as e:
             # Not the document's fault: report it as ours, keep the class name only (the
             # message of a backend error may quote document content).
             err = IngestError("store", INTERNAL_ERROR, f"processing failed ({type(e).__name__})", http_status=500)
             logger.error("upload %s: %s", cv_id, type(e).__name__)
-            await self._fail_upload(cv_id, job_id, err)
+            await self._fail_upload(record, err)
             raise err from e
         await self._report(self.progress.set_step, job_id, UploadStep.done, cv.stats)
         logger.info("upload %s stored (%d skills)", cv_id, cv.stats.skills_count)
         return cv
 
-    async def _fail_upload(self, cv_id: str, job_id: str, err: IngestError) -> None:
-        await self._report(self.progress.set_step, job_id, UploadStep.failed, error=_failure_text(err))
-        # The failure stays readable through the progress job; the bytes are not kept.
+    async def _fail_upload(self, record: UploadRecord, err: IngestError) -> None:
+        cv_id = record.cv_id
+        await self._report(self.progress.set_step, record.job_id, UploadStep.failed, error=_failure_text(err))
+        # The failure stays readable through the progress job, which the upload record
+        # keeps pointing at; the bytes and the client's file name are not kept.
+        anonymous = record.model_copy(update={"filename": None, "content_type": None})
+
+        def discard() -> None:
+            self.blobs.delete("cv", cv_id)
+            self.blobs.put("upload", cv_id, anonymous.model_dump_json().encode())
+
         try:
-            await asyncio.to_thread(self.blobs.delete, "cv", cv_id)
+            await asyncio.to_thread(discard)
         except BlobStoreError as e:
-            logger.warning("upload %s: raw bytes of a failed upload not removed: %s", cv_id, e.__cause__ or e)
+            logger.warning("upload %s: a failed upload's bytes not removed: %s", cv_id, e.__cause__ or e)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.02)
     async def _write_cv(self, records: list[CVRecord]) -> list[None]:
