@@ -28,12 +28,42 @@ class ScoreWeights(BaseModel):
     experience: float = Field(0.15, ge=0)
     education: float = Field(0.05, ge=0)
     title: float = Field(0.10, ge=0)
+    lexical: float = Field(0.10, ge=0, description="BM25 of the JD over the blinded CV text.")
+
+    # How components are computed (not weights; left out of the weighted mean).
+    related_skill_credit: float = Field(
+        0.5, ge=0, lt=1, description="Credit for a missing skill when the CV has one of the same narrow category."
+    )
+    title_match_credit: float = Field(
+        1.0, ge=0, le=1, description="Title component when CV and JD titles map to the same occupation."
+    )
+
+    @property
+    def component_weights(self) -> dict[str, float]:
+        """The weights of the score components, by component name."""
+        return {k: v for k, v in self.model_dump().items() if k not in _SCORE_PARAMETERS}
 
     @model_validator(mode="after")
     def _some_weight(self) -> ScoreWeights:
-        if sum(self.model_dump().values()) <= 0:
+        if sum(self.component_weights.values()) <= 0:
             raise ValueError("at least one score weight must be positive")
         return self
+
+
+_SCORE_PARAMETERS = frozenset({"related_skill_credit", "title_match_credit"})
+
+
+class RetrievalSettings(BaseModel):
+    """How one JD is matched against the whole stored pool (``match.retrieve``)."""
+
+    candidates: int = Field(300, gt=0, description="CVs rescored exactly by the full scorer.")
+    per_source: int = Field(300, gt=0, description="CVs each source (full-text, each vector column) returns.")
+    rrf_k: int = Field(60, gt=0, description="Reciprocal-rank-fusion constant.")
+    ann_min_rows: int = Field(200_000, gt=0, description="From this many CVs, vector search uses an ANN index.")
+    ann_index_type: str = "IVF_PQ"
+    ann_nprobes: int = Field(20, gt=0)
+    ann_refine_factor: int = Field(5, ge=0)
+    lexical_idf_sample: int = Field(50_000, gt=0, description="CVs counted for BM25 document frequencies.")
 
 
 class Settings(BaseSettings):
@@ -56,7 +86,7 @@ class Settings(BaseSettings):
 
     # --- extraction limits ---------------------------------------------------------
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest accepted file.")
-    max_pdf_pages: int = Field(30, gt=0, description="Most pages read from one PDF.")
+    max_pdf_pages: int = Field(30, gt=0, description="A PDF with more pages is refused.")
     max_docx_inflated_bytes: int = Field(
         50 * 1024 * 1024, gt=0, description="Most bytes a DOCX may inflate to (zip-bomb guard)."
     )
@@ -64,6 +94,22 @@ class Settings(BaseSettings):
 
     # --- standardization -----------------------------------------------------------
     standardizer: Literal["rules", "vllm", "openai"] = "rules"
+    llm_model: str | None = Field(None, description="vLLM: a Hugging Face model name or local folder.")
+    llm_max_model_len: int = Field(8192, gt=0)
+    llm_max_tokens: int = Field(2048, gt=0, description="Most tokens generated per document.")
+    llm_gpu_memory_utilization: float = Field(
+        0.85, gt=0, le=1, description="Share of a GPU's memory one engine takes; ~0.4 for two engines per GPU."
+    )
+    llm_tensor_parallel_size: int = Field(1, gt=0)
+    llm_num_gpus: float = Field(
+        1.0, ge=0, description="GPUs per vLLM engine actor (0.5 = two engines per GPU); 0 on a CPU-only node."
+    )
+    llm_engines: int = Field(1, gt=0, description="vLLM engine actors in the Ray Data pool.")
+    llm_dtype: str = "auto"
+    llm_seed: int = 0
+    openai_base_url: str | None = Field(None, description="Any OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
+    openai_model: str | None = None
+    openai_api_key: str | None = None
 
     # --- embeddings ----------------------------------------------------------------
     embedding_model: str | None = Field(
@@ -75,6 +121,7 @@ class Settings(BaseSettings):
 
     # --- scoring -------------------------------------------------------------------
     weights: ScoreWeights = Field(default_factory=ScoreWeights)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     top_k: int = Field(20, gt=0, description="Default number of ranked CVs returned.")
 
     # --- Ray -----------------------------------------------------------------------

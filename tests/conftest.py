@@ -57,7 +57,7 @@ def ray_cluster(tmp_path_factory) -> Iterator[RayCluster]:
         ray.shutdown()
         return
 
-    port, dash = _free_port(), _free_port()
+    port, dash, agent, metrics, runtime_env = (_free_port() for _ in range(5))
     # A short temp dir: Ray's socket paths must stay under the 107-byte AF_UNIX limit.
     temp_dir = f"/tmp/cvr{os.getpid()}"
     ray_bin = str(Path(sys.executable).with_name("ray"))
@@ -67,6 +67,10 @@ def ray_cluster(tmp_path_factory) -> Iterator[RayCluster]:
             f"--port={port}", "--node-ip-address=127.0.0.1",
             "--num-cpus=4", "--num-gpus=1",
             "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+            # Ports of our own, so that another Ray on this machine cannot take the agent's
+            # (without its HTTP server the Jobs API answers "No available agent").
+            f"--dashboard-agent-listen-port={agent}", f"--metrics-export-port={metrics}",
+            f"--runtime-env-agent-port={runtime_env}",
             f"--temp-dir={temp_dir}", "--disable-usage-stats",
         ],
         stdout=subprocess.DEVNULL,

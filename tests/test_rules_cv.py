@@ -373,9 +373,11 @@ def test_factory_and_provenance() -> None:
     assert st.provenance.backend == "rules"
 
 
-@pytest.mark.parametrize("backend", ["vllm", "openai"])
-def test_factory_names_missing_llm_backend(backend: str) -> None:
-    with pytest.raises(StandardizationError, match=backend):
+@pytest.mark.parametrize(("backend", "setting"), [("vllm", "CVMATCH_LLM_MODEL"), ("openai", "CVMATCH_OPENAI_BASE_URL")])
+def test_factory_names_what_an_unconfigured_llm_backend_needs(backend: str, setting: str) -> None:
+    from cvmatch_ray.standardize.llm import LLMBackendError
+
+    with pytest.raises(LLMBackendError, match=setting):
         make_standardizer(Settings(standardizer=backend))
 
 

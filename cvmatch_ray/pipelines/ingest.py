@@ -31,12 +31,12 @@ import ray.data
 from cvmatch_ray import metrics
 from cvmatch_ray.config import Settings
 from cvmatch_ray.embed import Embedder
-from cvmatch_ray.ingest import IngestError, Kind, Outcome, Prepared, embed, extract_text, standardize, write
+from cvmatch_ray.ingest import IngestError, Kind, Outcome, Prepared, embed, extract_text, write
 from cvmatch_ray.pipelines.reporting import JobReporter
 from cvmatch_ray.pipelines.resources import stage_options
 from cvmatch_ray.progress import JobStatus, get_progress_actor
 from cvmatch_ray.schemas import CVProfile, JDProfile, Provenance
-from cvmatch_ray.standardize.base import make_standardizer
+from cvmatch_ray.standardize.base import StandardizationError, make_standardizer, standardize_cvs, standardize_jds
 from cvmatch_ray.store import Store, document_id
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,11 @@ def extract_batch(batch: pa.Table, *, settings: Settings, existing: frozenset[st
 
 
 class StandardizeStage:
-    """Text -> profile JSON; holds one standardizer (and its taxonomy or engine) per actor."""
+    """Text -> profile JSON; holds one standardizer per actor (the rules' taxonomy, or a vLLM engine).
+
+    The whole batch goes to the backend at once: the LLM backends turn it into one engine
+    call, which is where their throughput comes from.
+    """
 
     def __init__(self, settings: Settings, kind: Kind) -> None:
         self.standardizer = make_standardizer(settings)
@@ -107,19 +111,18 @@ class StandardizeStage:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
-        for row in rows:
-            if row["error"] or row["code"] == ALREADY_STORED:
-                continue
+        todo = [r for r in rows if not r["error"] and r["code"] != ALREADY_STORED]
+        if todo:
             start = time.perf_counter()
-            try:
-                profile = standardize(row["text"], self.kind, self.standardizer)
-            except IngestError as e:
-                row.update(error=e.message, stage=e.stage, code=e.code)
-                metrics.record_failure("standardize", e.code)
-                continue
-            provenance = self.standardizer.provenance.model_copy(update={"extractor": row["extractor"]})
-            row.update(profile_json=profile.model_dump_json(), provenance_json=provenance.model_dump_json())
-            metrics.observe_latency("standardize", time.perf_counter() - start)
+            batch_fn = standardize_cvs if self.kind == "cv" else standardize_jds
+            for row, profile in zip(todo, batch_fn(self.standardizer, [r["text"] for r in todo])):
+                if isinstance(profile, StandardizationError):
+                    row.update(error=str(profile), stage="standardize", code="standardization_failed")
+                    metrics.record_failure("standardize", "standardization_failed")
+                    continue
+                provenance = self.standardizer.provenance.model_copy(update={"extractor": row["extractor"]})
+                row.update(profile_json=profile.model_dump_json(), provenance_json=provenance.model_dump_json())
+            metrics.observe_latency("standardize", (time.perf_counter() - start) / len(todo))
         return _table(rows)
 
 

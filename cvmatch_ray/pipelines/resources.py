@@ -37,6 +37,21 @@ class StageOptions:
         return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
 
 
+def _standardize_options(settings: Settings) -> StageOptions:
+    if settings.standardizer == "vllm":
+        # One engine per actor, on a GPU share (0.5 = two engines per GPU, with
+        # llm_gpu_memory_utilization set to match); with tensor parallelism an engine
+        # spans several GPUs. Larger batches keep vLLM's continuous batching busy.
+        return StageOptions(
+            num_cpus=1,
+            num_gpus=settings.llm_num_gpus * settings.llm_tensor_parallel_size,
+            actors=settings.llm_engines,
+            batch_size=max(settings.ingest_batch_size, 64),
+        )
+    # The rule-based standardizer (and the OpenAI client) load the taxonomy once per actor.
+    return StageOptions(num_cpus=1, actors=settings.standardize_actors, batch_size=settings.ingest_batch_size)
+
+
 def stage_options(settings: Settings) -> dict[str, StageOptions]:
     """Resources of each stage: ``extract``, ``standardize``, ``embed`` and ``match_chunk``.
 
@@ -47,8 +62,7 @@ def stage_options(settings: Settings) -> dict[str, StageOptions]:
     embed_gpus = settings.embed_num_gpus
     return {
         "extract": StageOptions(num_cpus=1, batch_size=batch),
-        # The rule-based standardizer loads the taxonomy once per actor.
-        "standardize": StageOptions(num_cpus=1, actors=settings.standardize_actors, batch_size=batch),
+        "standardize": _standardize_options(settings),
         "embed": StageOptions(
             num_cpus=0.5 if embed_gpus else 1,
             num_gpus=embed_gpus,

@@ -91,8 +91,6 @@ def make_standardizer(settings: Settings) -> Standardizer:
         from cvmatch_ray.standardize.rules import RuleStandardizer
 
         return RuleStandardizer()
-    raise StandardizationError(
-        f"standardizer backend {settings.standardizer!r} is not available: the LLM backends live in "
-        "cvmatch_ray/standardize/llm.py, which this installation does not include yet; "
-        "use CVMATCH_STANDARDIZER=rules"
-    )
+    from cvmatch_ray.standardize.llm import make_llm_standardizer
+
+    return make_llm_standardizer(settings)
