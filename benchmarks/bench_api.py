@@ -348,6 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nbackground accept of {len(background_files)} uploads took {bg_wall:.2f} s; processing all took {bg_done:.2f} s")
     print(f"match job: {final['total']} CVs in {final['total_chunks']} chunks, {final['status']} in {job_s:.1f} s "
           f"({final['seconds_per_chunk'] or 0:.3f} s/chunk); synthetic rows written in {synth_s:.1f} s")
+    if final["status"] != "succeeded":
+        reasons = sorted({f["reason"] for f in final["failures"]})[:3]
+        print(f"match job error: {final['error']}; {final['failed']} CVs failed, e.g. {reasons}")
     target = pct(bg_lat, 50) <= 0.050 and pct(bg_lat, 99) <= 0.250
     print(f"background upload target (p50 <= 50 ms, p99 <= 250 ms): {'met' if target else 'NOT met'}")
     return 0
