@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     )
     llm_engines: int = Field(1, gt=0, description="vLLM engine actors in the Ray Data pool.")
     llm_dtype: str = "auto"
+    llm_enforce_eager: bool = Field(False, description="Skip CUDA graphs (needed by the CPU build of vLLM).")
     llm_seed: int = 0
     openai_base_url: str | None = Field(None, description="Any OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
     openai_model: str | None = None

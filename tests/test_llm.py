@@ -9,6 +9,7 @@ surrounds the engine, with a scripted backend where an engine's output must be c
 
 from __future__ import annotations
 
+
 import copy
 import json
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from llm_fixtures import require as _require
 from llm_fixtures import smollm2_dir, tiny_model_dir  # noqa: F401  (pytest fixtures)
 
 from cvmatch_ray.schemas import (
@@ -345,7 +347,7 @@ def test_vllm_standardizer_checks_its_config_without_vllm():
 
 @pytest.fixture(scope="module")
 def tiny_std(tiny_model_dir) -> VLLMStandardizer:  # noqa: F811
-    pytest.importorskip("vllm")
+    _require("vllm")
     std = VLLMStandardizer(model=str(tiny_model_dir), max_model_len=4096, max_tokens=256, dtype="float32",
                            enforce_eager=True, today=TODAY)
     std.load()
@@ -380,7 +382,7 @@ def _counting(std: VLLMStandardizer, **changes) -> tuple[VLLMStandardizer, Count
 
 @pytest.mark.vllm
 def test_xgrammar_compiles_the_llm_schemas(tiny_model_dir):  # noqa: F811
-    xgr = pytest.importorskip("xgrammar")
+    xgr = _require("xgrammar")
     from transformers import AutoTokenizer
     from vllm.v1.structured_output.backend_xgrammar import has_xgrammar_unsupported_json_features
 
@@ -445,7 +447,7 @@ def test_tiny_jd_batch_and_long_document_is_cut(tiny_std):
 @pytest.mark.vllm
 @pytest.mark.slow
 def test_smollm2_standardizes_a_real_cv(smollm2_dir):  # noqa: F811
-    pytest.importorskip("vllm")
+    _require("vllm")
     std = VLLMStandardizer(model=str(smollm2_dir), max_model_len=4096, max_tokens=384, dtype="float32",
                            enforce_eager=True, today=TODAY)
     try:
@@ -469,7 +471,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def vllm_server(tiny_model_dir, tmp_path_factory):  # noqa: F811
-    pytest.importorskip("vllm")
+    _require("vllm")
     port = _free_port()
     log = Path(tmp_path_factory.mktemp("vllm-serve")) / "server.log"
     cmd = [

@@ -611,6 +611,7 @@ class VLLMStandardizer(LLMStandardizer):
             "tensor_parallel_size": getattr(settings, "llm_tensor_parallel_size", 1),
             "dtype": getattr(settings, "llm_dtype", "auto"),
             "seed": getattr(settings, "llm_seed", 0),
+            "enforce_eager": getattr(settings, "llm_enforce_eager", False),
         }
         kwargs.update(overrides)
         if not kwargs["model"]:
