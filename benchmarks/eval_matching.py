@@ -255,18 +255,166 @@ CVMATCH_MODULES = (
     "cvmatch_ray.ingest",
     "cvmatch_ray.match.scoring",
 )
+#: Where ``--cache-dir`` keeps prepared documents and section embeddings between runs
+#: (None: nothing is cached, everything is recomputed).
+CACHE_DIR: Path | None = None
+#: Score components switched off one at a time for the ablation rows (``cvmatch-no-X``).
+ABLATION_COMPONENTS = ("required_skills", "preferred_skills", "semantic", "experience", "education", "title", "lexical")
 
 
-def make_cvmatch_ranker(pool: el.CVPool, data_dir: Path) -> Ranker:
+class _CachingEmbedder:
+    """An ``Embedder`` front that remembers every text it encoded (in memory and on disk).
+
+    Section texts repeat from run to run while the scorer is tuned; the cache is keyed by
+    the exact text, so any change to a section text is encoded afresh.
+    """
+
+    def __init__(self, embedder, path: Path | None) -> None:
+        self._embedder = embedder
+        self._path = path
+        self._cache: dict[str, np.ndarray] = {}
+        if path is not None and path.is_file():
+            data = np.load(path, allow_pickle=False)
+            self._cache = dict(zip(data["texts"].tolist(), data["vectors"], strict=True))
+        self.dim = embedder.dim
+
+    def embed_sections(self, section_texts):
+        from cvmatch_ray.embed import SECTIONS
+
+        flat = [d[name] for d in section_texts for name in SECTIONS]
+        todo = list(dict.fromkeys(t for t in flat if t not in self._cache))
+        if todo:
+            self._cache.update(zip(todo, self._embedder.encode(todo), strict=True))
+            if self._path is not None:
+                texts = list(self._cache)
+                np.savez(self._path, texts=np.array(texts), vectors=np.stack([self._cache[t] for t in texts]))
+        vectors = np.stack([self._cache[t] for t in flat])
+        return vectors.reshape(len(section_texts), len(SECTIONS), self.dim)
+
+
+def _prepare_cached(items, kind: str, settings, standardizer, cache: Path | None):
+    """``ingest.prepare`` each ``(name, bytes)``, reusing pickles in ``cache``; failures stay None."""
+    import pickle
+
+    from cvmatch_ray.ingest import IngestError, prepare
+    from cvmatch_ray.store import document_id
+
+    out = []
+    for name, data in items:
+        doc_id = document_id(data)
+        path = cache / "prepared" / f"{kind}-{doc_id}.pkl" if cache is not None else None
+        if path is not None and path.is_file():
+            prepared = pickle.loads(path.read_bytes())  # our own cache file, written below
+        else:
+            try:
+                prepared = prepare(data, kind=kind, filename=name, settings=settings, standardizer=standardizer, doc_id=doc_id)
+            except IngestError as e:
+                prepared = e
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(pickle.dumps(prepared))
+        if isinstance(prepared, Exception):
+            logger.warning("%s %s not ingested: %s", kind, name or doc_id, prepared)
+            prepared = None
+        out.append(prepared)
+    return out
+
+
+class CvmatchPool:
+    """The pool ingested through cvmatch_ray into a temporary store, and its JDs on demand.
+
+    CVs go through the project's own stages (``ingest.prepare`` = extract + standardize,
+    ``ingest.embed``, ``ingest.write``); each posting is prepared, embedded and stored the
+    same way, then scored by ``score_table`` against every stored CV.
+    """
+
+    def __init__(self, pool: el.CVPool, cache: Path | None) -> None:
+        import tempfile
+
+        from cvmatch_ray.config import Settings
+        from cvmatch_ray.embed import Embedder
+        from cvmatch_ray.ingest import embed, write
+        from cvmatch_ray.standardize.base import make_standardizer
+        from cvmatch_ray.store import Store
+
+        self.settings = Settings()
+        self.standardizer = make_standardizer(self.settings)
+        self.cache = cache
+        emb_path = cache / "section_vectors.npz" if cache is not None else None
+        self.embedder = _CachingEmbedder(shared_embedder(), emb_path)
+        self._tmp = tempfile.TemporaryDirectory(prefix="cvmatch-eval-")
+        self.store = Store(self._tmp.name, dim=self.embedder.dim)
+        prepared = _prepare_cached([(p.name, p.read_bytes()) for p in pool.pdf_paths], "cv", self.settings,
+                                   self.standardizer, cache)
+        ok = [p for p in prepared if p is not None]
+        write(embed(ok, self.embedder), self.store)
+        self.doc_ids = [p.doc_id if p is not None else None for p in prepared]
+        self.failed = sum(p is None for p in prepared)
+        self.table = self.store.read_cv_features()
+        row_of = {cv_id: i for i, cv_id in enumerate(self.table.column("cv_id").to_pylist())}
+        # Pool position -> row of the feature table (-1: not ingested, scored last).
+        self.rows = np.array([row_of.get(d, -1) if d else -1 for d in self.doc_ids], dtype=np.int64)
+        self._jds: dict[str, object] = {}
+        self._embed, self._write = embed, write
+        logger.info("cvmatch: %d CVs stored, %d failed", len(ok), self.failed)
+
+    def prepare_jds(self, jd_texts: Sequence[str]) -> None:
+        """Prepare, embed and store every posting not seen yet (one encoder batch)."""
+        from cvmatch_ray.match.rank import jd_features
+
+        todo = [t for t in dict.fromkeys(jd_texts) if t not in self._jds]
+        if not todo:
+            return
+        prepared = _prepare_cached([(None, t.encode("utf-8")) for t in todo], "jd", self.settings,
+                                   self.standardizer, self.cache)
+        ok = [p for p in prepared if p is not None]
+        self._write(self._embed(ok, self.embedder), self.store)
+        for text, p in zip(todo, prepared, strict=True):
+            self._jds[text] = jd_features(self.store, p.doc_id) if p is not None else None
+
+    def scores(self, jd_text: str, weights) -> np.ndarray:
+        """Score of every pool resume (pool order) for one posting; -1 where not ingested."""
+        from cvmatch_ray.match.scoring import score_table
+
+        self.prepare_jds([jd_text])
+        jd = self._jds[jd_text]
+        out = np.full(len(self.rows), -1.0)
+        if jd is None:
+            return out
+        batch = score_table(jd, self.table, weights)
+        ok = self.rows >= 0
+        out[ok] = batch.scores[self.rows[ok]]
+        return out
+
+
+@functools.cache
+def shared_embedder():
+    """The project's own encoder (bundled MiniLM), loaded once per run."""
+    from cvmatch_ray.config import Settings
+    from cvmatch_ray.embed import Embedder
+
+    return Embedder.from_settings(Settings())
+
+
+@functools.cache
+def shared_cvmatch_pool(pool: el.CVPool) -> CvmatchPool:
+    """One ingested pool per run, shared by the full ranker and its ablations."""
+    return CvmatchPool(pool, CACHE_DIR)
+
+
+def make_cvmatch_ranker(pool: el.CVPool, data_dir: Path | None = None, *, weights=None) -> Ranker:
     """The project's own matcher: ingest the pool's PDFs with cvmatch_ray, score with its scorer.
 
     The package is imported only when this ranker is selected, so the baselines run on a
-    checkout where it is incomplete. The adapter (ingest ``pool.pdf_paths`` into a temporary
-    store, standardize and embed each posting, return ``score_table`` scores in ``cv_ids``
-    order) is to be written by the owner of ``cvmatch_ray.ingest`` once its API settles.
+    checkout where it is incomplete.
+
+    Args:
+        pool: the resumes.
+        data_dir: unused (the PDFs are ``pool.pdf_paths``); kept for callers that pass it.
+        weights: score weights; ``None`` for the configured defaults (``ScoreWeights()``).
 
     Raises:
-        RankerUnavailableError: a package part is missing, or the adapter is not written yet.
+        RankerUnavailableError: a package part is missing.
     """
     missing = []
     for name in CVMATCH_MODULES:
@@ -278,10 +426,35 @@ def make_cvmatch_ranker(pool: el.CVPool, data_dir: Path) -> Ranker:
         raise RankerUnavailableError(
             "the cvmatch ranker needs these cvmatch_ray parts, which do not import: " + "; ".join(missing)
         )
-    raise RankerUnavailableError(
-        f"cvmatch_ray imports, but make_cvmatch_ranker in {__file__} does not yet adapt "
-        f"ingest + scorer to rank(jd_text, cv_ids) (pool of {len(pool)} PDFs under {data_dir})"
-    )
+    from cvmatch_ray.config import ScoreWeights
+
+    weights = weights or ScoreWeights()
+    ingested = shared_cvmatch_pool(pool)
+    rows = _positions(pool)
+
+    def rank(jd_text: str, cv_ids: Sequence[str]) -> np.ndarray:
+        return ingested.scores(jd_text, weights)[rows(cv_ids)]
+
+    return BatchedRanker(rank, ingested.prepare_jds)
+
+
+def _ablation_factory(component: str) -> RankerFactory:
+    def factory(pool: el.CVPool) -> Ranker:
+        from cvmatch_ray.config import ScoreWeights
+
+        return make_cvmatch_ranker(pool, weights=ScoreWeights().model_copy(update={component: 0.0}))
+
+    return factory
+
+
+def _only_factory(component: str) -> RankerFactory:
+    def factory(pool: el.CVPool) -> Ranker:
+        from cvmatch_ray.config import ScoreWeights
+
+        zero = {c: 0.0 for c in ABLATION_COMPONENTS}
+        return make_cvmatch_ranker(pool, weights=ScoreWeights().model_copy(update={**zero, component: 1.0}))
+
+    return factory
 
 
 #: name -> factory(pool). Add a ranker by adding an entry.
@@ -292,6 +465,8 @@ RANKERS: dict[str, RankerFactory] = {
     "minilm": make_minilm_ranker,
     "minilm-chunks": make_minilm_chunks_ranker,
     "cvmatch": lambda pool: make_cvmatch_ranker(pool, pool.data_dir),
+    **{f"cvmatch-no-{c}": _ablation_factory(c) for c in ABLATION_COMPONENTS},
+    **{f"cvmatch-only-{c}": _only_factory(c) for c in ABLATION_COMPONENTS},
 }
 
 
@@ -382,7 +557,7 @@ def render_markdown(
 ) -> str:
     """The results page: summary tables, per-group tables, label mappings and method notes."""
     ref = next((r for r in runs if r.name == REFERENCE_RANKER), runs[0])
-    baselines = [r for r in runs if r.name not in ("random", "cvmatch")] or list(runs)
+    baselines = [r for r in runs if r.name != "random" and not r.name.startswith("cvmatch")] or list(runs)
     best = max(baselines, key=lambda r: _mean(r.metrics["A"], "ndcg"))
     lines = [
         "# Matching quality",
@@ -539,6 +714,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=10, help="cut-off for nDCG and precision")
     p.add_argument("--ads-per-role", type=int, default=10, help="Indeed ads per mapped role (task B)")
     p.add_argument("--torch-threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="keep the cvmatch ranker's prepared documents and embeddings here between runs")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N postings of each task (iterating)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -567,6 +745,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # nDCG and AP are undefined for a query with no relevant resume.
         logger.error("no resume in the pool for the categories %s", unmatched)
         return 2
+    if args.limit:
+        task_a, task_b = task_a[: args.limit], task_b[: args.limit]
+    if args.cache_dir is not None:
+        global CACHE_DIR
+        CACHE_DIR = args.cache_dir
+        args.cache_dir.mkdir(parents=True, exist_ok=True)
     tie_keys = el.tie_break_keys(pool.ids)
     # Timings are only comparable on an idle machine; record how busy it was.
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None

@@ -22,13 +22,18 @@ class ScoreWeights(BaseModel):
     not sum to one.
     """
 
-    required_skills: float = Field(0.35, ge=0)
-    preferred_skills: float = Field(0.10, ge=0)
-    semantic: float = Field(0.25, ge=0)
-    experience: float = Field(0.15, ge=0)
-    education: float = Field(0.05, ge=0)
-    title: float = Field(0.10, ge=0)
-    lexical: float = Field(0.10, ge=0, description="BM25 of the JD over the blinded CV text.")
+    # Defaults from a grid search on the development postings (benchmarks/RESULTS.md has
+    # the ablation). Those labels are job families, which the semantic and title signals
+    # decide; preferred skills, education and BM25 lowered nDCG there, so they start at 0.
+    # They still separate candidates within one family (which family labels cannot
+    # measure): a deployment that ranks inside one family should raise them.
+    required_skills: float = Field(0.10, ge=0)
+    preferred_skills: float = Field(0.0, ge=0)
+    semantic: float = Field(0.35, ge=0)
+    experience: float = Field(0.05, ge=0)
+    education: float = Field(0.0, ge=0)
+    title: float = Field(0.20, ge=0)
+    lexical: float = Field(0.0, ge=0, description="BM25 of the JD over the blinded CV text.")
 
     # How components are computed (not weights; left out of the weighted mean).
     related_skill_credit: float = Field(
@@ -122,6 +127,7 @@ class Settings(BaseSettings):
 
     # --- scoring -------------------------------------------------------------------
     weights: ScoreWeights = Field(default_factory=ScoreWeights)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     top_k: int = Field(20, gt=0, description="Default number of ranked CVs returned.")
 

@@ -12,17 +12,17 @@ Nothing here knows about Ray: the Ray Data stage and the Serve deployment wrap `
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import contextlib
+import json
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cvmatch_ray.schemas import CVProfile, JDProfile
+from cvmatch_ray.schemas import Contact, CVProfile, JDProfile
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -100,6 +100,99 @@ def _with_fallback(sections: dict[str, str], text: str) -> dict[str, str]:
     return out
 
 
+# ------------------------------------------------------------------- blind screening
+# Everything the matcher reads of a CV (the section texts embedded here, the lexical text
+# the store indexes) goes through ``blind_text`` first, so a score cannot depend on who the
+# candidate is: contact details, links, birth dates, ages and gendered words are removed,
+# not replaced (a placeholder of another length would still leak through BM25's length
+# normalization).
+
+_EMAIL_RE = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+_URL_RE = re.compile(
+    r"(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|me|dev|info|co|uk|de|in)(?:/\S*)?\b",
+    re.IGNORECASE,
+)
+# A phone: a run of digits, spaces and ()+.-/ with at least 7 digits (a date range has fewer).
+_PHONE_RE = re.compile(r"(?<![\w/])\+?\(?\d[\d\s().\-/]{5,}\d(?![\w/])")
+_PHONE_MIN_DIGITS = 7
+# Lines that state a personal attribute ("Date of birth: ...", "Gender: F").
+_PERSONAL_LINE_RE = re.compile(
+    r"^\W*(?:date\s+of\s+birth|d\.?o\.?b\.?|birth\s*date|born|age|gender|sex|marital\s+status|nationality|"
+    r"religion|address|passport|photo)\b",
+    re.IGNORECASE,
+)
+# A street address ("12 Oak Street", "4 Elm Rd").
+_STREET_RE = re.compile(
+    r"\b\d{1,5}\s+(?:[A-Za-z]+\s+){1,3}(?:street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|court|ct|"
+    r"place|pl|square|sq|terrace)\b\.?",
+    re.IGNORECASE,
+)
+GENDER_WORDS: frozenset[str] = frozenset(
+    """he she him her his hers himself herself mr mrs ms miss mx sir madam madame mister male female males
+    females man woman men women boy girl boys girls gentleman gentlemen lady ladies husband wife father mother
+    son daughter brother sister widow widower""".split()
+)
+_GENDER_RE = re.compile(r"\b(?:" + "|".join(sorted(GENDER_WORDS, key=len, reverse=True)) + r")\b\.?", re.IGNORECASE)
+_SPACES_RE = re.compile(r"[ \t]+")
+
+
+def _drop_phones(text: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        digits = sum(ch.isdigit() for ch in m.group())
+        return "" if digits >= _PHONE_MIN_DIGITS else m.group()
+
+    return _PHONE_RE.sub(repl, text)
+
+
+def _name_pattern(contact: Contact | None) -> re.Pattern[str] | None:
+    words: list[str] = []
+    if contact is not None:
+        for value in (contact.name, contact.location):
+            if value:
+                words.extend(w for w in re.findall(r"[^\W\d_][\w'-]*", value) if len(w) > 1)
+    if not words:
+        return None
+    alternatives = "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
+    return re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)
+
+
+def blind_text(text: str, contact: Contact | None = None) -> str:
+    """``text`` with nothing left that says who the person is.
+
+    Removes e-mail addresses, links, phone numbers, street addresses, lines stating a
+    personal attribute (date of birth, age, gender, nationality, marital status...), the
+    words of the contact's name and location, and gendered words (he/she, Mr/Ms, male...).
+    Line structure is kept; a line left empty is dropped.
+
+    Args:
+        text: any CV text (a whole document, a summary, one responsibility).
+        contact: the CV's contact details, whose name and location words are removed.
+    """
+    if not text:
+        return ""
+    name_re = _name_pattern(contact)
+    lines: list[str] = []
+    for line in text.splitlines():
+        if _PERSONAL_LINE_RE.match(line):
+            continue
+        line = _EMAIL_RE.sub(" ", line)
+        line = _URL_RE.sub(" ", line)
+        line = _drop_phones(line)
+        line = _STREET_RE.sub(" ", line)
+        if name_re is not None:
+            line = name_re.sub(" ", line)
+        line = _GENDER_RE.sub(" ", line)
+        line = _SPACES_RE.sub(" ", line).strip(" \t|•·,;:-")
+        if any(ch.isalnum() for ch in line):
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def cv_lexical_text(profile: CVProfile, text: str) -> str:
+    """The CV text the lexical (BM25) signal and the full-text index read: ``text``, blinded."""
+    return blind_text(text, profile.contact)
+
+
 def cv_section_texts(profile: CVProfile, text: str) -> dict[str, str]:
     """The three texts a CV is embedded from.
 
@@ -114,7 +207,13 @@ def cv_section_texts(profile: CVProfile, text: str) -> dict[str, str]:
     Raises:
         EmptyDocumentError: the profile is empty and ``text`` is blank.
     """
-    titles = profile.titles[:MAX_TITLES]
+    # Every text goes through blind_text: the vectors must not depend on who the person is.
+    contact = profile.contact
+
+    def blind(value: str) -> str:
+        return " ".join(blind_text(value, contact).split())
+
+    titles = [t for t in (blind(t) for t in profile.titles) if t][:MAX_TITLES]
     title = _cap_words(", ".join(titles), MAX_TITLE_WORDS)
     skills = _cap_words(", ".join(profile.skill_names), MAX_SECTION_WORDS)
 
@@ -122,15 +221,15 @@ def cv_section_texts(profile: CVProfile, text: str) -> dict[str, str]:
     # Titles alone would only repeat the title section; the raw text says more then.
     if profile.summary or any(e.responsibilities for e in profile.experience):
         if profile.summary:
-            parts.append(profile.summary)
+            parts.append(blind(profile.summary))
         for entry in profile.experience:
             # The title in front of its responsibilities gives short bullet points context
             # ("Led a team of 5" means more after "Engineering Manager").
-            if entry.title:
-                parts.append(entry.title + ":")
-            parts.extend(entry.responsibilities)
-    experience = _cap_words(" ".join(parts), MAX_SECTION_WORDS)
-    return _with_fallback({"title": title, "skills": skills, "experience": experience}, text)
+            if entry.title and blind(entry.title):
+                parts.append(blind(entry.title) + ":")
+            parts.extend(blind(r) for r in entry.responsibilities)
+    experience = _cap_words(" ".join(p for p in parts if p), MAX_SECTION_WORDS)
+    return _with_fallback({"title": title, "skills": skills, "experience": experience}, blind_text(text, contact))
 
 
 def jd_section_texts(profile: JDProfile, text: str) -> dict[str, str]:

@@ -234,6 +234,18 @@ class ScoreBreakdown(_Model):
     experience: float | None = None
     education: float | None = None
     title: float | None = None
+    lexical: float | None = None
+
+
+MAX_EVIDENCE = 16
+
+
+class Evidence(_Model):
+    """One reason behind a component's value: a JD requirement and the CV text that met it."""
+
+    component: ShortText = Field(description="The score component, e.g. 'required_skills'.")
+    requirement: Text = Field(description="What the JD asked for (a skill, a title, years...).")
+    cv_text: Text = Field(description="The CV line, skill or value that met it (blinded).")
 
 
 class MatchResult(_Model):
@@ -245,6 +257,7 @@ class MatchResult(_Model):
     missing_required: list[str] = Field(default_factory=list)
     missing_preferred: list[str] = Field(default_factory=list)
     explanation: str = ""
+    evidence: list[Evidence] = Field(default_factory=list, max_length=MAX_EVIDENCE)
 
 
 # ---------------------------------------------------------------------- stored docs

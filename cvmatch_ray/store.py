@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cvmatch_ray.embed import blind_text, cv_lexical_text
 from cvmatch_ray.schemas import (
     CVProfile,
     CVPublic,
@@ -56,15 +57,24 @@ MATCHES = "matches"
 
 # Section vectors as stored; the order is embed.SECTIONS (title, skills, experience).
 VECTOR_COLUMNS: tuple[str, ...] = ("vec_title", "vec_skills", "vec_experience")
-# What the vectorized scorer reads of each CV: no text, no PII.
+# What the vectorized scorer reads of each CV: no text, no PII. The lexical columns are the
+# blinded text's term counts (see ``lexical_counts``); ``skill_lines`` is, for each entry of
+# ``skills``, the blinded CV line that mentions it (the evidence shown with a match).
+LEXICAL_COLUMNS: tuple[str, ...] = ("lex_terms", "lex_tfs", "lex_len")
 FEATURE_COLUMNS: tuple[str, ...] = (
     "cv_id",
     "skills",
     "experience_months",
     "education_rank",
     "titles",
+    "norm_titles",
+    "skill_lines",
+    *LEXICAL_COLUMNS,
     *VECTOR_COLUMNS,
 )
+# The column the full-text index covers: the CV text with contact details and gendered
+# words removed (``embed.cv_lexical_text``), so full-text search is as blind as the score.
+LEXICAL_TEXT_COLUMN = "lexical_text"
 
 DocumentKind = Literal["cv", "jd"]
 _KINDS: frozenset[str] = frozenset({"cv", "jd"})
@@ -141,6 +151,84 @@ def _in(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({quoted})"
 
 
+
+# ------------------------------------------------------------------------- lexical
+# The lexical signal is Okapi BM25 over the blinded CV text. Its tokens are lower-cased
+# words of letters and digits ("c++" and "c#" keep their marks), minus stopwords and
+# single characters: the same rule for CVs (stored term counts) and JD queries.
+
+_LEX_TOKEN_RE = re.compile(r"[a-z0-9][a-z0-9+#]*")
+LEXICAL_STOPWORDS: frozenset[str] = frozenset(
+    """a an and are as at be been but by can for from has have in into is it its of on or our
+    that the their them they this to was were will with within you your we us not no all any
+    other such than then there these those who whom which what when where while would should
+    may might must also etc per via""".split()
+)
+
+
+def lexical_tokens(text: str) -> list[str]:
+    """The BM25 tokens of ``text``, in order."""
+    return [t for t in _LEX_TOKEN_RE.findall(text.lower()) if len(t) > 1 and t not in LEXICAL_STOPWORDS]
+
+
+def lexical_counts(text: str) -> tuple[list[str], list[int], int]:
+    """``(terms, term frequencies, token count)`` of ``text``; terms sorted, unique."""
+    tokens = lexical_tokens(text)
+    counts: dict[str, int] = {}
+    for t in tokens:
+        counts[t] = counts.get(t, 0) + 1
+    terms = sorted(counts)
+    return terms, [counts[t] for t in terms], len(tokens)
+
+
+@dataclass(frozen=True)
+class LexicalStats:
+    """Corpus statistics BM25 needs: document count, mean length and document frequencies."""
+
+    num_docs: int
+    avg_len: float
+    df: Mapping[str, int]
+    version: int | None = None
+
+
+# A CV line quoted as evidence is cut to this many characters.
+EVIDENCE_LINE_CHARS = 200
+# Titles a CV is compared on by occupation: the headline and the latest job titles.
+MAX_NORM_TITLES = 3
+
+
+def normalized_titles(titles: Sequence[str]) -> list[str]:
+    """The taxonomy occupations of the first ``MAX_NORM_TITLES`` titles (unknown ones left out)."""
+    from cvmatch_ray.taxonomy import load_taxonomy
+
+    tax = load_taxonomy()
+    out: list[str] = []
+    for t in titles[:MAX_NORM_TITLES]:
+        occupation = tax.normalize_title(t)
+        if occupation and occupation not in out:
+            out.append(occupation)
+    return out
+
+
+def _skill_lines(profile: CVProfile, text: str) -> list[str]:
+    """For each skill of ``profile``, the first (blinded) line of ``text`` that mentions it."""
+    lines = [ln for ln in blind_text(text, profile.contact).splitlines() if ln.strip()]
+    lowered = [ln.lower() for ln in lines]
+    out: list[str] = []
+    for skill in profile.skills:
+        found = ""
+        for form in [*skill.mentions, skill.name]:
+            needle = form.lower()
+            if not needle:
+                continue
+            idx = next((i for i, ln in enumerate(lowered) if needle in ln), None)
+            if idx is not None:
+                found = lines[idx][:EVIDENCE_LINE_CHARS]
+                break
+        out.append(found)
+    return out
+
+
 # -------------------------------------------------------------------------- schemas
 
 
@@ -183,6 +271,12 @@ def cvs_schema(dim: int) -> pa.Schema:
             pa.field("experience_months", pa.int32(), nullable=False),
             pa.field("education_rank", pa.int8(), nullable=False),
             pa.field("titles", pa.list_(pa.string()), nullable=False),
+            pa.field("norm_titles", pa.list_(pa.string()), nullable=False),
+            pa.field("skill_lines", pa.list_(pa.string()), nullable=False),
+            pa.field(LEXICAL_TEXT_COLUMN, pa.large_string(), nullable=False),
+            pa.field("lex_terms", pa.list_(pa.string()), nullable=False),
+            pa.field("lex_tfs", pa.list_(pa.int32()), nullable=False),
+            pa.field("lex_len", pa.int32(), nullable=False),
             *_vector_fields(dim),
             pa.field("created_at", _TIMESTAMP, nullable=False),
         ]
@@ -358,8 +452,13 @@ class CVRecord:
             "experience_months": self.profile.total_experience_months,
             "education_rank": self.profile.highest_education.rank,
             "titles": self.profile.titles,
+            "norm_titles": normalized_titles(self.profile.titles),
+            "skill_lines": _skill_lines(self.profile, self.text),
             "created_at": self.created_at or _now(),
         }
+        lexical = cv_lexical_text(self.profile, self.text)
+        row[LEXICAL_TEXT_COLUMN] = lexical
+        row["lex_terms"], row["lex_tfs"], row["lex_len"] = lexical_counts(lexical)
         for i, name in enumerate(VECTOR_COLUMNS):
             row[name] = self.vectors[i]
         return row
@@ -504,6 +603,7 @@ class Store:
             MATCHES: matches_schema(),
         }
         self._tables: dict[str, Any] = {}
+        self._lexical_cache: dict[tuple[int, int | None], LexicalStats] = {}
         # Serve replicas call one Store from several threads; guard the table cache.
         self._lock = threading.Lock()
 
@@ -730,6 +830,136 @@ class Store:
             return self._schemas[CVS].empty_table().select(columns)
         return table
 
+    # ------------------------------------------------------- lexical and search
+
+    def lexical_stats(self, *, sample: int | None = None) -> LexicalStats:
+        """Document frequencies and mean length of the stored CVs' lexical text (BM25's corpus).
+
+        Computed once per table version and cached in this ``Store``: a JD scored twice
+        against an unchanged pool gets the same idf, so its scores repeat exactly.
+
+        Args:
+            sample: count at most this many CVs (the first ones read); ``None`` for all.
+                Document frequencies of a large pool are estimated well from a sample,
+                for a fraction of the work.
+        """
+        table = self._table(CVS, create=False)
+        if table is None:
+            return LexicalStats(0, 0.0, {}, None)
+        version = int(table.version)
+        key = (version, sample)
+        cached = self._lexical_cache.get(key)
+        if cached is not None:
+            return cached
+        data = self._select(CVS, None, ["lex_terms", "lex_len"], limit=sample)
+        n = data.num_rows if data is not None else 0
+        if n == 0:
+            stats = LexicalStats(0, 0.0, {}, version)
+        else:
+            counts = pc.value_counts(pc.list_flatten(data.column("lex_terms"))).flatten()
+            df = dict(zip(counts[0].to_pylist(), counts[1].to_pylist(), strict=True))
+            avg = float(pc.mean(data.column("lex_len")).as_py() or 0.0)
+            stats = LexicalStats(n, avg, df, version)
+        with self._lock:
+            self._lexical_cache = {key: stats}
+        return stats
+
+    def ensure_search_indexes(self, *, ann_min_rows: int, ann_columns: Sequence[str] = VECTOR_COLUMNS,
+                              ann_index_type: str = "IVF_PQ", ann_partitions: int | None = None,
+                              ann_sub_vectors: int | None = None, replace: bool = False) -> dict[str, str]:
+        """Build the full-text index on the lexical text, and ANN indexes once the pool is large.
+
+        The full-text index is always built (it is cheap); a vector column gets an ANN index
+        only when the table holds at least ``ann_min_rows`` CVs, since below that an exact
+        scan is fast and exact. Rows written after an index was built are still searched
+        (Lance scans the unindexed tail), so call this again after large ingests.
+
+        Args:
+            ann_min_rows: the pool size from which vector columns are indexed.
+            ann_columns: the vector columns to index.
+            ann_index_type: a LanceDB vector index type (``IVF_PQ``, ``IVF_HNSW_SQ``...).
+            ann_partitions: IVF partitions; ``None`` lets LanceDB choose (about sqrt(rows)).
+            ann_sub_vectors: PQ sub-vectors; ``None`` lets LanceDB choose.
+            replace: rebuild indexes that exist.
+
+        Returns:
+            What each column got: ``"fts"``, an index type, or ``"exact"``.
+        """
+        table = self._table(CVS, create=False)
+        if table is None:
+            return {}
+        existing = {ix.columns[0]: ix for ix in table.list_indices()}
+        done: dict[str, str] = {}
+        if replace or LEXICAL_TEXT_COLUMN not in existing:
+            table.create_fts_index(LEXICAL_TEXT_COLUMN, replace=True, use_tantivy=False, with_position=False)
+            logger.info("built full-text index on %s", LEXICAL_TEXT_COLUMN)
+        done[LEXICAL_TEXT_COLUMN] = "fts"
+        rows = table.count_rows()
+        for column in ann_columns:
+            if rows < ann_min_rows:
+                done[column] = "exact"
+                continue
+            if replace or column not in existing:
+                table.create_index(
+                    metric="cosine", vector_column_name=column, index_type=ann_index_type,
+                    num_partitions=ann_partitions, num_sub_vectors=ann_sub_vectors, replace=True,
+                )
+                logger.info("built %s index on %s (%d rows)", ann_index_type, column, rows)
+            done[column] = ann_index_type
+        return done
+
+    def has_vector_index(self, column: str) -> bool:
+        """Whether ``column`` of the CV table has a vector (ANN) index."""
+        table = self._table(CVS, create=False)
+        return table is not None and any(ix.columns[0] == column and ix.index_type != "FTS"
+                                         for ix in table.list_indices())
+
+    def search_cvs_text(self, query: str, limit: int) -> list[tuple[str, float]]:
+        """Full-text (BM25) search of the CVs' lexical text: ``(cv_id, score)``, best first.
+
+        Needs the full-text index (``ensure_search_indexes``); an empty query finds nothing.
+        """
+        table = self._table(CVS, create=False)
+        terms = lexical_tokens(query)
+        if table is None or not terms or limit <= 0:
+            return []
+        # The index's own tokenizer stems and drops stop words; our tokens keep the query
+        # free of punctuation that its query parser would read as syntax.
+        result = (table.search(" ".join(dict.fromkeys(terms)), query_type="fts", fts_columns=LEXICAL_TEXT_COLUMN)
+                  .select(["cv_id"]).limit(limit).to_arrow())
+        return list(zip(result.column("cv_id").to_pylist(), result.column("_score").to_pylist(), strict=True))
+
+    def search_cvs_vector(self, column: str, vector: np.ndarray, limit: int, *, exact: bool | None = None,
+                          nprobes: int = 20, refine_factor: int | None = 5) -> list[tuple[str, float]]:
+        """Nearest CVs to ``vector`` on one section column: ``(cv_id, cosine)``, best first.
+
+        Args:
+            column: one of ``VECTOR_COLUMNS``.
+            vector: a unit query vector of the store's dimension.
+            limit: how many CVs.
+            exact: ``True`` scans every row (exact), ``False`` uses the ANN index; ``None``
+                uses the index when the column has one.
+            nprobes: IVF partitions probed by an ANN search.
+            refine_factor: ANN candidates re-ranked with exact distances, per result.
+        """
+        if column not in VECTOR_COLUMNS:
+            raise ValueError(f"column must be one of {VECTOR_COLUMNS}, got {column!r}")
+        table = self._table(CVS, create=False)
+        if table is None or limit <= 0:
+            return []
+        query = table.search(np.asarray(vector, dtype=np.float32), vector_column_name=column).distance_type("cosine")
+        if exact is None:
+            exact = not self.has_vector_index(column)
+        if exact:
+            query = query.bypass_vector_index()
+        else:
+            query = query.nprobes(nprobes)
+            if refine_factor:
+                query = query.refine_factor(refine_factor)
+        result = query.select(["cv_id"]).limit(limit).to_arrow()
+        dist = result.column("_distance").to_numpy(zero_copy_only=False)
+        return list(zip(result.column("cv_id").to_pylist(), (1.0 - dist).tolist(), strict=True))
+
     def delete_cv(self, cv_id: str) -> bool:
         """Remove a CV from ``cvs``, its raw document and its match rows.
 
@@ -764,6 +994,19 @@ class Store:
         if table is None or table.num_rows == 0:
             return None
         return JDRecord.from_row(table.to_pylist()[0])
+
+    def get_jds(self, jd_ids: Sequence[str] | None = None) -> list[JDRecord]:
+        """The given JDs (all of them when ``jd_ids`` is None), in one query, sorted by id."""
+        if jd_ids is not None:
+            wanted = list(dict.fromkeys(jd_ids))
+            if not wanted:
+                return []
+            table = self._select(JDS, _in("jd_id", wanted))
+        else:
+            table = self._select(JDS, None)
+        if table is None:
+            return []
+        return sorted((JDRecord.from_row(r) for r in table.to_pylist()), key=lambda r: r.jd_id)
 
     def has_jd(self, jd_id: str) -> bool:
         """Whether the JD ``jd_id`` is stored."""

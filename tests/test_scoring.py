@@ -84,14 +84,18 @@ def test_breakdown_and_skill_lists(jd):
     assert r.breakdown.required_skills == pytest.approx(1 / 3, abs=1e-4)
     assert r.breakdown.experience == pytest.approx(0.5)
     assert r.breakdown.education == 1.0
-    # Identical vectors: full semantic and title credit.
-    assert r.breakdown.semantic == 1.0 and r.breakdown.title == 1.0
+    # Identical vectors: full title credit; the semantic component is the mean over all
+    # nine section pairs, so it is the mean of the JD's own section-by-section cosines.
+    assert r.breakdown.title == 1.0
+    cross = float((jd.vectors.astype(np.float64) @ jd.vectors.astype(np.float64).T).mean())
+    assert r.breakdown.semantic == pytest.approx(min(1.0, max(0.0, (cross - 0.15) / 0.6)), abs=1e-4)
     assert 0 <= r.score <= 100
 
 
 def test_components_that_do_not_apply_are_left_out():
     rng = np.random.default_rng(1)
-    v = _unit(rng)
+    # One vector for all three sections: every section pair is a perfect semantic match.
+    v = np.repeat(_unit(rng)[:1], 3, axis=0)
     jd = JDFeatures("j", required=("Python",), preferred=(), min_years=None, education_rank=None, vectors=v)
     r = score_pair(CVFeatures("c", frozenset({"Python"}), 0, 0, v), jd)
     assert r.breakdown.preferred_skills is None

@@ -1,4 +1,9 @@
-"""Rank stored CVs against a stored JD, in this process (the Ray path chunks the same calls)."""
+"""Rank stored CVs against a stored JD, and stored JDs against a stored CV, in this process.
+
+Both directions score a pair with the same features (``jd_features`` and the CV's stored
+feature row), so a (JD, CV) pair gets the same score whichever way it is ranked. The Ray
+path chunks the same calls.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,34 @@ from collections.abc import Sequence
 from cvmatch_ray.config import ScoreWeights
 from cvmatch_ray.match.scoring import JDFeatures, ScoredBatch, score_table
 from cvmatch_ray.schemas import MatchResult
-from cvmatch_ray.store import Store
+from cvmatch_ray.store import JDRecord, Store
+
+#: CVs counted for BM25's document frequencies (``Store.lexical_stats``); see
+#: ``RetrievalSettings.lexical_idf_sample``.
+LEXICAL_IDF_SAMPLE = 50_000
 
 
 class UnknownDocument(LookupError):
     """A JD or CV id that is not in the store."""
 
 
-def jd_features(store: Store, jd_id: str) -> JDFeatures:
-    """Load a stored JD's scoring features, or raise ``UnknownDocument``."""
+def _features(store: Store, record: JDRecord, idf_sample: int) -> JDFeatures:
+    return JDFeatures.from_profile(
+        record.jd_id, record.profile, record.vectors, text=record.text,
+        lexical_stats=store.lexical_stats(sample=idf_sample),
+    )
+
+
+def jd_features(store: Store, jd_id: str, *, idf_sample: int = LEXICAL_IDF_SAMPLE) -> JDFeatures:
+    """Load a stored JD's scoring features, or raise ``UnknownDocument``.
+
+    The lexical component's idf comes from the stored CVs (cached per table version), so
+    the features change when the pool does, and are equal for equal pools.
+    """
     record = store.get_jd(jd_id)
     if record is None:
         raise UnknownDocument(f"no JD with id {jd_id!r}")
-    return JDFeatures.from_profile(record.jd_id, record.profile, record.vectors)
+    return _features(store, record, idf_sample)
 
 
 def score_stored(
@@ -42,3 +62,35 @@ def rank_stored(
 ) -> list[MatchResult]:
     """Ranked results of a stored JD against stored CVs, best first (ties by cv_id)."""
     return score_stored(store, jd_features(store, jd_id), cv_ids, weights).top(top_k)
+
+
+def rank_jobs(
+    store: Store,
+    cv_id: str,
+    jd_ids: Sequence[str] | None = None,
+    top_k: int | None = None,
+    weights: ScoreWeights | None = None,
+) -> list[MatchResult]:
+    """The best stored JDs for a stored CV, best first (ties by jd_id).
+
+    Each (JD, CV) pair is scored exactly as ``rank_stored`` scores it (same JD features,
+    same CV feature row, same scorer), so both directions agree to the last digit.
+
+    Args:
+        store: the store holding the CV and the JDs.
+        cv_id: the CV.
+        jd_ids: the JDs to rank; ``None`` for every stored JD. Unknown ids are skipped.
+        top_k: at most this many results; ``None`` for all.
+        weights: score weights; ``None`` for the defaults.
+
+    Raises:
+        UnknownDocument: no CV ``cv_id`` is stored.
+        ValueError: an id is malformed.
+    """
+    row = store.read_cv_features([cv_id])
+    if row.num_rows == 0:
+        raise UnknownDocument(f"no CV with id {cv_id!r}")
+    results = [score_table(_features(store, rec, LEXICAL_IDF_SAMPLE), row, weights).result(0)
+               for rec in store.get_jds(jd_ids)]
+    results.sort(key=lambda r: (-r.score, r.jd_id))
+    return results if top_k is None else results[:top_k]

@@ -4,10 +4,19 @@ The score is a weighted mean of components in [0, 1]:
 
 - ``required_skills``: share of the JD's required skills the CV has.
 - ``preferred_skills``: share of the preferred ones.
-- ``semantic``: cosine of the CV's and JD's skills and experience section vectors.
+- ``semantic``: mean cosine over all nine pairs of CV and JD section vectors (title,
+  skills, experience on each side): a CV whose experience reads like the JD's title or
+  skills counts, not only section against same section (on the development postings the
+  cross-section mean ranked job families far better than same-section cosines).
 - ``experience``: years of experience against the JD's minimum.
 - ``education``: highest education level against the JD's.
-- ``title``: cosine of the title vectors (CV headline and job titles vs the JD title).
+- ``title``: cosine of the title vectors (CV headline and job titles vs the JD title),
+  raised to ``title_match_credit`` when both titles map to the same taxonomy occupation.
+- ``lexical``: Okapi BM25 of the JD's words over the CV's blinded text, divided by the
+  best score a CV could reach, with idf from the stored pool (``JDFeatures.lexical_*``).
+
+A required or preferred skill the CV lacks still earns ``related_skill_credit`` when the
+CV has another skill of the same narrow taxonomy category ("MySQL" for "PostgreSQL").
 
 A component that does not apply to a pair (the JD asks for no preferred skills, states no
 minimum years...) is ``None`` and its weight is left out of the mean, so a JD is never
@@ -15,22 +24,36 @@ scored on what it did not ask for.
 
 Both forms round every component to ``COMPONENT_DECIMALS`` before combining them in the
 same order, so the vectorized form gives exactly the pair form's numbers. Nothing here
-reads a CV's contact details: the score is blind to who the candidate is.
+reads a CV's contact details, and every text feature it reads (section vectors, lexical
+terms, evidence lines) was built from blinded text (``embed.blind_text``): the score is
+blind to who the candidate is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from cvmatch_ray.config import ScoreWeights
-from cvmatch_ray.schemas import CVProfile, EducationLevel, JDProfile, MatchResult, ScoreBreakdown
+from cvmatch_ray.schemas import (
+    MAX_EVIDENCE,
+    CVProfile,
+    EducationLevel,
+    Evidence,
+    JDProfile,
+    MatchResult,
+    ScoreBreakdown,
+    clean_line,
+)
+from cvmatch_ray.store import LexicalStats, lexical_counts, lexical_tokens, normalized_titles
 
-COMPONENTS = ("required_skills", "preferred_skills", "semantic", "experience", "education", "title")
+COMPONENTS = ("required_skills", "preferred_skills", "semantic", "experience", "education", "title", "lexical")
 COMPONENT_DECIMALS = 4
 SCORE_DECIMALS = 2
 
@@ -48,10 +71,74 @@ UNKNOWN_EDUCATION_CREDIT = 0.5
 # Credit lost per education level short of the JD's requirement.
 EDUCATION_STEP_PENALTY = 0.25
 
+# A category earns related-skill credit only when it is narrow ("Database", "Accounting
+# software"): ESCO's broad groups ("communication, collaboration and creativity", ~2,400
+# skills) would make any two skills related.
+RELATED_CATEGORY_MAX_SKILLS = 400
+
+# Okapi BM25 parameters, and the most JD words a query keeps (the rarest in the pool:
+# common words add little to BM25 and cost time on every CV).
+BM25_K1 = 1.2
+BM25_B = 0.75
+MAX_QUERY_TERMS = 100
+# Normalized BM25 (score / best reachable score) of a good lexical match sits around
+# 0.1-0.3, since no CV contains every word of a posting; this maps [0, ceil] onto [0, 1].
+LEXICAL_CEIL = 0.3
+
+EVIDENCE_SKILLS = 6
+EVIDENCE_PREFERRED = 3
+EVIDENCE_TERMS = 8
+
+
+@functools.lru_cache(maxsize=1)
+def _narrow_categories() -> frozenset[str]:
+    from collections import Counter
+
+    from cvmatch_ray.taxonomy import load_taxonomy
+
+    tax = load_taxonomy()
+    # The taxonomy has no public "size of a category"; count concepts per category name once.
+    sizes = Counter(tax.category(name) for name in tax._canon_index)  # noqa: SLF001
+    return frozenset(c for c, n in sizes.items() if c and n <= RELATED_CATEGORY_MAX_SKILLS)
+
+
+@functools.lru_cache(maxsize=65536)
+def skill_category(name: str) -> str | None:
+    """The narrow taxonomy category of a canonical skill, or None (unknown or broad)."""
+    from cvmatch_ray.taxonomy import load_taxonomy
+
+    category = load_taxonomy().category(name)
+    return category if category in _narrow_categories() else None
+
+
+def lexical_query(
+    text: str, stats: LexicalStats, *, max_terms: int = MAX_QUERY_TERMS
+) -> tuple[tuple[str, ...], tuple[float, ...], float]:
+    """BM25 query of a JD text against a pool: ``(terms, idf weights, pool mean length)``.
+
+    Terms absent from the pool are dropped (no CV can match them), then the ``max_terms``
+    rarest are kept, in term order so that sums run in a fixed order.
+    """
+    if stats.num_docs == 0:
+        return (), (), 0.0
+    n = stats.num_docs
+    idf: dict[str, float] = {}
+    for term in dict.fromkeys(lexical_tokens(text)):
+        df = stats.df.get(term, 0)
+        if df:
+            idf[term] = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+    kept = sorted(sorted(idf, key=lambda t: (-idf[t], t))[:max_terms])
+    return tuple(kept), tuple(idf[t] for t in kept), float(stats.avg_len)
+
 
 @dataclass(frozen=True)
 class JDFeatures:
-    """What the scorer reads of a JD."""
+    """What the scorer reads of a JD.
+
+    The fields after ``has_title`` are optional so that a JD built by hand (tests, old
+    callers) scores as before: no related-skill credit, no occupation match, no lexical
+    component.
+    """
 
     jd_id: str
     required: tuple[str, ...]
@@ -60,13 +147,43 @@ class JDFeatures:
     education_rank: int | None
     vectors: np.ndarray  # [3, dim] float32, L2-normalized
     has_title: bool = True
+    required_categories: tuple[str | None, ...] = ()  # narrow category per required skill
+    preferred_categories: tuple[str | None, ...] = ()
+    title: str | None = None
+    norm_title: str | None = None  # taxonomy occupation of the title
+    lexical_terms: tuple[str, ...] = ()
+    lexical_idf: tuple[float, ...] = ()
+    lexical_avg_len: float = 0.0
 
     @classmethod
-    def from_profile(cls, jd_id: str, profile: JDProfile, vectors: np.ndarray) -> JDFeatures:
+    def from_profile(
+        cls,
+        jd_id: str,
+        profile: JDProfile,
+        vectors: np.ndarray,
+        *,
+        text: str | None = None,
+        lexical_stats: LexicalStats | None = None,
+    ) -> JDFeatures:
+        """Features of a standardized JD.
+
+        Args:
+            jd_id: the JD's id.
+            profile: the standardized JD.
+            vectors: its ``[3, dim]`` section vectors.
+            text: the JD's text, the query of the lexical component (needs ``lexical_stats``).
+            lexical_stats: the pool's BM25 statistics (``Store.lexical_stats``).
+        """
         required = tuple(dict.fromkeys(profile.required_skills))
         # A skill both required and preferred counts once, as required.
         preferred = tuple(s for s in dict.fromkeys(profile.preferred_skills) if s not in required)
         level = profile.education_level
+        terms: tuple[str, ...] = ()
+        idf: tuple[float, ...] = ()
+        avg_len = 0.0
+        if text and lexical_stats is not None:
+            terms, idf, avg_len = lexical_query(text, lexical_stats)
+        norm = normalized_titles([profile.title]) if profile.title else []
         return cls(
             jd_id=jd_id,
             required=required,
@@ -75,27 +192,86 @@ class JDFeatures:
             education_rank=level.rank if level and level is not EducationLevel.none else None,
             vectors=np.asarray(vectors, dtype=np.float32),
             has_title=bool(profile.title),
+            required_categories=tuple(skill_category(s) for s in required),
+            preferred_categories=tuple(skill_category(s) for s in preferred),
+            title=profile.title,
+            norm_title=norm[0] if norm else None,
+            lexical_terms=terms,
+            lexical_idf=idf,
+            lexical_avg_len=avg_len,
         )
+
+    @property
+    def lexical_norm(self) -> float:
+        """The BM25 score of a CV holding every query term infinitely often."""
+        return float(sum(w * (BM25_K1 + 1.0) for w in self.lexical_idf))
 
 
 @dataclass(frozen=True)
 class CVFeatures:
-    """What the scorer reads of a CV: skills, experience, education and vectors, no PII."""
+    """What the scorer reads of a CV: skills, experience, education, titles, blinded terms, vectors; no PII.
+
+    The fields after ``vectors`` are optional so that a CV built by hand scores as before.
+    """
 
     cv_id: str
     skills: frozenset[str]
     experience_months: int
     education_rank: int
     vectors: np.ndarray  # [3, dim] float32, L2-normalized
+    norm_titles: tuple[str, ...] = ()
+    titles: tuple[str, ...] = ()
+    skill_lines: Mapping[str, str] = field(default_factory=dict)  # skill -> blinded CV line
+    lex_terms: tuple[str, ...] = ()  # sorted, unique
+    lex_tfs: tuple[int, ...] = ()
+    lex_len: int = 0
 
     @classmethod
-    def from_profile(cls, cv_id: str, profile: CVProfile, vectors: np.ndarray) -> CVFeatures:
+    def from_profile(cls, cv_id: str, profile: CVProfile, vectors: np.ndarray, *, text: str | None = None) -> CVFeatures:
+        """Features of a standardized CV, the same the store computes for its row.
+
+        Args:
+            cv_id: the CV's id.
+            profile: the standardized CV.
+            vectors: its ``[3, dim]`` section vectors.
+            text: the CV's extracted text (for the lexical terms and evidence lines).
+        """
+        from cvmatch_ray.schemas import CVStats, Provenance
+        from cvmatch_ray.store import CVRecord
+
+        row = CVRecord(
+            cv_id=cv_id, filename=None, text=text or "", profile=profile, stats=CVStats.of(profile),
+            provenance=Provenance(), vectors=vectors,
+        ).to_row() if text is not None else None
+        if row is None:
+            return cls(
+                cv_id=cv_id,
+                skills=frozenset(profile.skill_names),
+                experience_months=profile.total_experience_months,
+                education_rank=profile.highest_education.rank,
+                vectors=np.asarray(vectors, dtype=np.float32),
+                norm_titles=tuple(normalized_titles(profile.titles)),
+                titles=tuple(profile.titles),
+            )
+        return cls.from_row(row)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> CVFeatures:
+        """Features from a stored ``cvs`` row (or a ``read_cv_features`` row as a dict)."""
+        skills = list(row["skills"] or [])  # type: ignore[call-overload]
+        lines = list(row.get("skill_lines") or [])  # type: ignore[attr-defined]
         return cls(
-            cv_id=cv_id,
-            skills=frozenset(profile.skill_names),
-            experience_months=profile.total_experience_months,
-            education_rank=profile.highest_education.rank,
-            vectors=np.asarray(vectors, dtype=np.float32),
+            cv_id=str(row["cv_id"]),
+            skills=frozenset(skills),
+            experience_months=int(row["experience_months"]),  # type: ignore[call-overload]
+            education_rank=int(row["education_rank"]),  # type: ignore[call-overload]
+            vectors=np.asarray([row[c] for c in VECTOR_COLUMNS], dtype=np.float32),
+            norm_titles=tuple(row.get("norm_titles") or ()),  # type: ignore[attr-defined]
+            titles=tuple(row.get("titles") or ()),  # type: ignore[attr-defined]
+            skill_lines=dict(zip(skills, lines, strict=False)),
+            lex_terms=tuple(row.get("lex_terms") or ()),  # type: ignore[attr-defined]
+            lex_tfs=tuple(int(t) for t in row.get("lex_tfs") or ()),  # type: ignore[attr-defined]
+            lex_len=int(row.get("lex_len") or 0),  # type: ignore[attr-defined]
         )
 
 
@@ -118,11 +294,18 @@ def _education_component(rank: np.ndarray, required_rank: int) -> np.ndarray:
     return np.where(rank == 0, UNKNOWN_EDUCATION_CREDIT, credit)
 
 
+def _skill_component(hits: np.ndarray, related: np.ndarray, credit: float) -> np.ndarray:
+    """Share of the skills met: 1 per exact hit, ``credit`` per related-only hit."""
+    exact = hits.sum(axis=1).astype(np.float64)
+    partial = (related & ~hits).sum(axis=1).astype(np.float64)
+    return (exact + credit * partial) / hits.shape[1]
+
+
 def _combine(components: dict[str, np.ndarray | None], weights: ScoreWeights, n: int) -> np.ndarray:
     """Weighted mean over the applicable components, in ``COMPONENTS`` order."""
     total = np.zeros(n, dtype=np.float64)
     weight_sum = 0.0
-    w = weights.model_dump()
+    w = weights.component_weights
     for name in COMPONENTS:
         values = components[name]
         if values is None or w[name] == 0:
@@ -134,38 +317,129 @@ def _combine(components: dict[str, np.ndarray | None], weights: ScoreWeights, n:
     return np.round(100.0 * total / weight_sum, SCORE_DECIMALS)
 
 
-def _components(
-    jd: JDFeatures,
-    *,
-    required_hits: np.ndarray,  # [n, R] bool
-    preferred_hits: np.ndarray,  # [n, P] bool
-    experience_months: np.ndarray,  # [n]
-    education_rank: np.ndarray,  # [n]
-    cosines: np.ndarray,  # [n, 3] float64, same-section cosines
-) -> dict[str, np.ndarray | None]:
+@dataclass(frozen=True)
+class _Signals:
+    """The per-CV inputs of the components, as arrays over n CVs (one row in the pair form)."""
+
+    required_hits: np.ndarray  # [n, R] bool
+    required_related: np.ndarray  # [n, R] bool: a CV skill of the same narrow category
+    preferred_hits: np.ndarray  # [n, P] bool
+    preferred_related: np.ndarray  # [n, P] bool
+    experience_months: np.ndarray  # [n]
+    education_rank: np.ndarray  # [n]
+    cosines: np.ndarray  # [n, 3, 3] float64: CV section s against JD section t
+    title_hit: np.ndarray  # [n] bool: a CV title maps to the JD's occupation
+    bm25: np.ndarray  # [n] float64, raw BM25 of the JD's query terms
+
+
+def _components(jd: JDFeatures, sig: _Signals, weights: ScoreWeights) -> dict[str, np.ndarray | None]:
     r = lambda a: np.round(a.astype(np.float64), COMPONENT_DECIMALS)  # noqa: E731
     out: dict[str, np.ndarray | None] = dict.fromkeys(COMPONENTS)
+    credit = weights.related_skill_credit
     if jd.required:
-        out["required_skills"] = r(required_hits.sum(axis=1) / len(jd.required))
+        out["required_skills"] = r(_skill_component(sig.required_hits, sig.required_related, credit))
     if jd.preferred:
-        out["preferred_skills"] = r(preferred_hits.sum(axis=1) / len(jd.preferred))
-    out["semantic"] = r(_cosine_component((cosines[:, SKILLS] + cosines[:, EXPERIENCE]) / 2.0))
+        out["preferred_skills"] = r(_skill_component(sig.preferred_hits, sig.preferred_related, credit))
+    out["semantic"] = r(_cosine_component(sig.cosines.mean(axis=(1, 2))))
     if jd.min_years:
-        out["experience"] = r(_experience_component(experience_months.astype(np.float64), jd.min_years))
+        out["experience"] = r(_experience_component(sig.experience_months.astype(np.float64), jd.min_years))
     if jd.education_rank:
-        out["education"] = r(_education_component(education_rank.astype(np.int64), jd.education_rank))
+        out["education"] = r(_education_component(sig.education_rank.astype(np.int64), jd.education_rank))
     if jd.has_title:
-        out["title"] = r(_cosine_component(cosines[:, TITLE]))
+        title = _cosine_component(sig.cosines[:, TITLE, TITLE])
+        out["title"] = r(np.maximum(title, np.where(sig.title_hit, weights.title_match_credit, 0.0)))
+    if jd.lexical_terms and jd.lexical_norm > 0:
+        out["lexical"] = r(np.clip(sig.bm25 / jd.lexical_norm / LEXICAL_CEIL, 0.0, 1.0))
     return out
 
 
 def _cosines(cv_vectors: np.ndarray, jd_vectors: np.ndarray) -> np.ndarray:
-    """Same-section cosines of [n, 3, dim] CV vectors against [3, dim] JD vectors."""
+    """[n, 3, 3] cosines of [n, 3, dim] CV section vectors against [3, dim] JD section vectors."""
     # float64 einsum: the pair form and the batch form sum in the same order.
-    return np.einsum("nsd,sd->ns", cv_vectors.astype(np.float64), jd_vectors.astype(np.float64))
+    return np.einsum("nsd,td->nst", cv_vectors.astype(np.float64), jd_vectors.astype(np.float64))
+
+
+def _bm25(
+    jd: JDFeatures, parents: np.ndarray, term_idx: np.ndarray, tfs: np.ndarray, lengths: np.ndarray, n: int
+) -> np.ndarray:
+    """BM25 per CV from its query-term hits (flat, in each CV's stored term order).
+
+    ``np.bincount`` adds the hits of a CV in the order given, so one CV alone (the pair
+    form) and the same CV among many (the batch form) sum the same numbers in the same order.
+    """
+    if not jd.lexical_terms or n == 0:
+        return np.zeros(n, dtype=np.float64)
+    idf = np.asarray(jd.lexical_idf, dtype=np.float64)
+    tf = tfs.astype(np.float64)
+    avg = jd.lexical_avg_len if jd.lexical_avg_len > 0 else 1.0
+    norm = BM25_K1 * (1.0 - BM25_B + BM25_B * lengths.astype(np.float64) / avg)
+    contrib = idf[term_idx] * tf * (BM25_K1 + 1.0) / (tf + norm[parents])
+    return np.bincount(parents, weights=contrib, minlength=n).astype(np.float64)
 
 
 # ---------------------------------------------------------------------- results
+
+
+_LEVELS = list(EducationLevel)
+
+
+def _evidence(
+    jd: JDFeatures,
+    breakdown: ScoreBreakdown,
+    *,
+    skills: Sequence[str],
+    skill_lines: Mapping[str, str],
+    titles: Sequence[str],
+    norm_titles: Sequence[str],
+    lex_terms: Sequence[str],
+    experience_months: int,
+    education_rank: int,
+) -> list[Evidence]:
+    """Bounded, deterministic evidence: which CV text met which JD requirement."""
+    out: list[Evidence] = []
+    by_category: dict[str, str] = {}
+    for skill in sorted(skills):
+        cat = skill_category(skill)
+        if cat is not None:
+            by_category.setdefault(cat, skill)
+
+    def add(component: str, requirement: str, cv_text: str) -> None:
+        out.append(Evidence(component=component, requirement=clean_line(requirement, 300),
+                            cv_text=clean_line(cv_text, 300) or "-"))
+
+    def skill_items(component: str, wanted: Sequence[str], cats: Sequence[str | None], limit: int) -> None:
+        shown = 0
+        for i, need in enumerate(wanted):
+            if shown >= limit:
+                break
+            if need in skills:
+                add(component, need, skill_lines.get(need) or need)
+                shown += 1
+            elif cats and cats[i] is not None and cats[i] in by_category:
+                other = by_category[cats[i]]  # type: ignore[index]
+                line = skill_lines.get(other) or other
+                add(component, need, f"related: {other} ({line})" if line != other else f"related: {other}")
+                shown += 1
+
+    skill_items("required_skills", jd.required, jd.required_categories, EVIDENCE_SKILLS)
+    skill_items("preferred_skills", jd.preferred, jd.preferred_categories, EVIDENCE_PREFERRED)
+    if breakdown.title is not None and titles:
+        best = titles[0]
+        if jd.norm_title and jd.norm_title in norm_titles:
+            best = next((t for t in titles if normalized_titles([t]) == [jd.norm_title]), best)
+        add("title", jd.title or jd.norm_title or "job title", best)
+    if breakdown.experience is not None and jd.min_years:
+        add("experience", f"{jd.min_years:g}+ years", f"{experience_months / 12.0:.1f} years")
+    if breakdown.education is not None and jd.education_rank:
+        level = _LEVELS[education_rank].value if 0 <= education_rank < len(_LEVELS) else "unknown"
+        add("education", _LEVELS[jd.education_rank].value, level if education_rank else "unknown")
+    if breakdown.lexical is not None:
+        have = set(lex_terms)
+        weight = dict(zip(jd.lexical_terms, jd.lexical_idf, strict=True))
+        matched = sorted((t for t in jd.lexical_terms if t in have), key=lambda t: (-weight[t], t))[:EVIDENCE_TERMS]
+        if matched:
+            add("lexical", "posting wording", ", ".join(matched))
+    return out[:MAX_EVIDENCE]
 
 
 def _explain(breakdown: ScoreBreakdown, jd: JDFeatures, matched_required: int, years: float) -> str:
@@ -179,7 +453,21 @@ def _explain(breakdown: ScoreBreakdown, jd: JDFeatures, matched_required: int, y
     if breakdown.semantic is not None:
         level = "strong" if breakdown.semantic >= 0.66 else "moderate" if breakdown.semantic >= 0.33 else "weak"
         parts.append(f"{level} semantic fit")
+    if breakdown.title is not None:
+        level = "same occupation" if breakdown.title >= 1.0 else "related title" if breakdown.title >= 0.5 else "other title"
+        parts.append(level)
     return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class _RowText:
+    """The per-CV lists a result's evidence quotes."""
+
+    skills: Sequence[str]
+    skill_lines: Mapping[str, str]
+    titles: Sequence[str]
+    norm_titles: Sequence[str]
+    lex_terms: Sequence[str]
 
 
 def _result(
@@ -190,6 +478,8 @@ def _result(
     required_hit: np.ndarray,
     preferred_hit: np.ndarray,
     experience_months: int,
+    education_rank: int,
+    row: _RowText,
 ) -> MatchResult:
     breakdown = ScoreBreakdown(**components)
     matched = [s for s, hit in zip(jd.required, required_hit) if hit]
@@ -203,10 +493,21 @@ def _result(
         missing_required=[s for s, hit in zip(jd.required, required_hit) if not hit],
         missing_preferred=[s for s, hit in zip(jd.preferred, preferred_hit) if not hit],
         explanation=_explain(breakdown, jd, int(required_hit.sum()), experience_months / 12.0),
+        evidence=_evidence(
+            jd, breakdown, skills=row.skills, skill_lines=row.skill_lines, titles=row.titles,
+            norm_titles=row.norm_titles, lex_terms=row.lex_terms,
+            experience_months=experience_months, education_rank=education_rank,
+        ),
     )
 
 
 # ------------------------------------------------------------------------ pair form
+
+
+def _related(cv_categories: set[str | None], cats: Sequence[str | None], width: int) -> np.ndarray:
+    if not cats:
+        return np.zeros((1, width), dtype=bool)
+    return np.array([[c is not None and c in cv_categories for c in cats]], dtype=bool).reshape(1, width)
 
 
 def score_pair(cv: CVFeatures, jd: JDFeatures, weights: ScoreWeights | None = None) -> MatchResult:
@@ -214,17 +515,29 @@ def score_pair(cv: CVFeatures, jd: JDFeatures, weights: ScoreWeights | None = No
     weights = weights or ScoreWeights()
     required_hit = np.array([[s in cv.skills for s in jd.required]], dtype=bool).reshape(1, len(jd.required))
     preferred_hit = np.array([[s in cv.skills for s in jd.preferred]], dtype=bool).reshape(1, len(jd.preferred))
-    comps = _components(
-        jd,
+    cv_categories = {skill_category(s) for s in cv.skills} if (jd.required_categories or jd.preferred_categories) else set()
+    # The CV's query-term hits in its stored term order, as the batch form reads them.
+    position = {t: j for j, t in enumerate(jd.lexical_terms)}
+    hit_rows = [(position[t], tf) for t, tf in zip(cv.lex_terms, cv.lex_tfs, strict=True) if t in position]
+    term_idx = np.array([j for j, _ in hit_rows], dtype=np.int64)
+    tfs = np.array([tf for _, tf in hit_rows], dtype=np.int64)
+    sig = _Signals(
         required_hits=required_hit,
+        required_related=_related(cv_categories, jd.required_categories, len(jd.required)),
         preferred_hits=preferred_hit,
+        preferred_related=_related(cv_categories, jd.preferred_categories, len(jd.preferred)),
         experience_months=np.array([cv.experience_months]),
         education_rank=np.array([cv.education_rank]),
         cosines=_cosines(cv.vectors[None, :, :], jd.vectors),
+        title_hit=np.array([jd.norm_title is not None and jd.norm_title in cv.norm_titles]),
+        bm25=_bm25(jd, np.zeros(len(term_idx), dtype=np.int64), term_idx, tfs, np.array([cv.lex_len]), 1),
     )
+    comps = _components(jd, sig, weights)
     score = _combine(comps, weights, 1)[0]
     values = {k: (None if v is None else float(v[0])) for k, v in comps.items()}
-    return _result(jd, cv.cv_id, score, values, required_hit[0], preferred_hit[0], cv.experience_months)
+    row = _RowText(sorted(cv.skills), cv.skill_lines, cv.titles, cv.norm_titles, cv.lex_terms)
+    return _result(jd, cv.cv_id, score, values, required_hit[0], preferred_hit[0], cv.experience_months,
+                   cv.education_rank, row)
 
 
 # ------------------------------------------------------------------ vectorized form
@@ -241,6 +554,8 @@ class ScoredBatch:
     required_hits: np.ndarray
     preferred_hits: np.ndarray
     experience_months: np.ndarray
+    education_rank: np.ndarray | None = None
+    table: pa.Table | None = None  # the scored rows, for the evidence of a result
 
     def __len__(self) -> int:
         return len(self.cv_ids)
@@ -249,8 +564,20 @@ class ScoredBatch:
         """Indices by score descending, ties broken by cv_id, so rankings are stable."""
         return np.lexsort((self.cv_ids.astype(str), -self.scores))
 
+    def _row_text(self, i: int) -> _RowText:
+        if self.table is None:
+            return _RowText((), {}, (), (), ())
+
+        def get(name: str) -> list:
+            return (self.table.column(name)[i].as_py() or []) if name in self.table.column_names else []
+
+        skills = get("skills")
+        return _RowText(sorted(skills), dict(zip(skills, get("skill_lines"), strict=False)), get("titles"),
+                        get("norm_titles"), get("lex_terms"))
+
     def result(self, i: int) -> MatchResult:
         values = {k: (None if v is None else float(v[i])) for k, v in self.components.items()}
+        education = int(self.education_rank[i]) if self.education_rank is not None else 0
         return _result(
             self.jd,
             str(self.cv_ids[i]),
@@ -259,6 +586,8 @@ class ScoredBatch:
             self.required_hits[i],
             self.preferred_hits[i],
             int(self.experience_months[i]),
+            education,
+            self._row_text(i),
         )
 
     def top(self, k: int | None = None) -> list[MatchResult]:
@@ -268,19 +597,62 @@ class ScoredBatch:
         return [self.result(int(i)) for i in idx]
 
 
+def _flat(lists: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The values of a list column and the row each value belongs to."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    flat = pc.list_flatten(lists)
+    parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    return flat, parents
+
+
 def _skill_hits(skills: pa.ChunkedArray | pa.Array, wanted: Sequence[str], n: int) -> np.ndarray:
     """[n, len(wanted)] bool: does row i's skill list contain wanted[j]?"""
     hits = np.zeros((n, len(wanted)), dtype=bool)
     if not wanted or n == 0:
         return hits
-    if isinstance(skills, pa.ChunkedArray):
-        skills = skills.combine_chunks()
-    flat = pc.list_flatten(skills)
-    parents = pc.list_parent_indices(skills).to_numpy(zero_copy_only=False)
+    flat, parents = _flat(skills)
     index = pc.index_in(flat, value_set=pa.array(list(wanted), type=flat.type))
     valid = index.is_valid().to_numpy(zero_copy_only=False)
     hits[parents[valid], index.filter(index.is_valid()).to_numpy(zero_copy_only=False)] = True
     return hits
+
+
+def _category_hits(skills: pa.ChunkedArray | pa.Array, cats: Sequence[str | None], n: int) -> np.ndarray:
+    """[n, len(cats)] bool: does row i hold a skill of narrow category cats[j]?"""
+    hits = np.zeros((n, len(cats)), dtype=bool)
+    wanted = sorted({c for c in cats if c is not None})
+    if not wanted or n == 0:
+        return hits
+    flat, parents = _flat(skills)
+    if len(flat) == 0:
+        return hits
+    encoded = pc.dictionary_encode(flat)
+    names = encoded.dictionary.to_pylist()
+    slot = {c: k for k, c in enumerate(wanted)}
+    # Category lookups per distinct skill, not per mention: a pool repeats its skills a lot.
+    name_slot = np.array([slot.get(skill_category(name), -1) for name in names], dtype=np.int64)
+    flat_slot = name_slot[encoded.indices.to_numpy(zero_copy_only=False)]
+    ok = flat_slot >= 0
+    by_slot = np.zeros((n, len(wanted)), dtype=bool)
+    by_slot[parents[ok], flat_slot[ok]] = True
+    for j, c in enumerate(cats):
+        if c is not None:
+            hits[:, j] = by_slot[:, slot[c]]
+    return hits
+
+
+def _lexical_hits(table: pa.Table, jd: JDFeatures, n: int) -> np.ndarray:
+    if not jd.lexical_terms or n == 0 or "lex_terms" not in table.column_names:
+        return np.zeros(n, dtype=np.float64)
+    terms, parents = _flat(table.column("lex_terms"))
+    tfs, _ = _flat(table.column("lex_tfs"))
+    index = pc.index_in(terms, value_set=pa.array(list(jd.lexical_terms), type=terms.type))
+    valid = index.is_valid().to_numpy(zero_copy_only=False)
+    term_idx = index.filter(index.is_valid()).to_numpy(zero_copy_only=False).astype(np.int64)
+    tf = tfs.to_numpy(zero_copy_only=False)[valid].astype(np.int64)
+    lengths = table.column("lex_len").to_numpy(zero_copy_only=False)
+    return _bm25(jd, parents[valid], term_idx, tf, lengths, n)
 
 
 def _vectors(table: pa.Table) -> np.ndarray:
@@ -289,40 +661,51 @@ def _vectors(table: pa.Table) -> np.ndarray:
     for name in VECTOR_COLUMNS:
         col = table.column(name).combine_chunks()
         dim = col.type.list_size
-        cols.append(col.values.to_numpy(zero_copy_only=False).reshape(len(col), dim))
+        cols.append(col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), dim))
     return np.stack(cols, axis=1).astype(np.float32, copy=False)
 
 
 def score_table(jd: JDFeatures, table: pa.Table, weights: ScoreWeights | None = None) -> ScoredBatch:
     """Score one JD against every CV row of ``table`` at once.
 
-    ``table`` holds the store's scoring columns: ``cv_id``, ``skills`` (list of canonical
-    names), ``experience_months``, ``education_rank`` and the three vector columns.
+    ``table`` holds the store's scoring columns (``store.FEATURE_COLUMNS``): ``cv_id``,
+    ``skills`` (list of canonical names), ``experience_months``, ``education_rank``, the
+    three vector columns and, optionally, ``norm_titles``, the lexical columns and the
+    evidence columns (a table without them scores as a CV with none).
     """
     weights = weights or ScoreWeights()
     n = table.num_rows
     skills = table.column("skills")
-    required_hits = _skill_hits(skills, jd.required, n)
-    preferred_hits = _skill_hits(skills, jd.preferred, n)
     months = table.column("experience_months").to_numpy(zero_copy_only=False).astype(np.int64)
     education = table.column("education_rank").to_numpy(zero_copy_only=False).astype(np.int64)
-    cosines = _cosines(_vectors(table), jd.vectors) if n else np.zeros((0, 3))
-    comps = _components(
-        jd,
-        required_hits=required_hits,
-        preferred_hits=preferred_hits,
+    if jd.norm_title is not None and "norm_titles" in table.column_names:
+        title_hit = _skill_hits(table.column("norm_titles"), [jd.norm_title], n)[:, 0]
+    else:
+        title_hit = np.zeros(n, dtype=bool)
+    sig = _Signals(
+        required_hits=_skill_hits(skills, jd.required, n),
+        required_related=_category_hits(skills, jd.required_categories, n)
+        if jd.required_categories else np.zeros((n, len(jd.required)), dtype=bool),
+        preferred_hits=_skill_hits(skills, jd.preferred, n),
+        preferred_related=_category_hits(skills, jd.preferred_categories, n)
+        if jd.preferred_categories else np.zeros((n, len(jd.preferred)), dtype=bool),
         experience_months=months,
         education_rank=education,
-        cosines=cosines,
+        cosines=_cosines(_vectors(table), jd.vectors) if n else np.zeros((0, 3, 3)),
+        title_hit=title_hit,
+        bm25=_lexical_hits(table, jd, n),
     )
+    comps = _components(jd, sig, weights)
     return ScoredBatch(
         jd=jd,
         cv_ids=np.asarray(table.column("cv_id").to_pylist(), dtype=object),
         scores=_combine(comps, weights, n),
         components=comps,
-        required_hits=required_hits,
-        preferred_hits=preferred_hits,
+        required_hits=sig.required_hits,
+        preferred_hits=sig.preferred_hits,
         experience_months=months,
+        education_rank=education,
+        table=table,
     )
 
 
@@ -330,11 +713,19 @@ def features_table(cvs: Sequence[CVFeatures]) -> pa.Table:
     """Build a scoring table from in-memory CV features (the layout the store returns)."""
     dim = cvs[0].vectors.shape[-1] if cvs else 0
     vec_type = pa.list_(pa.float32(), dim)
+    strings = pa.list_(pa.string())
+    skills = [sorted(c.skills) for c in cvs]
     columns: dict[str, pa.Array] = {
         "cv_id": pa.array([c.cv_id for c in cvs], pa.string()),
-        "skills": pa.array([sorted(c.skills) for c in cvs], pa.list_(pa.string())),
+        "skills": pa.array(skills, strings),
         "experience_months": pa.array([c.experience_months for c in cvs], pa.int32()),
         "education_rank": pa.array([c.education_rank for c in cvs], pa.int8()),
+        "titles": pa.array([list(c.titles) for c in cvs], strings),
+        "norm_titles": pa.array([list(c.norm_titles) for c in cvs], strings),
+        "skill_lines": pa.array([[c.skill_lines.get(s, "") for s in names] for c, names in zip(cvs, skills, strict=True)], strings),
+        "lex_terms": pa.array([list(c.lex_terms) for c in cvs], strings),
+        "lex_tfs": pa.array([list(c.lex_tfs) for c in cvs], pa.list_(pa.int32())),
+        "lex_len": pa.array([c.lex_len for c in cvs], pa.int32()),
     }
     for s, name in enumerate(VECTOR_COLUMNS):
         flat = np.concatenate([c.vectors[s] for c in cvs]).astype(np.float32) if cvs else np.zeros(0, np.float32)

@@ -1,0 +1,116 @@
+"""One JD against the whole stored pool: hybrid retrieval, then exact rescoring.
+
+Scoring every stored CV costs time linear in the pool (reading every feature row). Here
+the pool is first narrowed by LanceDB searches that use its indexes: a full-text (BM25)
+search of the JD's words over the CVs' blinded text, and nearest-neighbour searches of the
+JD's section vectors against the CVs' (exact scans below ``ann_min_rows`` CVs, an ANN index
+above). The ranked lists are fused by reciprocal rank fusion, and the best ``candidates``
+are scored by the full scorer (``score_table``), so every returned score is the exact score
+``rank_stored`` would give that CV. A CV that no search ranks among its ``per_source`` best
+is not rescored: retrieval trades that recall for speed, and ``benchmarks/bench_retrieval.py``
+measures it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from cvmatch_ray.config import RetrievalSettings, ScoreWeights
+from cvmatch_ray.match.rank import UnknownDocument, jd_features
+from cvmatch_ray.match.scoring import TITLE, VECTOR_COLUMNS, JDFeatures, score_table
+from cvmatch_ray.schemas import MatchResult
+from cvmatch_ray.store import Store
+
+logger = logging.getLogger(__name__)
+
+# The sources searched, by name: the full-text index and the section vectors.
+FTS_SOURCE = "fts"
+
+
+@dataclass
+class PoolMatch:
+    """Results of one JD against the pool, with how long each step took (milliseconds)."""
+
+    results: list[MatchResult]
+    candidates: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def rrf_fuse(ranked_lists: dict[str, list[str]], k: int) -> list[str]:
+    """Reciprocal rank fusion: ids by the sum of ``1 / (k + rank)`` over the lists.
+
+    Ties are broken by id so the fused order is deterministic.
+    """
+    scores: dict[str, float] = {}
+    for name in sorted(ranked_lists):
+        for rank, doc_id in enumerate(ranked_lists[name], start=1):
+            scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (k + rank)
+    return sorted(scores, key=lambda d: (-scores[d], d))
+
+
+def retrieve_candidates(
+    store: Store, jd: JDFeatures, query_text: str, settings: RetrievalSettings, timings: dict[str, float]
+) -> list[str]:
+    """The fused candidate ids for ``jd`` (at most ``settings.candidates``), best first."""
+    lists: dict[str, list[str]] = {}
+    t = time.perf_counter()
+    lists[FTS_SOURCE] = [cv_id for cv_id, _ in store.search_cvs_text(query_text, settings.per_source)]
+    timings[FTS_SOURCE] = (time.perf_counter() - t) * 1000
+    # Title and experience carry most of the semantic signal; the skills section is
+    # already covered by the full-text search of the skill names.
+    for section in (TITLE, 2):
+        column = VECTOR_COLUMNS[section]
+        t = time.perf_counter()
+        hits = store.search_cvs_vector(
+            column, jd.vectors[section], settings.per_source,
+            nprobes=settings.ann_nprobes, refine_factor=settings.ann_refine_factor or None,
+        )
+        lists[column] = [cv_id for cv_id, _ in hits]
+        timings[column] = (time.perf_counter() - t) * 1000
+    t = time.perf_counter()
+    fused = rrf_fuse(lists, settings.rrf_k)[: settings.candidates]
+    timings["fuse"] = (time.perf_counter() - t) * 1000
+    return fused
+
+
+def match_pool(
+    store: Store,
+    jd_id: str,
+    *,
+    top_k: int = 100,
+    weights: ScoreWeights | None = None,
+    settings: RetrievalSettings | None = None,
+) -> PoolMatch:
+    """The best ``top_k`` stored CVs for a stored JD, through hybrid retrieval and exact rescoring.
+
+    Args:
+        store: the store; build its search indexes first (``Store.ensure_search_indexes``).
+        jd_id: the JD.
+        top_k: how many results.
+        weights: score weights; ``None`` for the defaults.
+        settings: retrieval settings; ``None`` for the defaults.
+
+    Raises:
+        UnknownDocument: no JD ``jd_id`` is stored.
+    """
+    settings = settings or RetrievalSettings()
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    record = store.get_jd(jd_id)
+    if record is None:
+        raise UnknownDocument(f"no JD with id {jd_id!r}")
+    jd = jd_features(store, jd_id, idf_sample=settings.lexical_idf_sample)
+    timings["jd"] = (time.perf_counter() - start) * 1000
+    ids = retrieve_candidates(store, jd, record.text, settings, timings)
+    t = time.perf_counter()
+    table = store.read_cv_features(ids)
+    timings["read"] = (time.perf_counter() - t) * 1000
+    t = time.perf_counter()
+    batch = score_table(jd, table, weights)
+    results = batch.top(top_k)
+    timings["rescore"] = (time.perf_counter() - t) * 1000
+    timings["total"] = (time.perf_counter() - start) * 1000
+    logger.debug("JD %s: %d candidates, %d results in %.1f ms", jd_id, len(ids), len(results), timings["total"])
+    return PoolMatch(results=results, candidates=len(ids), timings_ms=timings)
