@@ -128,7 +128,6 @@ class Settings(BaseSettings):
     # --- scoring -------------------------------------------------------------------
     weights: ScoreWeights = Field(default_factory=ScoreWeights)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
-    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     top_k: int = Field(20, gt=0, description="Default number of ranked CVs returned.")
 
     # --- Ray -----------------------------------------------------------------------
