@@ -1,0 +1,104 @@
+"""Whole-pool matching: hybrid retrieval (full-text + vector search, fused) then exact rescoring.
+
+Real LanceDB on ``tmp_path``; synthetic CVs with real skill words so the full-text index
+has something to find, and random unit vectors with a planted group near the JD.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cvmatch_ray.config import RetrievalSettings, ScoreWeights
+from cvmatch_ray.match.rank import UnknownDocument, rank_stored
+from cvmatch_ray.match.retrieve import match_pool, rrf_fuse
+from cvmatch_ray.schemas import CVProfile, CVStats, EducationLevel, JDProfile, Provenance, SkillMention
+from cvmatch_ray.store import CVRecord, JDRecord, Store
+
+DIM = 32
+WORDS = ["Python", "PostgreSQL", "Docker", "Kubernetes", "Accounting", "Payroll", "Salesforce", "Tableau",
+         "React", "Terraform", "Excel", "Recruiting"]
+WEIGHTS = ScoreWeights(required_skills=0.25, preferred_skills=0.1, semantic=0.25, experience=0.1,
+                       education=0.05, title=0.1, lexical=0.15)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _fill(store: Store, n: int, planted: int, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    jd_vec = _unit(rng.normal(size=(3, DIM)))
+    jd = JDProfile(title="Backend Engineer", required_skills=["Python", "PostgreSQL", "Docker"],
+                   preferred_skills=["Kubernetes"], min_years=3, education_level=EducationLevel.bachelor)
+    jd_id = "f" * 32
+    store.upsert_jds([JDRecord(jd_id=jd_id, filename=None, profile=jd, provenance=Provenance(), vectors=jd_vec,
+                               text="Backend Engineer. Python PostgreSQL Docker required, Kubernetes a plus.")])
+    records = []
+    for i in range(n):
+        near = i < planted
+        vec = _unit(jd_vec + rng.normal(scale=0.3, size=(3, DIM))) if near else _unit(rng.normal(size=(3, DIM)))
+        skills = (["Python", "PostgreSQL", "Docker"] if near else []) + rng.choice(WORDS, 3, replace=False).tolist()
+        skills = list(dict.fromkeys(skills))
+        profile = CVProfile(skills=[SkillMention(name=s) for s in skills], total_experience_months=int(rng.integers(0, 120)),
+                            education=[{"level": "bachelor"}])
+        text = "Engineer\nSkills: " + ", ".join(skills) + "\nBuilt services with " + " and ".join(skills[:2]) + "."
+        records.append(CVRecord(cv_id=f"{i:032x}", filename=None, text=text, profile=profile,
+                                stats=CVStats.of(profile), provenance=Provenance(), vectors=vec))
+    store.upsert_cvs(records)
+    return jd_id
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> tuple[Store, str]:
+    store = Store(str(tmp_path_factory.mktemp("pool")), dim=DIM)
+    jd_id = _fill(store, 400, planted=12)
+    built = store.ensure_search_indexes(ann_min_rows=10**6)
+    assert built["lexical_text"] == "fts" and built["vec_title"] == "exact"
+    return store, jd_id
+
+
+def _view(results):
+    return [(r.cv_id, r.score, r.breakdown.model_dump()) for r in results]
+
+
+def test_hybrid_retrieval_returns_the_exact_top_k(small):
+    store, jd_id = small
+    exact = rank_stored(store, jd_id, top_k=10, weights=WEIGHTS)
+    # Candidates are a fraction of the pool, yet the fused sources contain the true top 10.
+    settings = RetrievalSettings(candidates=60, per_source=40)
+    found = match_pool(store, jd_id, top_k=10, weights=WEIGHTS, settings=settings)
+    assert found.candidates <= 60 < store.count_cvs()
+    assert _view(found.results) == _view(exact)
+    assert found.results == exact  # same evidence and explanations too
+    assert {"fts", "vec_title", "vec_experience", "read", "rescore", "total"} <= set(found.timings_ms)
+
+
+def test_full_text_search_reads_only_the_blinded_text(small):
+    store, _ = small
+    hits = store.search_cvs_text("Payroll", 500)
+    assert hits and all("Payroll" in store.get_cv(cv_id).profile.skill_names for cv_id, _ in hits)
+    assert store.search_cvs_text("", 10) == []
+
+
+def test_ann_index_past_the_configured_size_keeps_the_top_k(tmp_path):
+    store = Store(str(tmp_path), dim=DIM)
+    jd_id = _fill(store, 600, planted=12, seed=3)
+    built = store.ensure_search_indexes(ann_min_rows=500, ann_partitions=4, ann_sub_vectors=4)
+    assert built["vec_title"] == "IVF_PQ" and store.has_vector_index("vec_experience")
+    exact = rank_stored(store, jd_id, top_k=10, weights=WEIGHTS)
+    found = match_pool(store, jd_id, top_k=10, weights=WEIGHTS,
+                       settings=RetrievalSettings(candidates=100, per_source=60, ann_nprobes=4))
+    assert _view(found.results) == _view(exact)
+
+
+def test_rrf_fusion_is_deterministic():
+    fused = rrf_fuse({"a": ["x", "y", "z"], "b": ["y", "x", "w"]}, k=60)
+    assert fused[:2] == ["x", "y"] and set(fused) == {"x", "y", "z", "w"}
+    assert rrf_fuse({"b": ["y", "x", "w"], "a": ["x", "y", "z"]}, k=60) == fused
+
+
+def test_unknown_jd(small):
+    store, _ = small
+    with pytest.raises(UnknownDocument):
+        match_pool(store, "e" * 32)
