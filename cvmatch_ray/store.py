@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import lancedb
 import numpy as np
+from lancedb.index import FTS, HnswSq, IvfFlat, IvfPq
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -179,6 +180,17 @@ def lexical_counts(text: str) -> tuple[list[str], list[int], int]:
         counts[t] = counts.get(t, 0) + 1
     terms = sorted(counts)
     return terms, [counts[t] for t in terms], len(tokens)
+
+
+def _ann_config(index_type: str, partitions: int | None, sub_vectors: int | None) -> Any:
+    """The LanceDB index config for an ANN index type name (cosine distance)."""
+    if index_type == "IVF_PQ":
+        return IvfPq(distance_type="cosine", num_partitions=partitions, num_sub_vectors=sub_vectors)
+    if index_type == "IVF_HNSW_SQ":
+        return HnswSq(distance_type="cosine", num_partitions=partitions)
+    if index_type == "IVF_FLAT":
+        return IvfFlat(distance_type="cosine", num_partitions=partitions)
+    raise ValueError(f"unsupported ANN index type {index_type!r}: IVF_PQ, IVF_HNSW_SQ or IVF_FLAT")
 
 
 @dataclass(frozen=True)
@@ -877,7 +889,7 @@ class Store:
         Args:
             ann_min_rows: the pool size from which vector columns are indexed.
             ann_columns: the vector columns to index.
-            ann_index_type: a LanceDB vector index type (``IVF_PQ``, ``IVF_HNSW_SQ``...).
+            ann_index_type: ``IVF_PQ``, ``IVF_HNSW_SQ`` or ``IVF_FLAT`` (cosine distance).
             ann_partitions: IVF partitions; ``None`` lets LanceDB choose (about sqrt(rows)).
             ann_sub_vectors: PQ sub-vectors; ``None`` lets LanceDB choose.
             replace: rebuild indexes that exist.
@@ -891,7 +903,7 @@ class Store:
         existing = {ix.columns[0]: ix for ix in table.list_indices()}
         done: dict[str, str] = {}
         if replace or LEXICAL_TEXT_COLUMN not in existing:
-            table.create_fts_index(LEXICAL_TEXT_COLUMN, replace=True, use_tantivy=False, with_position=False)
+            table.create_index(LEXICAL_TEXT_COLUMN, config=FTS(with_position=False), replace=True)
             logger.info("built full-text index on %s", LEXICAL_TEXT_COLUMN)
         done[LEXICAL_TEXT_COLUMN] = "fts"
         rows = table.count_rows()
@@ -900,10 +912,8 @@ class Store:
                 done[column] = "exact"
                 continue
             if replace or column not in existing:
-                table.create_index(
-                    metric="cosine", vector_column_name=column, index_type=ann_index_type,
-                    num_partitions=ann_partitions, num_sub_vectors=ann_sub_vectors, replace=True,
-                )
+                config = _ann_config(ann_index_type, ann_partitions, ann_sub_vectors)
+                table.create_index(column, config=config, replace=True)
                 logger.info("built %s index on %s (%d rows)", ann_index_type, column, rows)
             done[column] = ann_index_type
         return done
@@ -926,7 +936,7 @@ class Store:
         # The index's own tokenizer stems and drops stop words; our tokens keep the query
         # free of punctuation that its query parser would read as syntax.
         result = (table.search(" ".join(dict.fromkeys(terms)), query_type="fts", fts_columns=LEXICAL_TEXT_COLUMN)
-                  .select(["cv_id"]).limit(limit).to_arrow())
+                  .select(["cv_id", "_score"]).limit(limit).to_arrow())
         return list(zip(result.column("cv_id").to_pylist(), result.column("_score").to_pylist(), strict=True))
 
     def search_cvs_vector(self, column: str, vector: np.ndarray, limit: int, *, exact: bool | None = None,
@@ -956,7 +966,7 @@ class Store:
             query = query.nprobes(nprobes)
             if refine_factor:
                 query = query.refine_factor(refine_factor)
-        result = query.select(["cv_id"]).limit(limit).to_arrow()
+        result = query.select(["cv_id", "_distance"]).limit(limit).to_arrow()
         dist = result.column("_distance").to_numpy(zero_copy_only=False)
         return list(zip(result.column("cv_id").to_pylist(), (1.0 - dist).tolist(), strict=True))
 
