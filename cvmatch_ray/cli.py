@@ -389,5 +389,18 @@ def match(
         raise typer.Exit(EXIT_ALL_FAILED)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address the HTTP proxy binds.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    db: DbOption = None,
+) -> None:
+    """Run the HTTP API on Ray Serve until interrupted (the same app as `serve run serve_config.yaml`)."""
+    from cvmatch_ray.serve.app import AppArgs, run_app
+
+    console.print(f"cvmatch API on http://{host}:{port} (OpenAPI at /openapi.json); Ctrl-C to stop")
+    run_app(AppArgs(data_dir=db), host=host, port=port, blocking=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

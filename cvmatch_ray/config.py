@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     )
     embedding_device: str = "cpu"
     embedding_batch_size: int = Field(64, gt=0)
+    embedding_max_tokens: int | None = Field(
+        128, gt=0, description="Word pieces read per section text; None = the model's own limit."
+    )
 
     # --- scoring -------------------------------------------------------------------
     weights: ScoreWeights = Field(default_factory=ScoreWeights)

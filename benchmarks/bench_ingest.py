@@ -1,0 +1,104 @@
+"""Ingest of real PDFs: in-process path vs Ray Data pipeline, CVs/s and peak RSS.
+
+    python benchmarks/bench_ingest.py ../shared/data [--limit 240] [--modes local ray]
+
+Each mode runs in a fresh subprocess (so peak RSS is its own) on a fresh store, over the
+LiveCareer PDFs in DATA_DIR/livecareer_resumes/pdf. Times are end to end: model and taxonomy
+loading, extraction, standardization, embedding and LanceDB writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _pdfs(data_dir: Path, limit: int) -> list[Path]:
+    pdfs = sorted((data_dir / "livecareer_resumes" / "pdf").rglob("*.pdf"))
+    if not pdfs:
+        raise SystemExit(f"no PDFs under {data_dir / 'livecareer_resumes' / 'pdf'}")
+    return pdfs[:limit]
+
+
+def _child(mode: str, files: list[str], db: str) -> dict:
+    """Runs in the subprocess: ingest ``files`` one way and report timings."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from cvmatch_ray.config import Settings
+
+    settings = Settings(data_dir=db)
+    start = time.perf_counter()
+    if mode == "local":
+        from cvmatch_ray.ingest import Ingestor
+
+        ingestor = Ingestor.from_settings(settings)
+        loaded = time.perf_counter()
+        outcomes = ingestor.ingest((f, Path(f).read_bytes()) for f in files)
+        ok = sum(o.ok for o in outcomes)
+    else:
+        import ray
+
+        from cvmatch_ray.pipelines.ingest import run_ingest
+
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        loaded = time.perf_counter()
+        report = run_ingest(files, settings)
+        ok = sum(o.ok for o in report.outcomes)
+    end = time.perf_counter()
+    return {
+        "ok": ok,
+        "seconds": end - start,
+        "startup": loaded - start,
+        "work": end - loaded,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "children_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--limit", type=int, default=240)
+    parser.add_argument("--modes", nargs="+", default=["local", "ray"], choices=["local", "ray"])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        mode, files, db = json.loads(args.child)
+        print(json.dumps(_child(mode, files, db)))
+        return
+
+    files = [str(p) for p in _pdfs(args.data_dir, args.limit)]
+    results = {}
+    for mode in args.modes:
+        with tempfile.TemporaryDirectory() as db:
+            out = subprocess.run(
+                [sys.executable, __file__, str(args.data_dir), "--child", json.dumps([mode, files, db])],
+                capture_output=True, text=True, check=True,
+            )
+            results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+
+    table = Table(title=f"Ingest of {len(files)} LiveCareer PDFs (fresh store per mode)")
+    for col in ("mode", "stored", "total s", "start-up s", "work s", "CVs/s (total)", "CVs/s (work)", "peak RSS MB (driver)", "vs local"):
+        table.add_column(col, justify="right")
+    base = results.get("local", {}).get("seconds")
+    for mode, r in results.items():
+        table.add_row(
+            mode, str(r["ok"]), f"{r['seconds']:.1f}", f"{r['startup']:.1f}", f"{r['work']:.1f}",
+            f"{len(files) / r['seconds']:.2f}", f"{len(files) / r['work']:.2f}", f"{r['peak_rss_mb']:.0f}",
+            f"{base / r['seconds']:.2f}x" if base else "-",
+        )
+    Console().print(table)
+    print(f"load average at end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()

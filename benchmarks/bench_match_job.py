@@ -1,0 +1,132 @@
+"""A matching job on Ray (chunked, parallel) vs the reference design's sequential per-pair loop.
+
+    python benchmarks/bench_match_job.py [--sizes 300] [--rss-sizes 1000 10000] [--chunk-size 50]
+
+Part 1, in one run on one store of synthetic CVs: the 300-CV job end to end (job creation,
+chunks scored on Ray workers, results written, progress reported) next to the per-pair loop
+(read each CV, score it, collect) in this process. Part 2: peak memory of a job at larger
+sizes, sampled over the driver and every Ray worker while it runs: it should be set by the
+chunks in flight, not by the number of CVs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+import time
+
+import ray
+from _synthetic import fill
+from rich.console import Console
+from rich.table import Table
+
+from cvmatch_ray.config import Settings
+from cvmatch_ray.match.rank import jd_features
+from cvmatch_ray.match.scoring import CVFeatures, score_pair
+from cvmatch_ray.pipelines.matching import create_match_job, run_plan
+from cvmatch_ray.store import Store
+
+DIM = 384
+
+
+def _sequential(store: Store, jd_id: str, ids: list[str]) -> float:
+    start = time.perf_counter()
+    jd = jd_features(store, jd_id)
+    results = []
+    for cv_id in ids:
+        rec = store.get_cv(cv_id)
+        results.append(score_pair(CVFeatures.from_profile(cv_id, rec.profile, rec.vectors), jd))
+    results.sort(key=lambda r: (-r.score, r.cv_id))
+    return time.perf_counter() - start
+
+
+def _job(settings: Settings, jd_id: str, ids: list[str], chunk_size: int) -> float:
+    start = time.perf_counter()
+    plan = create_match_job(settings, jd_id=jd_id, cv_ids=ids, chunk_size=chunk_size, dim=DIM)
+    run_plan(settings, plan, dim=DIM)
+    return time.perf_counter() - start
+
+
+class RssSampler:
+    """Peak summed RSS of this process and all Ray worker processes, sampled every 20 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _rss(pid: str) -> int:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def _total(self) -> int:
+        total = self._rss("self")
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if f.read(5) == b"ray::":
+                        total += self._rss(pid)
+            except OSError:  # the process ended meanwhile
+                continue
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._total())
+            time.sleep(0.02)
+
+    def __enter__(self) -> RssSampler:
+        self.baseline = self._total()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[300])
+    parser.add_argument("--rss-sizes", type=int, nargs="+", default=[1000, 10_000])
+    parser.add_argument("--chunk-size", type=int, default=50)
+    args = parser.parse_args()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, namespace="bench")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=tmp, ray_namespace="bench")
+        store = Store(tmp, dim=DIM)
+        jd_id, ids = fill(store, max(args.sizes + args.rss_sizes))
+        _job(settings, jd_id, ids[:50], args.chunk_size)  # warm the workers, as a running cluster would be
+
+        speed = Table(title="Matching job vs sequential per-pair loop (same store, same run)")
+        for col in ("CVs", "Ray job, end to end (s)", "per-pair loop (s)", "speed-up"):
+            speed.add_column(col, justify="right")
+        for n in args.sizes:
+            job = min(_job(settings, jd_id, ids[:n], args.chunk_size) for _ in range(3))
+            loop = _sequential(store, jd_id, ids[:n])
+            speed.add_row(f"{n:,}", f"{job:.2f}", f"{loop:.2f}", f"{loop / job:.1f}x")
+
+        memory = Table(title=f"Peak RSS of a matching job (driver + Ray workers, chunks of {args.chunk_size})")
+        for col in ("CVs", "job (s)", "RSS before (MB)", "peak RSS (MB)", "growth (MB)"):
+            memory.add_column(col, justify="right")
+        for n in args.rss_sizes:
+            with RssSampler() as rss:
+                seconds = _job(settings, jd_id, ids[:n], args.chunk_size)
+            mb = 1024 * 1024
+            memory.add_row(f"{n:,}", f"{seconds:.1f}", f"{rss.baseline / mb:.0f}", f"{rss.peak / mb:.0f}",
+                           f"{(rss.peak - rss.baseline) / mb:.0f}")
+    console = Console()
+    console.print(speed)
+    console.print(memory)
+    print(f"load average at end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
