@@ -79,3 +79,23 @@ def test_ray_data_stage_standardizes_a_batch_with_vllm(ray_cluster, tmp_path, ti
         assert record.provenance.backend == "vllm" and record.provenance.prompt_version
         # Fields the rules read reliably check and fill the LLM output (random weights here).
         assert record.profile.contact.email and record.profile.contact.email.endswith("@example.com")
+
+
+@pytest.mark.vllm
+def test_serve_deployment_standardizes_one_upload_with_vllm(ray_cluster, tmp_path, tiny_model_dir):  # noqa: F811
+    require("vllm")
+    from ray import serve
+
+    from cvmatch_ray.serve.deployments import StandardizerDeployment
+
+    settings = llm_settings(tmp_path, tiny_model_dir)
+    app = StandardizerDeployment.options(name="LLMStandardizer", ray_actor_options={"num_cpus": 0}).bind(settings)
+    handle = serve.run(app, name="llm-standardizer", route_prefix=None)
+    try:
+        text = CV.format(name="Eve Adams", name_lower="eve", n=7)
+        profile, provenance = handle.standardize.remote(text, "cv").result(timeout_s=600)
+        assert isinstance(profile, CVProfile)
+        assert profile.contact.email == "eve@example.com"
+        assert provenance.backend == "vllm" and provenance.model == str(tiny_model_dir)
+    finally:
+        serve.delete("llm-standardizer")
