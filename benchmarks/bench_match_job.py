@@ -50,10 +50,17 @@ def _job(settings: Settings, jd_id: str, ids: list[str], chunk_size: int) -> flo
 
 
 class RssSampler:
-    """Peak summed RSS of this process and all Ray worker processes, sampled every 20 ms."""
+    """Peak RSS of this process (the job's driver) and of the largest Ray worker, every 20 ms.
+
+    Worker processes come and go (Ray starts and reaps them), so their sum says more about
+    how many are alive than about the job; the largest one is what a chunk costs.
+    """
 
     def __init__(self) -> None:
         self.peak = 0
+        self.peak_driver = 0
+        self.peak_worker = 0
+        self.workers = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -65,20 +72,28 @@ class RssSampler:
                     return int(line.split()[1]) * 1024
         return 0
 
-    def _total(self) -> int:
-        total = self._rss("self")
+    def _sample(self) -> tuple[int, list[int]]:
+        workers = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     if f.read(5) == b"ray::":
-                        total += self._rss(pid)
+                        workers.append(self._rss(pid))
             except OSError:  # the process ended meanwhile
                 continue
-        return total
+        return self._rss("self"), workers
+
+    def _total(self) -> int:
+        driver, workers = self._sample()
+        return driver + sum(workers)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._total())
+            driver, workers = self._sample()
+            self.peak = max(self.peak, driver + sum(workers))
+            self.peak_driver = max(self.peak_driver, driver)
+            self.peak_worker = max([self.peak_worker, *workers])
+            self.workers = max(self.workers, len(workers))
             time.sleep(0.02)
 
     def __enter__(self) -> RssSampler:
@@ -114,14 +129,17 @@ def main() -> None:
             speed.add_row(f"{n:,}", f"{job:.2f}", f"{loop:.2f}", f"{loop / job:.1f}x")
 
         memory = Table(title=f"Peak RSS of a matching job (driver + Ray workers, chunks of {args.chunk_size})")
-        for col in ("CVs", "job (s)", "RSS before (MB)", "peak RSS (MB)", "growth (MB)"):
+        # Summed worker RSS is left out: it counts every ray:: process on the machine,
+        # however many Ray starts and reaps (and any other Ray instance's).
+        for col in ("CVs", "job (s)", "driver before (MB)", "driver peak (MB)", "largest worker (MB)"):
             memory.add_column(col, justify="right")
+        mb = 1024 * 1024
         for n in args.rss_sizes:
+            before = RssSampler._rss("self")
             with RssSampler() as rss:
                 seconds = _job(settings, jd_id, ids[:n], args.chunk_size)
-            mb = 1024 * 1024
-            memory.add_row(f"{n:,}", f"{seconds:.1f}", f"{rss.baseline / mb:.0f}", f"{rss.peak / mb:.0f}",
-                           f"{(rss.peak - rss.baseline) / mb:.0f}")
+            memory.add_row(f"{n:,}", f"{seconds:.1f}", f"{before / mb:.0f}", f"{rss.peak_driver / mb:.0f}",
+                           f"{rss.peak_worker / mb:.0f}")
     console = Console()
     console.print(speed)
     console.print(memory)
