@@ -58,6 +58,12 @@ MATCHES = "matches"
 
 # Section vectors as stored; the order is embed.SECTIONS (title, skills, experience).
 VECTOR_COLUMNS: tuple[str, ...] = ("vec_title", "vec_skills", "vec_experience")
+# The sum of a CV's three section vectors. The scorer's semantic component is the mean
+# cosine over all nine (CV section, JD section) pairs, which equals
+# sum(CV sections) . sum(JD sections) / 9: a dot-product search on this column ranks the
+# pool exactly by that component.
+SUM_VECTOR_COLUMN = "vec_sum"
+SEARCH_VECTOR_COLUMNS: tuple[str, ...] = ("vec_title", SUM_VECTOR_COLUMN)
 # What the vectorized scorer reads of each CV: no text, no PII. The lexical columns are the
 # blinded text's term counts (see ``lexical_counts``); ``skill_lines`` is, for each entry of
 # ``skills``, the blinded CV line that mentions it (the evidence shown with a match).
@@ -182,14 +188,19 @@ def lexical_counts(text: str) -> tuple[list[str], list[int], int]:
     return terms, [counts[t] for t in terms], len(tokens)
 
 
-def _ann_config(index_type: str, partitions: int | None, sub_vectors: int | None) -> Any:
-    """The LanceDB index config for an ANN index type name (cosine distance)."""
+def _distance(column: str) -> Literal["cosine", "dot"]:
+    """Section vectors are unit vectors (cosine); their sum is searched by dot product."""
+    return "dot" if column == SUM_VECTOR_COLUMN else "cosine"
+
+
+def _ann_config(index_type: str, partitions: int | None, sub_vectors: int | None, distance: str) -> Any:
+    """The LanceDB index config for an ANN index type name."""
     if index_type == "IVF_PQ":
-        return IvfPq(distance_type="cosine", num_partitions=partitions, num_sub_vectors=sub_vectors)
+        return IvfPq(distance_type=distance, num_partitions=partitions, num_sub_vectors=sub_vectors)
     if index_type == "IVF_HNSW_SQ":
-        return HnswSq(distance_type="cosine", num_partitions=partitions)
+        return HnswSq(distance_type=distance, num_partitions=partitions)
     if index_type == "IVF_FLAT":
-        return IvfFlat(distance_type="cosine", num_partitions=partitions)
+        return IvfFlat(distance_type=distance, num_partitions=partitions)
     raise ValueError(f"unsupported ANN index type {index_type!r}: IVF_PQ, IVF_HNSW_SQ or IVF_FLAT")
 
 
@@ -290,6 +301,7 @@ def cvs_schema(dim: int) -> pa.Schema:
             pa.field("lex_tfs", pa.list_(pa.int32()), nullable=False),
             pa.field("lex_len", pa.int32(), nullable=False),
             *_vector_fields(dim),
+            pa.field(SUM_VECTOR_COLUMN, pa.list_(pa.float32(), dim), nullable=False),
             pa.field("created_at", _TIMESTAMP, nullable=False),
         ]
     )
@@ -473,6 +485,7 @@ class CVRecord:
         row["lex_terms"], row["lex_tfs"], row["lex_len"] = lexical_counts(lexical)
         for i, name in enumerate(VECTOR_COLUMNS):
             row[name] = self.vectors[i]
+        row[SUM_VECTOR_COLUMN] = self.vectors.sum(axis=0, dtype=np.float32)
         return row
 
     @classmethod
@@ -876,7 +889,7 @@ class Store:
             self._lexical_cache = {key: stats}
         return stats
 
-    def ensure_search_indexes(self, *, ann_min_rows: int, ann_columns: Sequence[str] = VECTOR_COLUMNS,
+    def ensure_search_indexes(self, *, ann_min_rows: int, ann_columns: Sequence[str] = SEARCH_VECTOR_COLUMNS,
                               ann_index_type: str = "IVF_PQ", ann_partitions: int | None = None,
                               ann_sub_vectors: int | None = None, replace: bool = False) -> dict[str, str]:
         """Build the full-text index on the lexical text, and ANN indexes once the pool is large.
@@ -912,7 +925,7 @@ class Store:
                 done[column] = "exact"
                 continue
             if replace or column not in existing:
-                config = _ann_config(ann_index_type, ann_partitions, ann_sub_vectors)
+                config = _ann_config(ann_index_type, ann_partitions, ann_sub_vectors, _distance(column))
                 table.create_index(column, config=config, replace=True)
                 logger.info("built %s index on %s (%d rows)", ann_index_type, column, rows)
             done[column] = ann_index_type
@@ -941,10 +954,11 @@ class Store:
 
     def search_cvs_vector(self, column: str, vector: np.ndarray, limit: int, *, exact: bool | None = None,
                           nprobes: int = 20, refine_factor: int | None = 5) -> list[tuple[str, float]]:
-        """Nearest CVs to ``vector`` on one section column: ``(cv_id, cosine)``, best first.
+        """Nearest CVs to ``vector`` on one vector column: ``(cv_id, similarity)``, best first.
 
         Args:
-            column: one of ``VECTOR_COLUMNS``.
+            column: one of ``VECTOR_COLUMNS`` (cosine) or ``SUM_VECTOR_COLUMN`` (dot product;
+                pass the sum of the JD's section vectors).
             vector: a unit query vector of the store's dimension.
             limit: how many CVs.
             exact: ``True`` scans every row (exact), ``False`` uses the ANN index; ``None``
@@ -952,12 +966,12 @@ class Store:
             nprobes: IVF partitions probed by an ANN search.
             refine_factor: ANN candidates re-ranked with exact distances, per result.
         """
-        if column not in VECTOR_COLUMNS:
-            raise ValueError(f"column must be one of {VECTOR_COLUMNS}, got {column!r}")
+        if column not in (*VECTOR_COLUMNS, SUM_VECTOR_COLUMN):
+            raise ValueError(f"column must be one of {(*VECTOR_COLUMNS, SUM_VECTOR_COLUMN)}, got {column!r}")
         table = self._table(CVS, create=False)
         if table is None or limit <= 0:
             return []
-        query = table.search(np.asarray(vector, dtype=np.float32), vector_column_name=column).distance_type("cosine")
+        query = table.search(np.asarray(vector, dtype=np.float32), vector_column_name=column).distance_type(_distance(column))
         if exact is None:
             exact = not self.has_vector_index(column)
         if exact:
@@ -968,6 +982,7 @@ class Store:
                 query = query.refine_factor(refine_factor)
         result = query.select(["cv_id", "_distance"]).limit(limit).to_arrow()
         dist = result.column("_distance").to_numpy(zero_copy_only=False)
+        # LanceDB's cosine distance is 1 - cosine, its dot distance 1 - dot.
         return list(zip(result.column("cv_id").to_pylist(), (1.0 - dist).tolist(), strict=True))
 
     def delete_cv(self, cv_id: str) -> bool:

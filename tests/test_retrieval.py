@@ -71,7 +71,7 @@ def test_hybrid_retrieval_returns_the_exact_top_k(small):
     assert found.candidates <= 60 < store.count_cvs()
     assert _view(found.results) == _view(exact)
     assert found.results == exact  # same evidence and explanations too
-    assert {"fts", "vec_title", "vec_experience", "read", "rescore", "total"} <= set(found.timings_ms)
+    assert {"fts", "vec_title", "vec_sum", "read", "rescore", "total"} <= set(found.timings_ms)
 
 
 def test_full_text_search_reads_only_the_blinded_text(small):
@@ -85,7 +85,7 @@ def test_ann_index_past_the_configured_size_keeps_the_top_k(tmp_path):
     store = Store(str(tmp_path), dim=DIM)
     jd_id = _fill(store, 600, planted=12, seed=3)
     built = store.ensure_search_indexes(ann_min_rows=500, ann_partitions=4, ann_sub_vectors=4)
-    assert built["vec_title"] == "IVF_PQ" and store.has_vector_index("vec_experience")
+    assert built["vec_title"] == "IVF_PQ" and store.has_vector_index("vec_sum")
     exact = rank_stored(store, jd_id, top_k=10, weights=WEIGHTS)
     found = match_pool(store, jd_id, top_k=10, weights=WEIGHTS,
                        settings=RetrievalSettings(candidates=100, per_source=60, ann_nprobes=4))

@@ -3,7 +3,7 @@
 Scoring every stored CV costs time linear in the pool (reading every feature row). Here
 the pool is first narrowed by LanceDB searches that use its indexes: a full-text (BM25)
 search of the JD's words over the CVs' blinded text, and nearest-neighbour searches of the
-JD's section vectors against the CVs' (exact scans below ``ann_min_rows`` CVs, an ANN index
+JD's vectors against the CVs' (exact scans below ``ann_min_rows`` CVs, an ANN index
 above). The ranked lists are fused by reciprocal rank fusion, and the best ``candidates``
 are scored by the full scorer (``score_table``), so every returned score is the exact score
 ``rank_stored`` would give that CV. A CV that no search ranks among its ``per_source`` best
@@ -21,7 +21,7 @@ from cvmatch_ray.config import RetrievalSettings, ScoreWeights
 from cvmatch_ray.match.rank import UnknownDocument, jd_features
 from cvmatch_ray.match.scoring import TITLE, VECTOR_COLUMNS, JDFeatures, score_table
 from cvmatch_ray.schemas import MatchResult
-from cvmatch_ray.store import Store
+from cvmatch_ray.store import SUM_VECTOR_COLUMN, Store
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +58,14 @@ def retrieve_candidates(
     t = time.perf_counter()
     lists[FTS_SOURCE] = [cv_id for cv_id, _ in store.search_cvs_text(query_text, settings.per_source)]
     timings[FTS_SOURCE] = (time.perf_counter() - t) * 1000
-    # Title and experience carry most of the semantic signal; the skills section is
-    # already covered by the full-text search of the skill names.
-    for section in (TITLE, 2):
-        column = VECTOR_COLUMNS[section]
+    # Two vector searches cover the two vector components exactly: the title cosine, and
+    # the semantic component (a dot product of summed section vectors, see store.SUM_VECTOR_COLUMN).
+    # Skill and wording matches come from the full-text search.
+    queries = {VECTOR_COLUMNS[TITLE]: jd.vectors[TITLE], SUM_VECTOR_COLUMN: jd.vectors.sum(axis=0)}
+    for column, vector in queries.items():
         t = time.perf_counter()
         hits = store.search_cvs_vector(
-            column, jd.vectors[section], settings.per_source,
+            column, vector, settings.per_source,
             nprobes=settings.ann_nprobes, refine_factor=settings.ann_refine_factor or None,
         )
         lists[column] = [cv_id for cv_id, _ in hits]
