@@ -332,7 +332,6 @@ class CvmatchPool:
         import tempfile
 
         from cvmatch_ray.config import Settings
-        from cvmatch_ray.embed import Embedder
         from cvmatch_ray.ingest import embed, write
         from cvmatch_ray.standardize.base import make_standardizer
         from cvmatch_ray.store import Store

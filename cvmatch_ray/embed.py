@@ -195,7 +195,10 @@ def cv_lexical_text(profile: CVProfile, text: str) -> str:
 
 
 def cv_section_texts(profile: CVProfile, text: str) -> dict[str, str]:
-    """The three texts a CV is embedded from.
+    """The three texts a CV is embedded from, blinded (``blind_text``).
+
+    Names, contact details, addresses, birth dates and gendered words never reach the
+    encoder, so two CVs that differ only in who the candidate is get the same vectors.
 
     Args:
         profile: the standardized CV.

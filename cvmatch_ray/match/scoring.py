@@ -51,7 +51,7 @@ from cvmatch_ray.schemas import (
     ScoreBreakdown,
     clean_line,
 )
-from cvmatch_ray.store import LexicalStats, lexical_counts, lexical_tokens, normalized_titles
+from cvmatch_ray.store import LexicalStats, lexical_tokens, normalized_titles
 
 COMPONENTS = ("required_skills", "preferred_skills", "semantic", "experience", "education", "title", "lexical")
 COMPONENT_DECIMALS = 4
