@@ -236,7 +236,7 @@ class _ChunkSet:
 class _Record:
     """A job plus the bookkeeping that is persisted but not part of the public model."""
 
-    __slots__ = ("progress", "chunks", "last_chunk_at", "last_write")
+    __slots__ = ("progress", "chunks", "last_chunk_at", "last_write", "durable")
 
     def __init__(self, progress: JobProgress, chunks: _ChunkSet | None = None, last_chunk_at: float | None = None):
         self.progress = progress
@@ -245,6 +245,9 @@ class _Record:
         self.last_chunk_at = last_chunk_at
         # Clock time of the last write of this job to the table (0 = never written).
         self.last_write = 0.0
+        # The state as last written to the table (what a restarted actor would reload):
+        # readers see this, so nothing they were shown can be lost with the actor.
+        self.durable: JobProgress | None = None
 
     def to_row(self) -> dict[str, Any]:
         """The ``jobs`` table row: filterable columns plus the whole state as JSON."""
@@ -267,11 +270,13 @@ class _Record:
     @classmethod
     def from_json(cls, text: str) -> _Record:
         data = json.loads(text)
-        return cls(
+        record = cls(
             JobProgress.model_validate(data["progress"]),
             _ChunkSet(data.get("done_chunks", ())),
             data.get("last_chunk_at"),
         )
+        record.durable = record.progress.model_copy(update={"failures": list(record.progress.failures)})
+        return record
 
 
 # ------------------------------------------------------------------ durable table
@@ -656,7 +661,7 @@ class ProgressBook:
             JobNotFoundError: unknown job.
         """
         with self._lock:
-            return self._snapshot(self._require(job_id))
+            return self._snapshot(self._require(job_id), durable=True)
 
     def latest_for_jd(self, jd_id: str) -> JobProgress | None:
         """The most recently created match job of ``jd_id``, or None."""
@@ -666,14 +671,14 @@ class ProgressBook:
                 cached = [r for r in self._table.find_by_jd(jd_id) if r.progress.kind == "match"]
             if not cached:
                 return None
-            return self._snapshot(max(cached, key=lambda r: r.progress.created_at))
+            return self._snapshot(max(cached, key=lambda r: r.progress.created_at), durable=True)
 
     def list(self, kind: JobKind | None = None, limit: int = 50) -> list[JobProgress]:
         """Jobs in memory (all unfinished ones and the newest finished), newest first."""
         with self._lock:
             records = [r for r in self._records.values() if kind is None or r.progress.kind == kind]
             records.sort(key=lambda r: r.progress.created_at, reverse=True)
-            return [self._snapshot(r) for r in records[: max(0, limit)]]
+            return [self._snapshot(r, durable=True) for r in records[: max(0, limit)]]
 
     # ------------------------------------------------------------------ internals
 
@@ -728,11 +733,17 @@ class ProgressBook:
         if value is not None:
             p.percent = round(min(100.0, max(p.percent, value)), 2)
 
-    def _snapshot(self, record: _Record) -> JobProgress:
-        """A copy for callers, with time-dependent fields brought up to now."""
+    def _snapshot(self, record: _Record, *, durable: bool = False) -> JobProgress:
+        """A copy for callers, with time-dependent fields brought up to now.
+
+        With ``durable``, the state as last written to the table (readers get this one:
+        a report still being written could be lost with the actor, and a reader must
+        never see progress go backwards).
+        """
+        source = record.durable if durable and self._table is not None and record.durable is not None else record.progress
         # Shallow copy plus a new failures list: records and stats are replaced, never
         # mutated, so a deep copy (slow with 1000 failures) would buy nothing.
-        p = record.progress.model_copy(update={"failures": list(record.progress.failures)})
+        p = source.model_copy(update={"failures": list(source.failures)})
         if p.status == JobStatus.running and p.started_at is not None:
             now = self._clock()
             p.total_seconds = max(0.0, now - p.started_at.timestamp())
@@ -768,6 +779,7 @@ class ProgressBook:
                 # Serialized under the lock, written outside it: reports keep flowing
                 # while the table write is in progress.
                 payload = [r.to_row() for r in batch]
+                written_states = [r.progress.model_copy(update={"failures": list(r.progress.failures)}) for r in batch]
             written = False
             try:
                 self._table.upsert(payload)
@@ -782,8 +794,10 @@ class ProgressBook:
                         self._dirty |= ids
             now = self._clock()
             with self._lock:
-                for r in batch:
+                for r, state in zip(batch, written_states):
                     r.last_write = now
+                    if r.durable is None or state.updated_at >= r.durable.updated_at:
+                        r.durable = state
                 self._durable_seq = max(self._durable_seq, upto)
                 self._evict()
 

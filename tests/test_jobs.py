@@ -14,11 +14,11 @@ from ray.job_submission import JobSubmissionClient
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(client: JobSubmissionClient, entrypoint: str, timeout: float = 600) -> tuple[RayJobStatus, str]:
+def _run(client: JobSubmissionClient, entrypoint: str, timeout: float = 600, env: dict[str, str] | None = None) -> tuple[RayJobStatus, str]:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            job = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(REPO)})
+            job = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(REPO), "env_vars": env or {}})
             break
         except RuntimeError as e:
             # The head's dashboard agent comes up a little after the head itself.
@@ -42,14 +42,16 @@ def test_bulk_ingest_and_bulk_match_jobs_succeed(client, tmp_path, examples_dir)
     shutil.copytree(examples_dir / "cvs", inbox)
     (inbox / "broken.pdf").write_bytes(b"%PDF-1.7 not really")
 
-    status, logs = _run(client, f"python jobs/bulk_ingest.py --input {inbox} --db {db} --export {tmp_path / 'ingest.csv'}")
+    # A namespace of its own: the session's other tests run progress actors for other stores.
+    env = {"CVMATCH_RAY_NAMESPACE": f"jobs-{tmp_path.name}"}
+    status, logs = _run(client, f"python jobs/bulk_ingest.py --input {inbox} --db {db} --export {tmp_path / 'ingest.csv'}", env=env)
     assert status == RayJobStatus.SUCCEEDED, logs[-3000:]
     assert "5 stored" in logs and "1 failed" in logs
     assert (tmp_path / "ingest.csv").read_text().count("\n") == 7  # header + 6 files
 
     jd = examples_dir / "jds" / "senior_python_backend.txt"
     out = tmp_path / "ranked.parquet"
-    status, logs = _run(client, f"python jobs/bulk_match.py --jd {jd} --db {db} --chunk-size 2 --export {out}")
+    status, logs = _run(client, f"python jobs/bulk_match.py --jd {jd} --db {db} --chunk-size 2 --export {out}", env=env)
     assert status == RayJobStatus.SUCCEEDED, logs[-3000:]
     ranked = pq.read_table(out).to_pylist()
     assert len(ranked) == 5 and ranked[0]["rank"] == 1
@@ -57,6 +59,9 @@ def test_bulk_ingest_and_bulk_match_jobs_succeed(client, tmp_path, examples_dir)
 
 
 def test_a_job_that_fails_as_a_whole_exits_non_zero(client, tmp_path):
-    status, logs = _run(client, f"python jobs/bulk_ingest.py --input {tmp_path / 'missing'} --db {tmp_path / 'db'}")
+    status, logs = _run(
+        client, f"python jobs/bulk_ingest.py --input {tmp_path / 'missing'} --db {tmp_path / 'db'}",
+        env={"CVMATCH_RAY_NAMESPACE": f"jobs-{tmp_path.name}"},
+    )
     assert status == RayJobStatus.FAILED
     assert "no such file or folder" in logs
