@@ -389,6 +389,40 @@ def match(
         raise typer.Exit(EXIT_ALL_FAILED)
 
 
+@app.command("rank-jobs")
+def rank_jobs_command(
+    cv: Annotated[Path, typer.Option("--cv", help="The CV file.")],
+    jds: Annotated[list[Path], typer.Option("--jds", help="A folder (or file) of job descriptions; repeatable.")],
+    top: Annotated[Optional[int], typer.Option("--top", help="Show the best N only.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Reverse matching: ingest a CV and a folder of JDs, then rank the JDs for the CV.
+
+    Each score is the one `cvmatch rank` gives the same (JD, CV) pair.
+    """
+    from cvmatch_ray.match.rank import rank_jobs
+
+    if not cv.is_file():
+        raise _fail(f"no such CV file: {cv}")
+    settings = _settings(db)
+    runner = _Local(settings)
+    [cv_outcome] = runner.ingest([cv], "cv", "reading the CV")
+    if not cv_outcome.ok:
+        raise _fail(f"the CV could not be read: {cv_outcome.stage}: {cv_outcome.error}")
+    outcomes = runner.ingest(list(_files(jds)), "jd", "ingesting JDs")
+    good = {o.id: o.file for o in outcomes if o.ok}
+    results = rank_jobs(runner.store, cv_outcome.id, list(good), top_k=top, weights=settings.weights) if good else []
+    rows = [_result_row(r, good[r.jd_id]) | {"jd_id": r.jd_id} for r in results]
+    rows += [{"jd_id": o.id, "file": o.file, "error": f"{o.stage}: {o.error}"} for o in outcomes if not o.ok]
+    if as_json:
+        _print_json(rows)
+    else:
+        _print_ranking(rows, f"Jobs ranked for {cv.name}")
+    if outcomes and not good:
+        raise typer.Exit(EXIT_ALL_FAILED)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address the HTTP proxy binds.")] = "127.0.0.1",

@@ -457,6 +457,22 @@ def test_upload_jd_as_text_and_file(client: httpx.Client) -> None:
     assert client.post("/api/upload-jd", json={"text": "   "}).status_code == 422
 
 
+def test_match_jobs_gives_the_forward_scores(client: httpx.Client, store: Store) -> None:
+    from cvmatch_ray.match.rank import rank_stored
+
+    jd_id = client.post("/api/upload-jd", json={"text": JD_TEXT}).json()["jd_id"]
+    r = upload(client, pdf_bytes(cv_text(901)), "reverse.pdf", background=False)
+    assert r.status_code == 200, r.text
+    cv_id = r.json()["cv_id"]
+    answer = client.post("/api/match-jobs", json={"cv_id": cv_id})
+    assert answer.status_code == 200, answer.text
+    results = {x["jd_id"]: x for x in answer.json()["results"]}
+    [forward] = rank_stored(store, jd_id, [cv_id])
+    assert results[jd_id] == forward.model_dump(mode="json")
+    assert client.post("/api/match-jobs", json={"cv_id": "0" * 32}).status_code == 404
+    assert client.post("/api/match-jobs", json={"cv_id": "not hex!"}).status_code == 404  # as every malformed id
+
+
 def test_match_job_moves_chunk_by_chunk_and_equals_in_process_ranking(
     client: httpx.Client, server: Server, store: Store
 ) -> None:

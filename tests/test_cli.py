@@ -105,3 +105,12 @@ def test_rank_on_ray_gives_the_same_ranking_as_in_process(ray_cluster, examples_
     on_ray = _json(runner.invoke(app, [*common, "--db", str(tmp_path / "ray"), "--engine", "ray"]))
     local = _json(runner.invoke(app, [*common, "--db", str(tmp_path / "local"), "--engine", "local"]))
     assert on_ray == local
+
+
+def test_rank_jobs_gives_the_same_score_as_rank_for_the_same_pair(examples_dir: Path, db: str):
+    cv = examples_dir / "cvs" / "jose_garcia_accountant.txt"
+    jobs = _json(runner.invoke(app, ["rank-jobs", "--cv", str(cv), "--jds", str(examples_dir / "jds"), "--db", db, "--json"]))
+    assert Path(jobs[0]["file"]).name == "staff_accountant.md"
+    for job in jobs:
+        forward = _json(runner.invoke(app, ["rank", "--jd", job["file"], "--cvs", str(cv), "--db", db, "--json"]))
+        assert forward[0]["score"] == job["score"] and forward[0]["breakdown"] == job["breakdown"]

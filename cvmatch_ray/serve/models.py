@@ -176,6 +176,22 @@ class MatchResults(BaseModel):
     results: list[MatchResult]
 
 
+class JobsMatchRequest(_Request):
+    """Rank stored JDs for a stored CV (reverse matching), answered at once."""
+
+    cv_id: str = Field(min_length=1, max_length=64)
+    jd_ids: list[str] | None = Field(None, description="JDs to rank; omitted = every stored JD.")
+    top_k: int | None = Field(None, gt=0)
+
+
+class JobsMatchResults(BaseModel):
+    """The best JDs for a CV, best first (ties by jd_id); each score equals the forward one."""
+
+    cv_id: str
+    count: int
+    results: list[MatchResult]
+
+
 # ------------------------------------------------------------------------- others
 
 

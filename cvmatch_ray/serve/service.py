@@ -43,7 +43,7 @@ from cvmatch_ray.config import Settings
 from cvmatch_ray.embed import EmptyDocumentError
 from cvmatch_ray.extract import ExtractionError, detect_kind
 from cvmatch_ray.ingest import IngestError, Prepared
-from cvmatch_ray.match.rank import UnknownDocument
+from cvmatch_ray.match.rank import UnknownDocument, rank_jobs
 from cvmatch_ray.pipelines.matching import submit_match_job
 from cvmatch_ray.progress import JobNotFoundError, JobProgress, JobStatus, ProgressError, UploadStep
 from cvmatch_ray.schemas import CVPublic, JDPublic
@@ -52,6 +52,8 @@ from cvmatch_ray.serve.models import (
     Deleted,
     Health,
     JDAccepted,
+    JobsMatchRequest,
+    JobsMatchResults,
     MatchAccepted,
     MatchProgress,
     MatchRequest,
@@ -612,6 +614,23 @@ class APIService:
             UnknownDocument: no such job.
         """
         return MatchProgress.of(await self._match_job(job_or_jd_id))
+
+    async def match_jobs(self, request: JobsMatchRequest) -> JobsMatchResults:
+        """The best stored JDs for a stored CV, scored exactly as the forward direction.
+
+        Raises:
+            UnknownDocument: the CV is not stored.
+            InvalidRequest: an id is malformed.
+        """
+        cv_id = _checked_id(request.cv_id, "cv_id")
+        try:
+            jd_ids = [validate_id(j, "jd_id") for j in request.jd_ids] if request.jd_ids is not None else None
+        except ValueError as e:
+            raise InvalidRequest(str(e)) from e
+        results = await asyncio.to_thread(
+            rank_jobs, self.store, cv_id, jd_ids, top_k=request.top_k, weights=self.settings.weights
+        )
+        return JobsMatchResults(cv_id=cv_id, count=len(results), results=results)
 
     async def match_results(self, job_id: str, *, top_k: int | None = None) -> MatchResults:
         """A job's results so far, best first; ``top_k`` defaults to the request's.

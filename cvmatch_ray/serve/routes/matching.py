@@ -7,7 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from cvmatch_ray.serve.http import get_service
-from cvmatch_ray.serve.models import ErrorResponse, MatchAccepted, MatchProgress, MatchRequest, MatchResults
+from cvmatch_ray.serve.models import (
+    ErrorResponse,
+    JobsMatchRequest,
+    JobsMatchResults,
+    MatchAccepted,
+    MatchProgress,
+    MatchRequest,
+    MatchResults,
+)
 from cvmatch_ray.serve.service import APIService
 
 router = APIRouter(tags=["matching"])
@@ -48,3 +56,13 @@ async def match_results(
 ) -> MatchResults:
     """Ranked results with score breakdowns, best first; partial while the job runs."""
     return await service.match_results(job_id, top_k=top_k)
+
+
+@router.post(
+    "/match-jobs",
+    response_model=JobsMatchResults,
+    responses={404: {"model": ErrorResponse, "description": "Unknown CV."}},
+)
+async def match_jobs(request: JobsMatchRequest, service: Service) -> JobsMatchResults:
+    """Reverse matching: the best stored JDs for a stored CV, with the forward scores."""
+    return await service.match_jobs(request)
