@@ -5,8 +5,9 @@ Usage::
     python benchmarks/bench_retrieval.py DB_DIR [--n 100000] [--queries 20] [--top 100]
 
 ``DB_DIR`` holds the synthetic LanceDB store (built once, reused when it already has
-``--n`` CVs). CVs are synthetic (real skill names, sentences built from them, random unit
-vectors; see ``_synthetic.py``); each query is one of ``--queries`` synthetic JDs.
+``--n`` CVs). CVs are synthetic (real skill names and sentences built from them; section
+vectors scattered around one of six job-family centroids); each query is one of
+``--queries`` synthetic JDs, its vectors drawn the same way.
 
 Rows of the printed table, all measured in this run:
 
@@ -45,6 +46,19 @@ DIM = 384
 TITLES = ["Software Engineer", "Accountant", "Data Analyst", "Recruiter", "Sales Manager", "Graphic Designer"]
 
 
+# Section vectors are a job family's centroid plus noise, so cosines spread like real
+# ones (same family ~0.3-0.7, others ~0) and the semantic and title components rank the
+# pool; pure random vectors would give every CV the same (zero) semantic credit and turn
+# the top of the ranking into ties.
+_CENTROIDS = _synthetic.unit(np.random.default_rng(12345), len(TITLES), DIM)
+FAMILY_NOISE = 1.0
+
+
+def _family_vectors(rng: np.random.Generator, family: int) -> np.ndarray:
+    v = _CENTROIDS[family] + rng.normal(scale=FAMILY_NOISE / np.sqrt(DIM), size=(3, DIM)) * rng.uniform(0.5, 1.5)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
 def build(store: Store, n: int, queries: int, seed: int = 0, batch: int = 5000) -> list[str]:
     """Fill ``store`` with ``n`` synthetic CVs and ``queries`` JDs (if not there yet); return the JD ids."""
     rng = np.random.default_rng(seed)
@@ -52,18 +66,19 @@ def build(store: Store, n: int, queries: int, seed: int = 0, batch: int = 5000) 
         levels = list(EducationLevel)
         for start in range(store.count_cvs(), n, batch):
             m = min(batch, n - start)
-            vecs = _synthetic.unit(rng, m, DIM)
             records = []
             for j in range(m):
                 skills = rng.choice(_synthetic.SKILLS, size=int(rng.integers(2, 12)), replace=False).tolist()
-                title = TITLES[int(rng.integers(0, len(TITLES)))]
+                family = int(rng.integers(0, len(TITLES)))
+                title = TITLES[family]
                 profile = CVProfile(headline=title, skills=[SkillMention(name=s) for s in skills],
                                     total_experience_months=int(rng.integers(0, 300)),
                                     education=[{"level": levels[int(rng.integers(0, len(levels)))].value}])
                 text = (f"{title}\nSkills: {', '.join(skills)}\n"
                         + " ".join(f"Worked with {s} on production systems." for s in skills))
                 records.append(CVRecord(cv_id=f"{start + j:032x}", filename=None, text=text, profile=profile,
-                                        stats=CVStats.of(profile), provenance=Provenance(), vectors=vecs[j]))
+                                        stats=CVStats.of(profile), provenance=Provenance(),
+                                        vectors=_family_vectors(rng, family)))
             store.upsert_cvs(records)
             logger.info("stored %d / %d CVs", start + m, n)
         store.optimize()
@@ -77,7 +92,7 @@ def build(store: Store, n: int, queries: int, seed: int = 0, batch: int = 5000) 
         jd_ids.append(jd_id)
         jd_records.append(JDRecord(jd_id=jd_id, filename=None, profile=jd, provenance=Provenance(),
                                    text=f"{jd.title}. Requires {', '.join(skills[:4])}; nice to have {', '.join(skills[4:])}.",
-                                   vectors=_synthetic.unit(rng, 1, DIM)[0]))
+                                   vectors=_family_vectors(rng, q % len(TITLES))))
     store.upsert_jds(jd_records)
     return jd_ids
 
