@@ -49,7 +49,9 @@ def _standardize_options(settings: Settings) -> StageOptions:
             batch_size=max(settings.ingest_batch_size, 64),
         )
     # The rule-based standardizer (and the OpenAI client) load the taxonomy once per actor.
-    return StageOptions(num_cpus=1, actors=settings.standardize_actors, batch_size=settings.ingest_batch_size)
+    # Half a CPU each: on a 2-core laptop two whole-CPU actors would leave no CPU for
+    # Ray Data's read tasks, and the pipeline would wait forever.
+    return StageOptions(num_cpus=0.5, actors=settings.standardize_actors, batch_size=settings.ingest_batch_size)
 
 
 def stage_options(settings: Settings) -> dict[str, StageOptions]:
@@ -61,10 +63,10 @@ def stage_options(settings: Settings) -> dict[str, StageOptions]:
     batch = settings.ingest_batch_size
     embed_gpus = settings.embed_num_gpus
     return {
-        "extract": StageOptions(num_cpus=1, batch_size=batch),
+        "extract": StageOptions(num_cpus=0.5, batch_size=batch),
         "standardize": _standardize_options(settings),
         "embed": StageOptions(
-            num_cpus=0.5 if embed_gpus else 1,
+            num_cpus=0.5,
             num_gpus=embed_gpus,
             actors=settings.embed_actors,
             batch_size=max(batch, 32),
