@@ -17,6 +17,8 @@ the environment before the engine is built.
 
 from __future__ import annotations
 
+import abc
+
 import copy
 import functools
 import logging
@@ -371,7 +373,7 @@ def _rejection(err: ValidationError | None, gen: _Generation, max_tokens: int) -
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-class LLMStandardizer:
+class LLMStandardizer(abc.ABC):
     """What every LLM backend shares: prompts, validation, one retry, merge with the rules.
 
     Subclasses implement :meth:`_generate` (a batch of requests in, one generation each out,
@@ -445,8 +447,9 @@ class LLMStandardizer:
 
     # -- backend hook ------------------------------------------------------------------
 
+    @abc.abstractmethod
     def _generate(self, requests: list[_Request], schema: dict[str, Any]) -> list[_Generation]:
-        raise NotImplementedError
+        """One completion per request, in order (one engine call or one request each)."""
 
     # -- shared path -------------------------------------------------------------------
 
