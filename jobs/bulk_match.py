@@ -17,7 +17,7 @@ from pathlib import Path
 import ray
 
 from cvmatch_ray.config import Settings
-from cvmatch_ray.embed import Embedder
+from cvmatch_ray.embed import embedding_dim
 from cvmatch_ray.pipelines.export import export_results
 from cvmatch_ray.pipelines.ingest import run_ingest
 from cvmatch_ray.match.rank import UnknownDocument
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cv_ids_file:
         cv_ids = [line.strip() for line in Path(args.cv_ids_file).read_text().splitlines() if line.strip()]
 
-    dim = Embedder.from_settings(settings).dim
+    dim = embedding_dim(settings)
     try:
         plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=args.chunk_size, dim=dim)
     except (UnknownDocument, ValueError) as e:

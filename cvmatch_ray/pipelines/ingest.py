@@ -30,7 +30,7 @@ import ray.data
 
 from cvmatch_ray import metrics
 from cvmatch_ray.config import Settings
-from cvmatch_ray.embed import Embedder
+from cvmatch_ray.embed import Embedder, embedding_dim
 from cvmatch_ray.ingest import IngestError, Kind, Outcome, Prepared, embed, extract_text, write
 from cvmatch_ray.pipelines.reporting import JobReporter
 from cvmatch_ray.pipelines.resources import stage_options
@@ -238,7 +238,7 @@ def run_ingest(
     progress = JobReporter(settings, job_id)
     progress.start()
 
-    dim = Embedder.from_settings(settings).dim
+    dim = embedding_dim(settings)
     store = Store(settings.data_dir, dim=dim)
     existing = frozenset(store.list_cv_ids() if kind == "cv" else store.list_jd_ids())
     outcomes: list[Outcome] = []
