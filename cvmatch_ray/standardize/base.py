@@ -48,36 +48,33 @@ class Standardizer(Protocol):
         ...
 
 
+def _batched(standardizer: Standardizer, kind: str, texts: list[str]) -> list:
+    """Use the backend's own batch method when it has one, else one text at a time."""
+    batch = getattr(standardizer, f"standardize_{kind}s", None)
+    if callable(batch):
+        return batch(texts)
+    one = getattr(standardizer, f"standardize_{kind}")
+    out = []
+    for text in texts:
+        try:
+            out.append(one(text))
+        except StandardizationError as e:
+            out.append(e)
+    return out
+
+
 def standardize_cvs(standardizer: Standardizer, texts: list[str]) -> list[CVProfile | StandardizationError]:
     """Standardize many CVs; a text that fails yields its error in place, the others go on.
 
     Backends with a faster batch path (an LLM engine batching prompts) expose their own
     ``standardize_cvs`` method, which this helper uses when present.
     """
-    batch = getattr(standardizer, "standardize_cvs", None)
-    if callable(batch):
-        return batch(texts)
-    out: list[CVProfile | StandardizationError] = []
-    for text in texts:
-        try:
-            out.append(standardizer.standardize_cv(text))
-        except StandardizationError as e:
-            out.append(e)
-    return out
+    return _batched(standardizer, "cv", texts)
 
 
 def standardize_jds(standardizer: Standardizer, texts: list[str]) -> list[JDProfile | StandardizationError]:
     """Standardize many JDs; same contract as :func:`standardize_cvs`."""
-    batch = getattr(standardizer, "standardize_jds", None)
-    if callable(batch):
-        return batch(texts)
-    out: list[JDProfile | StandardizationError] = []
-    for text in texts:
-        try:
-            out.append(standardizer.standardize_jd(text))
-        except StandardizationError as e:
-            out.append(e)
-    return out
+    return _batched(standardizer, "jd", texts)
 
 
 def make_standardizer(settings: Settings) -> Standardizer:
