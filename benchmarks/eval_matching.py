@@ -292,6 +292,31 @@ class _CachingEmbedder:
         return vectors.reshape(len(section_texts), len(SECTIONS), self.dim)
 
 
+#: The packages whose code decides a prepared document (extraction, standardization and
+#: their taxonomy); the prepared cache is keyed by a hash of their files.
+PREPARE_CODE = ("extract", "standardize", "taxonomy", "schemas.py", "ingest.py")
+
+
+@functools.cache
+def prepare_fingerprint() -> str:
+    """A short hash of the code and data that ``ingest.prepare`` runs on.
+
+    Prepared documents are cached by document id; without this in the key, a change to the
+    standardizer would be evaluated on the profiles of the code before it.
+    """
+    import cvmatch_ray
+
+    root = Path(cvmatch_ray.__file__).parent
+    digest = hashlib.sha1()
+    for part in PREPARE_CODE:
+        base = root / part
+        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.suffix in {".py", ".gz"})
+        for f in files:
+            digest.update(str(f.relative_to(root)).encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _prepare_cached(items, kind: str, settings, standardizer, cache: Path | None):
     """``ingest.prepare`` each ``(name, bytes)``, reusing pickles in ``cache``; failures stay None."""
     import pickle
@@ -302,7 +327,7 @@ def _prepare_cached(items, kind: str, settings, standardizer, cache: Path | None
     out = []
     for name, data in items:
         doc_id = document_id(data)
-        path = cache / "prepared" / f"{kind}-{doc_id}.pkl" if cache is not None else None
+        path = cache / "prepared" / prepare_fingerprint() / f"{kind}-{doc_id}.pkl" if cache is not None else None
         if path is not None and path.is_file():
             prepared = pickle.loads(path.read_bytes())  # our own cache file, written below
         else:
@@ -733,8 +758,8 @@ def render_markdown(
             "default `ScoreWeights`. Those weights were chosen by a grid search over both tasks "
             "(all of this data is development data; there is no held-out test set, so the "
             "numbers are optimistic for unseen postings). With `--cache-dir`, prepared "
-            "documents and section vectors are reused between runs (build s then excludes "
-            "extraction and encoding)."
+            "documents (keyed by a hash of the extraction and standardizer code) and section "
+            "vectors are reused between runs (build s then excludes extraction and encoding)."
         ),
         timing,
         "",

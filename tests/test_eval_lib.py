@@ -344,3 +344,27 @@ def test_harness_rejects_unknown_or_unavailable_rankers(tmp_path):
     assert not out.exists()
     with pytest.raises(em.RankerUnavailableError):
         em.make_cvmatch_ranker(el.load_pool(tmp_path), tmp_path)
+
+
+def test_prepared_cache_is_keyed_by_the_prepare_code(tmp_path, monkeypatch):
+    em = _load_harness()
+    fingerprint = em.prepare_fingerprint()
+    assert len(fingerprint) == 12 and int(fingerprint, 16) >= 0
+    assert em.prepare_fingerprint() == fingerprint  # computed once, stable
+
+    import cvmatch_ray.ingest as ingest
+
+    calls = []
+
+    def fake_prepare(data, **kwargs):
+        calls.append(data)
+        return {"doc": data}
+
+    monkeypatch.setattr(ingest, "prepare", fake_prepare)
+    items = [(None, b"posting text")]
+    first = em._prepare_cached(items, "jd", None, None, tmp_path)
+    again = em._prepare_cached(items, "jd", None, None, tmp_path)
+    assert first == again == [{"doc": b"posting text"}] and len(calls) == 1
+    # Profiles cached under other code (another fingerprint) are never read.
+    (path,) = (tmp_path / "prepared").rglob("*.pkl")
+    assert path.parent.name == fingerprint

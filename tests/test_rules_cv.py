@@ -436,6 +436,28 @@ def test_name_candidates(line: str, name: str | None) -> None:
     assert name_candidate(line, load_taxonomy()) == name
 
 
+@pytest.mark.parametrize(
+    ("first_line", "headline"),
+    [
+        ("SENIOR ACCOUNTANT", "Senior Accountant"),
+        # Head first, a department or a second role after it: the lead is the title.
+        ("DIRECTOR OF BUSINESS DEVELOPMENT", "Director Of Business Development"),
+        ("MANAGER, FINANCE", "Manager, Finance"),
+        ("HR MANAGER/GENERALIST", "Hr Manager/Generalist"),
+        ("Software Engineer, Payments", "Software Engineer, Payments"),
+        # Not titles, lead or not.
+        ("Boston, MA", None),
+        ("BANKING", None),
+        ("Summary of Qualifications", None),
+    ],
+)
+def test_headline_forms(first_line: str, headline: str | None) -> None:
+    from cvmatch_ray.standardize.rules.contact import find_headline
+    from cvmatch_ray.taxonomy import load_taxonomy
+
+    assert find_headline([first_line], None, load_taxonomy()) == headline
+
+
 def test_labelled_entry_fields(rules: RuleStandardizer) -> None:
     text = ("Experience\nClient: Cisco Systems\nRole: Functional Consultant\nDuration: Jan 2016 - Mar 2018\n"
             "Team size: 15\nConfigured SAP modules.\n")

@@ -141,6 +141,25 @@ def find_location(lines: list[str]) -> str | None:
     return None
 
 
+# Where a title's own words end and a qualifier begins: "Director | of Finance",
+# "Manager | , Finance", "HR Manager | /Generalist", "Partner | ; Business Development".
+_TITLE_QUALIFIER_RE = re.compile(r"\s+of\s+|\s*[,;/]\s*", re.IGNORECASE)
+
+
+def _reads_as_title(text: str, taxonomy: Taxonomy) -> bool:
+    """Whether a header line is a job title, including one followed by a qualifier.
+
+    ``looks_like_title`` reads a title by its last word ("... Manager"); a title written
+    head first ("Director of Finance", "Manager, Finance") or with a second role after a
+    slash ("HR Manager/Generalist") ends in a department or another title, so its lead is
+    checked too.
+    """
+    if taxonomy.looks_like_title(text):
+        return True
+    lead = _TITLE_QUALIFIER_RE.split(text, maxsplit=1)[0].strip()
+    return bool(lead) and lead != text and taxonomy.looks_like_title(lead)
+
+
 def find_headline(header: list[str], name_index: int | None, taxonomy: Taxonomy) -> str | None:
     """The title line under the name ("Senior Data Engineer"), or the first line if it is a title."""
     start = 0 if name_index is None else name_index + 1
@@ -150,7 +169,7 @@ def find_headline(header: list[str], name_index: int | None, taxonomy: Taxonomy)
         if not bare or "@" in bare or match_heading(bare) is not None:
             continue
         head = re.split(r"\s+[-–—|]\s+|\s+at\s+|\s*[|•·]\s*", bare, maxsplit=1)[0].strip(" -,:")
-        if head and len(head) <= 80 and not re.search(r"\d{3}", head) and taxonomy.looks_like_title(head):
+        if head and len(head) <= 80 and not re.search(r"\d{3}", head) and _reads_as_title(head, taxonomy):
             return clean_line(head.title() if head.isupper() else head, 120)
     return None
 
