@@ -427,13 +427,26 @@ def rank_jobs_command(
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address the HTTP proxy binds.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
+    ingress: Annotated[
+        str,
+        typer.Option(
+            "--ingress",
+            help="proxy: Serve's proxy actor; haproxy: HAProxy straight to the API replica "
+            "(lower latency, needs the haproxy binary).",
+        ),
+    ] = "proxy",
     db: DbOption = None,
 ) -> None:
     """Run the HTTP API on Ray Serve until interrupted (the same app as `serve run serve_config.yaml`)."""
     from cvmatch_ray.serve.app import AppArgs, run_app
 
+    if ingress not in ("proxy", "haproxy"):
+        raise _fail(f"--ingress must be proxy or haproxy, not {ingress!r}")
     console.print(f"cvmatch API on http://{host}:{port} (OpenAPI at /openapi.json); Ctrl-C to stop")
-    run_app(AppArgs(data_dir=db), host=host, port=port, blocking=True)
+    try:
+        run_app(AppArgs(data_dir=db), host=host, port=port, ingress=ingress, blocking=True)  # type: ignore[arg-type]
+    except RuntimeError as e:
+        raise _fail(str(e)) from e
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -585,6 +585,28 @@ def test_api_keys(server: Server) -> None:
         assert r.status_code == 200 and r.json()["duplicate"] is True
 
 
+def _niceness(pid: int) -> int:
+    # /proc/PID/stat after the command name: state ppid ... priority nice (index 16).
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads niceness from /proc (Linux)")
+def test_background_replicas_yield_the_cpu_to_the_ingress(ray_cluster, client: httpx.Client) -> None:
+    from ray.util.state import list_actors
+
+    assert client.get("/api/health").status_code == 200
+    pids = {
+        a.class_name.rsplit(":", 1)[-1]: a.pid
+        for a in list_actors(address=ray_cluster.dashboard_url, filters=[("state", "=", "ALIVE")], detail=True, limit=1000)
+        if a.class_name.startswith(f"ServeReplica:{APP_NAME}:")
+    }
+    assert set(pids) >= {"APIIngress", "UploadPipeline", "Extractor", "Standardizer", "Embedder"}
+    ingress = _niceness(pids["APIIngress"])
+    for name in ("UploadPipeline", "Extractor", "Standardizer", "Embedder"):
+        # Lowered by background_niceness (10), up to the floor of 19.
+        assert _niceness(pids[name]) == min(ingress + 10, 19), name
+
+
 def test_serve_configs_ask_for_the_documented_resources() -> None:
     import yaml
     from ray.serve.schema import ServeDeploySchema
@@ -596,7 +618,7 @@ def test_serve_configs_ask_for_the_documented_resources() -> None:
         assert app.import_path == "cvmatch_ray.serve.app:build_app"
         AppArgs.model_validate(app.args)
         deployments = {d.name: d for d in app.deployments}
-        assert set(deployments) == {"APIIngress", "Extractor", "Standardizer", "Embedder"}
+        assert set(deployments) == {"APIIngress", "UploadPipeline", "Extractor", "Standardizer", "Embedder"}
         for dep_name, d in deployments.items():
             assert (d.ray_actor_options.num_gpus or 0) == gpus.get(dep_name, 0), (name, dep_name)
         if not gpus:

@@ -34,6 +34,7 @@ from cvmatch_ray.embed import Embedder, embedding_dim
 from cvmatch_ray.ingest import IngestError, Kind, Outcome, Prepared, embed, extract_text, write
 from cvmatch_ray.pipelines.reporting import JobReporter
 from cvmatch_ray.pipelines.resources import stage_options
+from cvmatch_ray.priority import lower_priority
 from cvmatch_ray.progress import JobStatus, get_progress_actor
 from cvmatch_ray.schemas import CVProfile, JDProfile, Provenance
 from cvmatch_ray.standardize.base import StandardizationError, make_standardizer, standardize_cvs, standardize_jds
@@ -106,6 +107,8 @@ class StandardizeStage:
     """
 
     def __init__(self, settings: Settings, kind: Kind) -> None:
+        # A bulk batch yields the CPU to the API on the same node (see priority.py).
+        lower_priority(settings.background_niceness)
         self.standardizer = make_standardizer(settings)
         self.kind = kind
 
@@ -130,6 +133,7 @@ class EmbedStage:
     """Profiles -> section vectors, one encoder call per batch; one encoder per actor."""
 
     def __init__(self, settings: Settings, kind: Kind) -> None:
+        lower_priority(settings.background_niceness)
         self.embedder = Embedder.from_settings(settings)
         self.kind = kind
 

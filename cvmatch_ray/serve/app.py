@@ -15,6 +15,8 @@ the builder's parameter annotation at runtime to turn a config's ``args:`` into 
 """
 
 import logging
+import os
+import shutil
 from typing import Literal, Optional
 
 import ray
@@ -27,10 +29,32 @@ from cvmatch_ray.config import Settings
 from cvmatch_ray.progress import resolve_data_dir
 from cvmatch_ray.serve.deployments import EmbedderDeployment, ExtractorDeployment, StandardizerDeployment
 from cvmatch_ray.serve.ingress import APIIngress
+from cvmatch_ray.serve.pipeline import UploadPipelineDeployment
 
 logger = logging.getLogger(__name__)
 
 APP_NAME = "cvmatch"
+
+#: How HTTP reaches the API replica. ``proxy``: Serve's proxy actor (nothing to install).
+#: ``haproxy``: HAProxy on the same port forwards straight to the ingress replica's own
+#: HTTP server (Serve's direct ingress), skipping a hop through the proxy actor: about
+#: 3x the requests per second on a 2-core machine (``benchmarks/bench_api.py``). Needs
+#: the ``haproxy`` binary (``apt install haproxy``).
+IngressMode = Literal["proxy", "haproxy"]
+
+
+def ray_env(ingress: IngressMode = "proxy") -> dict[str, str]:
+    """Environment a Ray node needs for the API (set it where ``ray start`` runs).
+
+    - ``RAY_worker_niceness=0``: Ray starts workers at niceness 15 by default; at 0 the
+      ingress and the progress actor outrank the background replicas, which lower
+      themselves by ``Settings.background_niceness`` (see ``priority.py``).
+    - ``RAY_SERVE_ENABLE_HA_PROXY=1`` for the ``haproxy`` ingress.
+    """
+    env = {"RAY_worker_niceness": "0"}
+    if ingress == "haproxy":
+        env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    return env
 
 
 class AppArgs(BaseModel):
@@ -75,7 +99,10 @@ class AppArgs(BaseModel):
 
 
 def build_app(args: AppArgs) -> Application:
-    """The cvmatch application: ``APIIngress`` over ``Extractor``, ``Standardizer``, ``Embedder``.
+    """The cvmatch application: ``APIIngress`` over ``UploadPipeline`` and the models.
+
+    ``UploadPipeline`` takes accepted uploads through ``Extractor``, ``Standardizer`` and
+    ``Embedder``; the ingress calls the models directly only for JDs.
 
     Usable as ``import_path: cvmatch_ray.serve.app:build_app`` with ``args:`` in a Serve
     config (Serve validates the dict into ``AppArgs``). Resources are the decorators'
@@ -90,11 +117,13 @@ def build_app(args: AppArgs) -> Application:
     extractor = ExtractorDeployment.bind(model_settings)
     standardizer = StandardizerDeployment.bind(model_settings)
     embedder = EmbedderDeployment.bind(model_settings)
+    pipeline = UploadPipelineDeployment.bind(model_settings, extractor, standardizer, embedder)
     return APIIngress.bind(
         settings,
         extractor,
         standardizer,
         embedder,
+        pipeline,
         recover_every_s=args.recover_every_s,
         upload_concurrency=args.upload_concurrency,
     )
@@ -105,19 +134,30 @@ def run_app(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
+    ingress: IngressMode = "proxy",
     blocking: bool = False,
 ) -> DeploymentHandle:
     """Start Ray (if needed) and Serve on ``host:port`` and deploy the application.
 
     What ``cvmatch serve`` calls. Connects to ``settings.ray_address`` (a local Ray when
-    ``None``); with ``blocking`` it serves until interrupted.
+    ``None``, started with :func:`ray_env`); with ``blocking`` it serves until interrupted.
+    A cluster started elsewhere has its own environment: set :func:`ray_env` there.
+
+    Raises:
+        RuntimeError: ``ingress="haproxy"`` without the ``haproxy`` binary on ``PATH``.
 
     Returns:
         The ingress handle (once the application is running).
     """
     args = args or AppArgs()
     settings = args.to_settings()
+    if ingress == "haproxy" and shutil.which("haproxy") is None:
+        raise RuntimeError("ingress 'haproxy' needs the haproxy binary on PATH (e.g. apt install haproxy)")
     if not ray.is_initialized():
+        if settings.ray_address is None:
+            # Read by the processes the local Ray starts: the raylet, Serve's controller.
+            for key, value in ray_env(ingress).items():
+                os.environ.setdefault(key, value)
         ray.init(address=settings.ray_address, namespace=settings.ray_namespace)
     serve.start(http_options={"host": host, "port": port})
     logger.info("serving cvmatch on http://%s:%d (docs at /docs)", host, port)

@@ -9,6 +9,9 @@ The standardizer and the embedder batch concurrent requests with ``@serve.batch`
 encoder embeds all sections of all documents waiting in one forward pass, and an LLM
 backend gets a batch of prompts at once. Batch sizes and waits can be changed live through
 ``user_config`` (``reconfigure``).
+
+All three do background work for uploads: each replica lowers its CPU priority when it
+starts (``priority.lower_priority``), so the ingress answers HTTP first on a busy node.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ray import serve
 from cvmatch_ray.config import Settings
 from cvmatch_ray.embed import Embedder
 from cvmatch_ray.ingest import IngestError, Kind, extract_text
+from cvmatch_ray.priority import lower_priority
 from cvmatch_ray.schemas import CVProfile, JDProfile, Provenance
 from cvmatch_ray.standardize.base import (
     StandardizationError,
@@ -52,6 +56,7 @@ class ExtractorDeployment:
     """Bytes -> text (PDF, DOCX, text, HTML); CPU only, stateless."""
 
     def __init__(self, settings: Settings) -> None:
+        lower_priority(settings.background_niceness)
         self._settings = settings
 
     def extract(self, data: bytes, filename: str | None = None) -> tuple[str, list[str], str]:
@@ -71,6 +76,7 @@ class StandardizerDeployment:
     """Text -> CV or JD profile with the backend ``settings.standardizer`` names."""
 
     def __init__(self, settings: Settings) -> None:
+        lower_priority(settings.background_niceness)
         self._standardizer = make_standardizer(settings)
         logger.info("standardizer %s ready", self._standardizer.provenance.backend)
 
@@ -116,6 +122,7 @@ class EmbedderDeployment:
     """Section texts -> ``[3, dim]`` vectors, batching concurrent documents."""
 
     def __init__(self, settings: Settings) -> None:
+        lower_priority(settings.background_niceness)
         self._embedder = Embedder.from_settings(settings)
 
     def reconfigure(self, config: Mapping[str, Any]) -> None:

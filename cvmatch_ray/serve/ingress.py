@@ -26,7 +26,7 @@ INGRESS = "APIIngress"
 @serve.deployment(name=INGRESS, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
 @serve.ingress()
 class APIIngress:
-    """FastAPI in front of the ``Extractor``, ``Standardizer`` and ``Embedder`` deployments.
+    """FastAPI in front of the ``UploadPipeline`` and the model deployments.
 
     The app is built per replica (``__serve_build_asgi_app__``) around an ``APIService``
     that holds this replica's store connection, progress actor handle and the handles.
@@ -38,6 +38,7 @@ class APIIngress:
         extractor: DeploymentHandle,
         standardizer: DeploymentHandle,
         embedder: DeploymentHandle,
+        pipeline: DeploymentHandle,
         *,
         recover_every_s: float = 60.0,
         upload_concurrency: int = 8,
@@ -54,6 +55,7 @@ class APIIngress:
             extractor=extractor,
             standardizer=standardizer,
             embedder=embedder,
+            pipeline=pipeline,
             embedding_model=str(info["model"]),
             standardizer_backend=provenance.backend,
             upload_concurrency=upload_concurrency,

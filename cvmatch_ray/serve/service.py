@@ -9,13 +9,13 @@ One CV upload, in the order its data flows:
 4. the raw bytes, then an upload record naming the progress job, are written as blob
    files (``blobs.py``): from here on the upload survives a crash, and a background
    upload is answered 202;
-5. extract -> standardize -> embed run on the model deployments, each step reported to
-   the progress actor; the record is written to LanceDB in batches shared by concurrent
-   uploads (``@serve.batch``), and the job ends ``done`` with the CV's stats.
+5. the ``UploadPipeline`` deployment (``pipeline.py``) takes it from there: extract ->
+   standardize -> embed on the model deployments, each step reported to the progress
+   actor, the row written to LanceDB, the job ends ``done`` with the CV's stats. None of
+   that CPU work runs in this replica, whose event loop only accepts and answers.
 
-A failed upload keeps its progress record (so the client can read why) and nothing else:
-the raw bytes are removed and no CV row was written. Uploading the same bytes again
-starts a new attempt with a new progress job.
+A failed upload keeps its progress record (so the client can read why) and nothing else.
+Uploading the same bytes again starts a new attempt with a new progress job.
 
 Uploads left unfinished by a replica that died are picked up again by
 :meth:`APIService.recover_stale_uploads` (the ingress runs it periodically): the blob is
@@ -25,22 +25,22 @@ the durable queue, the progress job says whether anyone is still working on it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from ray import serve
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
 from cvmatch_ray import __version__
 from cvmatch_ray.config import Settings
-from cvmatch_ray.embed import EmptyDocumentError
 from cvmatch_ray.extract import ExtractionError, detect_kind
 from cvmatch_ray.ingest import IngestError, Prepared
 from cvmatch_ray.match.rank import UnknownDocument, rank_jobs
@@ -48,6 +48,7 @@ from cvmatch_ray.pipelines.matching import submit_match_job
 from cvmatch_ray.progress import JobNotFoundError, JobProgress, JobStatus, ProgressError, UploadStep
 from cvmatch_ray.schemas import CVPublic, JDPublic
 from cvmatch_ray.serve.blobs import BlobStore, BlobStoreError
+from cvmatch_ray.serve.pipeline import INTERNAL_ERROR, UploadRecord, section_texts
 from cvmatch_ray.serve.models import (
     Deleted,
     Health,
@@ -61,16 +62,18 @@ from cvmatch_ray.serve.models import (
     UploadAccepted,
     UploadProgress,
 )
-from cvmatch_ray.store import CVRecord, JDRecord, Store, document_id, validate_id
+from cvmatch_ray.store import JDRecord, Store, document_id, validate_id
 
 logger = logging.getLogger(__name__)
 
-#: Code of failures that are the server's fault (a replica died, storage failed).
-INTERNAL_ERROR = "internal_error"
 #: An unfinished upload whose progress has not moved for this long is taken over.
 STALE_UPLOAD_AFTER = timedelta(minutes=10)
 #: How long a synchronous upload waits for the same bytes being processed elsewhere.
 DUPLICATE_WAIT_S = 600.0
+#: Threads for blocking calls (about one per request in flight).
+BLOCKING_THREADS = 32
+
+T = TypeVar("T")
 
 
 class ServiceUnavailable(RuntimeError):
@@ -79,17 +82,6 @@ class ServiceUnavailable(RuntimeError):
 
 class InvalidRequest(ValueError):
     """Request data that no handler's validation caught (a malformed id in a list...)."""
-
-
-class UploadRecord(BaseModel):
-    """The durable note of an accepted upload, written next to its raw bytes."""
-
-    cv_id: str
-    job_id: str
-    filename: str | None = None
-    content_type: str | None = None
-    size: int
-    accepted_at: datetime
 
 
 def _http_status_by_code() -> dict[str, int]:
@@ -106,13 +98,8 @@ def _http_status_by_code() -> dict[str, int]:
 _STATUS_BY_CODE = _http_status_by_code()
 
 
-def _failure_text(err: IngestError) -> str:
-    # "code: message" lets a later duplicate request rebuild the error and its status.
-    return f"{err.code}: {err.message}"
-
-
 def _error_from_failure(text: str | None) -> IngestError:
-    """Rebuild the ``IngestError`` a failed upload recorded with ``_failure_text``."""
+    """Rebuild the ``IngestError`` a failed upload recorded with ``pipeline.failure_text``."""
     code, _, message = (text or "").partition(": ")
     if not message:
         return IngestError("store", INTERNAL_ERROR, text or "the upload failed", http_status=500)
@@ -130,7 +117,7 @@ class APIService:
     """The API's behaviour, independent of HTTP: routes translate, this does.
 
     Holds the settings, the LanceDB store, the blob store, the progress actor and the
-    handles of the model deployments. All methods are coroutines; blocking calls (LanceDB,
+    handles of the model and upload pipeline deployments. All methods are coroutines; blocking calls (LanceDB,
     files) run in threads so the replica's event loop keeps answering.
     """
 
@@ -144,6 +131,7 @@ class APIService:
         extractor: Any,
         standardizer: Any,
         embedder: Any,
+        pipeline: Any,
         embedding_model: str,
         standardizer_backend: str,
         upload_concurrency: int = 8,
@@ -158,11 +146,11 @@ class APIService:
             extractor: handle of the ``Extractor`` deployment.
             standardizer: handle of the ``Standardizer`` deployment.
             embedder: handle of the ``Embedder`` deployment.
+            pipeline: handle of the ``UploadPipeline`` deployment.
             embedding_model: the encoder's name, for health and provenance.
             standardizer_backend: the standardizer's backend name, for health.
-            upload_concurrency: uploads this replica takes through the pipeline at once;
-                the others wait, durably accepted, in line. Keeps a burst of uploads from
-                starving the replica's event loop (and memory) while it accepts more.
+            upload_concurrency: uploads this replica has in the pipeline at once; the
+                others wait, durably accepted, in line (and in this replica's memory).
         """
         self.settings = settings
         self.store = store
@@ -171,14 +159,23 @@ class APIService:
         self.extractor = extractor
         self.standardizer = standardizer
         self.embedder = embedder
+        self.pipeline = pipeline
         self.embedding_model = embedding_model
         self.standardizer_backend = standardizer_backend
         # Uploads this replica is processing, by cv_id: a second upload of the same bytes
         # here waits for the first instead of starting another.
-        self._inflight: dict[str, asyncio.Task[CVRecord]] = {}
+        self._inflight: dict[str, asyncio.Task[CVPublic]] = {}
         self._processing = asyncio.Semaphore(upload_concurrency)
+        # Blocking calls (files, LanceDB) get threads of their own rather than asyncio's
+        # shared default pool (a handful of threads on a small machine): an upload never
+        # waits in line behind another request's LanceDB scan to write its bytes.
+        self._threads = ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix="cvmatch-api")
 
     # ---------------------------------------------------------------- helpers
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` on the service's threads, awaited."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, functools.partial(fn, *args, **kwargs))
 
     async def _job(self, job_id: str) -> JobProgress | None:
         """The progress job ``job_id``, or ``None`` if the actor does not know it."""
@@ -234,7 +231,7 @@ class APIService:
                 http_status=413,
             )
         # One thread hop for every blocking check: under load each hop is a wait in line.
-        cv_id, record, stored = await asyncio.to_thread(self._inspect, data)
+        cv_id, record, stored = await self._blocking(self._inspect, data)
         task = self._inflight.get(cv_id)
         if task is None:
             existing = await self._existing_upload(cv_id, record, stored)
@@ -249,8 +246,7 @@ class APIService:
             return await self._answer_accepted(cv_id, task, duplicate=True)
         if background:
             return await self._answer_accepted(cv_id, task)
-        cv = await asyncio.shield(task)
-        return 200, cv.to_public()
+        return 200, await asyncio.shield(task)
 
     def _inspect(self, data: bytes) -> tuple[str, UploadRecord | None, bool]:
         """``(cv_id, upload record, stored)`` of an upload; refuses unsupported types.
@@ -279,7 +275,7 @@ class APIService:
                 )
             if not job.status.is_terminal():
                 return UploadProgress.of(cv_id, job)
-            if job.status == JobStatus.succeeded and await asyncio.to_thread(self.store.has_cv, cv_id):
+            if job.status == JobStatus.succeeded and await self._blocking(self.store.has_cv, cv_id):
                 return UploadProgress.of(cv_id, job)
             # Failed, cancelled, or deleted since: a new attempt.
             return None
@@ -294,7 +290,7 @@ class APIService:
             return (200 if done else 202), UploadAccepted(cv_id=cv_id, status=existing.step, duplicate=True)
         if not done:
             await self._wait_for_upload(cv_id, existing.job_id)
-        record = await asyncio.to_thread(self.store.get_cv, cv_id)
+        record = await self._blocking(self.store.get_cv, cv_id)
         if record is None:
             raise UnknownDocument(f"no CV with id {cv_id!r}")
         return 200, record.to_public()
@@ -309,7 +305,7 @@ class APIService:
                 if job.status != JobStatus.succeeded:
                     raise _error_from_failure(job.error)
                 return
-            if job is None and await asyncio.to_thread(self.store.has_cv, cv_id):
+            if job is None and await self._blocking(self.store.has_cv, cv_id):
                 return
             await asyncio.sleep(delay)
             delay = min(1.0, delay * 2)
@@ -367,11 +363,11 @@ class APIService:
                 step = UploadStep.queued
         return (200 if step == UploadStep.done else 202), UploadAccepted(cv_id=cv_id, status=step, duplicate=True)
 
-    async def _run_upload(self, record: UploadRecord, data: bytes, accepted: asyncio.Event) -> CVRecord:
+    async def _run_upload(self, record: UploadRecord, data: bytes, accepted: asyncio.Event) -> CVPublic:
         """Store the bytes durably, then take them through every step to a stored CV."""
         cv_id, job_id = record.cv_id, record.job_id
         try:
-            await asyncio.to_thread(self._accept, cv_id, data, record)
+            await self._blocking(self._accept, cv_id, data, record)
         except BlobStoreError as e:
             logger.error("upload %s: raw bytes not stored: %s", cv_id, e.__cause__ or e)
             raise ServiceUnavailable("the upload could not be stored; try again") from e
@@ -379,67 +375,20 @@ class APIService:
         await self._report(self.progress.create, job_id, "upload", 1)
         return await self._process_upload(record, data)
 
-    async def _process_upload(self, record: UploadRecord, data: bytes) -> CVRecord:
+    async def _process_upload(self, record: UploadRecord, data: bytes) -> CVPublic:
+        """The upload pipeline deployment's run of an accepted upload (see ``pipeline.py``)."""
         async with self._processing:
-            return await self._process_upload_now(record, data)
-
-    async def _process_upload_now(self, record: UploadRecord, data: bytes) -> CVRecord:
-        cv_id, job_id = record.cv_id, record.job_id
-        try:
-            await self._report(self.progress.set_step, job_id, UploadStep.extracting)
-            # No filename into extraction: error messages then carry no personal names.
-            text, flags, extractor = await self.extractor.extract.remote(data, None)
-            await self._report(self.progress.set_step, job_id, UploadStep.standardizing)
-            profile, provenance = await self.standardizer.standardize.remote(text, "cv")
-            prepared = Prepared(
-                cv_id, "cv", record.filename, text, profile,
-                provenance.model_copy(update={"extractor": extractor}), list(flags),
-            )
-            sections = _section_texts(prepared)
-            await self._report(self.progress.set_step, job_id, UploadStep.embedding)
-            vectors = await self.embedder.embed_sections.remote(sections)
-            cv = prepared.to_record(vectors)
-            assert isinstance(cv, CVRecord)
-            # Stamped here so the synchronous answer carries the time the row will have.
-            cv.created_at = datetime.now(UTC)
-            await self._report(self.progress.set_step, job_id, UploadStep.storing, cv.stats)
-            await self._write_cv(cv)
-        except IngestError as e:
-            await self._fail_upload(record, e)
-            raise
-        except (RayError, RayServeException, OSError, ValueError, RuntimeError) as e:
-            # Not the document's fault: report it as ours, keep the class name only (the
-            # message of a backend error may quote document content).
-            err = IngestError("store", INTERNAL_ERROR, f"processing failed ({type(e).__name__})", http_status=500)
-            logger.error("upload %s: %s", cv_id, type(e).__name__)
-            await self._fail_upload(record, err)
-            raise err from e
-        await self._report(self.progress.set_step, job_id, UploadStep.done, cv.stats)
-        logger.info("upload %s stored (%d skills)", cv_id, cv.stats.skills_count)
-        return cv
-
-    async def _fail_upload(self, record: UploadRecord, err: IngestError) -> None:
-        cv_id = record.cv_id
-        await self._report(self.progress.set_step, record.job_id, UploadStep.failed, error=_failure_text(err))
-        # The failure stays readable through the progress job, which the upload record
-        # keeps pointing at; the bytes and the client's file name are not kept.
-        anonymous = record.model_copy(update={"filename": None, "content_type": None})
-
-        def discard() -> None:
-            self.blobs.delete("cv", cv_id)
-            self.blobs.put("upload", cv_id, anonymous.model_dump_json().encode())
-
-        try:
-            await asyncio.to_thread(discard)
-        except BlobStoreError as e:
-            logger.warning("upload %s: a failed upload's bytes not removed: %s", cv_id, e.__cause__ or e)
-
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.02)
-    async def _write_cv(self, records: list[CVRecord]) -> list[None]:
-        # One LanceDB commit for every upload that reached this point together: commits,
-        # not rows, are what cost time and conflict.
-        await asyncio.to_thread(self.store.upsert_cvs, records)
-        return [None] * len(records)
+            try:
+                return await self.pipeline.process.remote(record, data)
+            except IngestError:
+                raise
+            except (RayError, RayServeException) as e:
+                # The pipeline replica died or is gone: the upload stays accepted (its
+                # blob and progress job) and ``recover_stale_uploads`` takes it up again.
+                logger.error("upload %s: pipeline unavailable: %s", record.cv_id, type(e).__name__)
+                raise IngestError(
+                    "store", INTERNAL_ERROR, f"processing failed ({type(e).__name__})", http_status=500
+                ) from e
 
     async def recover_stale_uploads(self, *, limit: int = 200) -> int:
         """Process again uploads whose progress stopped moving (their replica died).
@@ -459,8 +408,8 @@ class APIService:
             if len(parts) != 3 or parts[1] in self._inflight:
                 continue
             cv_id = parts[1]
-            record = await asyncio.to_thread(self._read_upload_record, cv_id)
-            data = await asyncio.to_thread(self.blobs.get, "cv", cv_id)
+            record = await self._blocking(self._read_upload_record, cv_id)
+            data = await self._blocking(self.blobs.get, "cv", cv_id)
             if record is None or record.job_id != job.job_id or data is None:
                 continue
             logger.info("upload %s: restarting a stale upload", cv_id)
@@ -478,7 +427,7 @@ class APIService:
         Raises:
             UnknownDocument: no upload of these bytes and no stored CV with this id.
         """
-        record = await asyncio.to_thread(self._read_upload_record, _checked_id(cv_id, "cv_id"))
+        record = await self._blocking(self._read_upload_record, _checked_id(cv_id, "cv_id"))
         if record is not None:
             job = await self._job(record.job_id)
             if job is None:
@@ -486,10 +435,10 @@ class APIService:
                     cv_id=cv_id, job_id=record.job_id, status=JobStatus.queued, step=UploadStep.queued,
                     percent=0.0, created_at=record.accepted_at,
                 )
-            if job.status != JobStatus.succeeded or await asyncio.to_thread(self.store.has_cv, cv_id):
+            if job.status != JobStatus.succeeded or await self._blocking(self.store.has_cv, cv_id):
                 return UploadProgress.of(cv_id, job)
             raise UnknownDocument(f"CV {cv_id} was deleted")
-        if await asyncio.to_thread(self.store.has_cv, cv_id):
+        if await self._blocking(self.store.has_cv, cv_id):
             return UploadProgress(cv_id=cv_id, status=JobStatus.succeeded, step=UploadStep.done, percent=100.0)
         raise UnknownDocument(f"no upload of CV {cv_id}")
 
@@ -499,7 +448,7 @@ class APIService:
         Raises:
             UnknownDocument: not stored.
         """
-        record = await asyncio.to_thread(self.store.get_cv, _checked_id(cv_id, "cv_id"))
+        record = await self._blocking(self.store.get_cv, _checked_id(cv_id, "cv_id"))
         if record is None:
             raise UnknownDocument(f"no CV with id {cv_id!r}")
         return record.to_public()
@@ -519,7 +468,7 @@ class APIService:
             note = self.blobs.delete("upload", cv_id)
             return stored or raw or note
 
-        if not await asyncio.to_thread(delete):
+        if not await self._blocking(delete):
             raise UnknownDocument(f"no CV with id {cv_id!r}")
         logger.info("CV %s deleted", cv_id)
         return Deleted(cv_id=cv_id)
@@ -537,13 +486,13 @@ class APIService:
         if len(data) > self.settings.max_upload_bytes:
             raise IngestError("read", "document_too_large", "the job description is too large", http_status=413)
         jd_id = document_id(data)
-        existing = await asyncio.to_thread(self.store.get_jd, jd_id)
+        existing = await self._blocking(self.store.get_jd, jd_id)
         if existing is not None:
             return JDAccepted(jd_id=jd_id, profile=existing.profile, duplicate=True)
         text, flags, extractor = await self.extractor.extract.remote(data, None)
         profile, provenance = await self.standardizer.standardize.remote(text, "jd")
         prepared = Prepared(jd_id, "jd", filename, text, profile, provenance.model_copy(update={"extractor": extractor}), list(flags))
-        vectors = await self.embedder.embed_sections.remote(_section_texts(prepared))
+        vectors = await self.embedder.embed_sections.remote(section_texts(prepared))
         record = prepared.to_record(vectors)
         assert isinstance(record, JDRecord)
 
@@ -552,7 +501,7 @@ class APIService:
             self.blobs.put("jd", jd_id, data)
             self.store.upsert_jds([record])
 
-        await asyncio.to_thread(store)
+        await self._blocking(store)
         logger.info("JD %s stored", jd_id)
         return JDAccepted(jd_id=jd_id, profile=record.profile)
 
@@ -562,7 +511,7 @@ class APIService:
         Raises:
             UnknownDocument: not stored.
         """
-        record = await asyncio.to_thread(self.store.get_jd, _checked_id(jd_id, "jd_id"))
+        record = await self._blocking(self.store.get_jd, _checked_id(jd_id, "jd_id"))
         if record is None:
             raise UnknownDocument(f"no JD with id {jd_id!r}")
         return record.to_public()
@@ -577,7 +526,7 @@ class APIService:
             InvalidRequest: a CV id is malformed (a request error, not a per-item failure).
         """
         jd_id = _checked_id(request.jd_id, "jd_id")
-        if not await asyncio.to_thread(self.store.has_jd, jd_id):
+        if not await self._blocking(self.store.has_jd, jd_id):
             raise UnknownDocument(f"no JD with id {jd_id!r}")
         cv_ids = None
         if request.cv_ids is not None:
@@ -585,7 +534,7 @@ class APIService:
                 cv_ids = [validate_id(c, "cv_id") for c in request.cv_ids]
             except ValueError as e:
                 raise InvalidRequest(str(e)) from e
-        job_id = await asyncio.to_thread(
+        job_id = await self._blocking(
             submit_match_job,
             self.settings,
             jd_id=jd_id,
@@ -595,7 +544,7 @@ class APIService:
         )
         # What the results endpoint needs to remember of the request (its top_k).
         meta = {"jd_id": jd_id, "top_k": request.top_k}
-        await asyncio.to_thread(self.blobs.put, "job", job_id, json.dumps(meta).encode())
+        await self._blocking(self.blobs.put, "job", job_id, json.dumps(meta).encode())
         logger.info("match job %s started for JD %s (%s CVs)", job_id, jd_id, len(cv_ids) if cv_ids is not None else "all")
         return MatchAccepted(job_id=job_id, jd_id=jd_id, status=JobStatus.queued)
 
@@ -627,7 +576,7 @@ class APIService:
             jd_ids = [validate_id(j, "jd_id") for j in request.jd_ids] if request.jd_ids is not None else None
         except ValueError as e:
             raise InvalidRequest(str(e)) from e
-        results = await asyncio.to_thread(
+        results = await self._blocking(
             rank_jobs, self.store, cv_id, jd_ids, top_k=request.top_k, weights=self.settings.weights
         )
         return JobsMatchResults(cv_id=cv_id, count=len(results), results=results)
@@ -640,10 +589,10 @@ class APIService:
         """
         job = await self._match_job(job_id)
         if top_k is None:
-            raw = await asyncio.to_thread(self.blobs.get, "job", job.job_id)
+            raw = await self._blocking(self.blobs.get, "job", job.job_id)
             if raw is not None:
                 top_k = json.loads(raw).get("top_k")
-        results = await asyncio.to_thread(self.store.read_matches, job.job_id, limit=top_k)
+        results = await self._blocking(self.store.read_matches, job.job_id, limit=top_k)
         return MatchResults(
             job_id=job.job_id,
             jd_id=job.jd_id,
@@ -675,10 +624,3 @@ def _checked_id(value: str, what: str) -> str:
         return validate_id(value, what)
     except ValueError as e:
         raise UnknownDocument(f"no document with {what} {value[:80]!r}") from e
-
-
-def _section_texts(prepared: Prepared) -> dict[str, str]:
-    try:
-        return prepared.section_texts()
-    except EmptyDocumentError as e:
-        raise IngestError("embed", "empty_document", str(e)) from e
