@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -32,6 +33,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import aiohttp
 import httpx
 import numpy as np
 
@@ -61,6 +63,48 @@ Bachelor's degree in Computer Science.
 
 # ---------------------------------------------------------------------- helpers
 
+INGRESS_MODES = ("proxy", "direct", "haproxy")
+#: Environment of the Ray processes for each ingress mode (read when Ray starts).
+INGRESS_ENV: dict[str, dict[str, str]] = {
+    "proxy": {},
+    "direct": {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},
+    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"},
+}
+
+
+def client_session(url: str, timeout_s: float) -> aiohttp.ClientSession:
+    """One simulated client: aiohttp, whose per-request CPU is a fraction of httpx's (the
+    load generator shares the machine with the server it measures)."""
+    return aiohttp.ClientSession(
+        base_url=url, timeout=aiohttp.ClientTimeout(total=timeout_s), connector=aiohttp.TCPConnector(limit=1)
+    )
+
+
+def upload_request(path: Path, *, background: bool) -> tuple[bytes, dict[str, str]]:
+    """The multipart body and headers of an upload of ``path``, encoded once up front so
+    the timed loop measures the server, not the client building bodies."""
+    request = httpx.Request(
+        "POST", "http://x/api/upload-cv",
+        files={"file": (path.name, path.read_bytes())},
+        data={"background_processing": "true" if background else "false"},
+    )
+    return request.read(), {"content-type": request.headers["content-type"]}
+
+
+def direct_ingress_url(app_name: str, host: str) -> str:
+    """``http://host:port`` of the app's ingress replica's own HTTP server (direct ingress).
+
+    The replica listens where Serve's proxy would (``host``), on a port Serve allocated.
+    """
+    import ray
+    from ray.serve.context import _get_global_client
+
+    controller = _get_global_client()._controller
+    for group in ray.get(controller.get_target_groups.remote(app_name)):
+        if str(getattr(group.protocol, "value", group.protocol)) == "HTTP" and group.targets:
+            return f"http://{host}:{group.targets[0].port}"
+    raise RuntimeError(f"no direct-ingress HTTP target for {app_name!r}")
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -84,7 +128,7 @@ def list_files(root: Path) -> list[Path]:
 
 
 async def run_clients(
-    n_clients: int, items: Sequence[object], call: Callable[[httpx.AsyncClient, object], Awaitable[None]], url: str
+    n_clients: int, items: Sequence[object], call: Callable[[aiohttp.ClientSession, object], Awaitable[None]], url: str
 ) -> tuple[list[float], float]:
     """Run ``call`` on every item with ``n_clients`` concurrent clients; (latencies, wall)."""
     queue: asyncio.Queue = asyncio.Queue()
@@ -93,7 +137,7 @@ async def run_clients(
     latencies: list[float] = []
 
     async def worker() -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(600.0)) as client:
+        async with client_session(url, 600.0) as client:
             while True:
                 try:
                     item = queue.get_nowait()
@@ -114,16 +158,17 @@ async def hammer(url: str, paths: Sequence[str], n_clients: int, stop: Callable[
     began = time.monotonic()
 
     async def worker(i: int) -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(60.0)) as client:
+        async with client_session(url, 60.0) as client:
             k = i
             while not stop() or time.monotonic() - began < min_s:
                 path = paths[k % len(paths)]
                 k += 1
                 start = time.perf_counter()
-                r = await client.get(path)
+                async with client.get(path) as r:
+                    await r.read()
                 out[path].append(time.perf_counter() - start)
-                if r.status_code != 200:
-                    raise RuntimeError(f"{path}: HTTP {r.status_code}")
+                if r.status != 200:
+                    raise RuntimeError(f"{path}: HTTP {r.status}")
 
     await asyncio.gather(*(worker(i) for i in range(n_clients)))
     return out
@@ -206,7 +251,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, default=50)
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--db", type=Path, default=None, help="data dir (default: a temporary folder)")
+    parser.add_argument(
+        "--ingress", choices=INGRESS_MODES, default="proxy",
+        help="how HTTP reaches the API replica: Serve's proxy actor (default), the replica's own "
+             "port (direct ingress), or HAProxy in front of it (needs the haproxy binary)",
+    )
     args = parser.parse_args(argv)
+    os.environ.update(INGRESS_ENV[args.ingress])
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     import ray
@@ -235,6 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     serve.run(build_app(AppArgs(data_dir=data_dir, recover_every_s=0)), name=APP_NAME, route_prefix="/")
     startup = time.perf_counter() - t0
+    if args.ingress == "direct":
+        url = direct_ingress_url(APP_NAME, "127.0.0.1")
+        print(f"direct ingress at {url}", flush=True)
     try:
         with httpx.Client(base_url=url, timeout=600) as client:
             for f in warm:  # loads the models and warms every code path once
@@ -244,20 +298,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         # ---- 2. uploads
         cv_ids: list[str] = []
 
-        async def upload_background(client: httpx.AsyncClient, f: object) -> None:
-            path = f  # type: ignore[assignment]
-            r = await client.post("/api/upload-cv", files={"file": (path.name, path.read_bytes())},
-                                  data={"background_processing": "true"})
-            if r.status_code not in (200, 202):
-                raise RuntimeError(f"upload: HTTP {r.status_code} {r.text[:200]}")
-            cv_ids.append(r.json()["cv_id"])
+        async def upload_background(client: aiohttp.ClientSession, f: object) -> None:
+            body, headers = f  # type: ignore[misc]
+            async with client.post("/api/upload-cv", data=body, headers=headers) as r:
+                answer = await r.read()
+            if r.status not in (200, 202):
+                raise RuntimeError(f"upload: HTTP {r.status} {answer[:200]!r}")
+            cv_ids.append(json.loads(answer)["cv_id"])
 
-        async def upload_sync(client: httpx.AsyncClient, f: object) -> None:
-            path = f  # type: ignore[assignment]
-            r = await client.post("/api/upload-cv", files={"file": (path.name, path.read_bytes())},
-                                  data={"background_processing": "false"})
-            if r.status_code not in (200, 422):  # a refused document is an answer too
-                raise RuntimeError(f"upload: HTTP {r.status_code} {r.text[:200]}")
+        async def upload_sync(client: aiohttp.ClientSession, f: object) -> None:
+            body, headers = f  # type: ignore[misc]
+            async with client.post("/api/upload-cv", data=body, headers=headers) as r:
+                answer = await r.read()
+            if r.status not in (200, 422):  # a refused document is an answer too
+                raise RuntimeError(f"upload: HTTP {r.status} {answer[:200]!r}")
 
         async def wait_processed() -> None:
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
@@ -271,14 +325,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         async def background_phase(n_clients: int, batch: Sequence[Path]) -> tuple[list[float], float, float]:
             cv_ids.clear()
+            requests = [upload_request(f, background=True) for f in batch]
             start = time.perf_counter()
-            lat, wall = await run_clients(n_clients, batch, upload_background, url)
+            lat, wall = await run_clients(n_clients, requests, upload_background, url)
             await wait_processed()
             return lat, wall, time.perf_counter() - start
 
         one_lat, _, _ = asyncio.run(background_phase(1, single_files))
         bg_lat, bg_wall, bg_done = asyncio.run(background_phase(args.clients, background_files))
-        sync_lat, sync_wall = asyncio.run(run_clients(args.clients, sync_files, upload_sync, url))
+        sync_requests = [upload_request(f, background=False) for f in sync_files]
+        sync_lat, sync_wall = asyncio.run(run_clients(args.clients, sync_requests, upload_sync, url))
 
         # ---- 3. health and progress under a matching job
         store = Store(data_dir, dim=dim)
