@@ -29,14 +29,15 @@ MAX_SKILLS = 200
 MAX_ITEMS = 40
 
 
+# Control characters (form feeds, NULs from broken PDFs) never belong in a line.
+_DROP_CONTROLS = dict.fromkeys([*range(0x20), 0x7F])
+
+
 def clean_line(text: str | None, max_len: int = 300) -> str:
     """Collapse all whitespace (newlines, tabs) to single spaces and cut to ``max_len``."""
     if not text:
         return ""
-    line = " ".join(text.split())
-    # Other control characters (form feeds, NULs from broken PDFs) never belong in a line.
-    line = "".join(ch for ch in line if ch >= " " and ch != "\x7f")
-    return line[:max_len].rstrip()
+    return " ".join(text.split()).translate(_DROP_CONTROLS)[:max_len].rstrip()
 
 
 class _Model(BaseModel):

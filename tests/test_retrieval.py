@@ -6,6 +6,8 @@ has something to find, and random unit vectors with a planted group near the JD.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,32 @@ def test_unknown_jd(small):
     store, _ = small
     with pytest.raises(UnknownDocument):
         match_pool(store, "e" * 32)
+
+
+@pytest.mark.parametrize("column", ["vec_title", "vec_sum"])
+def test_exact_vector_search_in_memory_agrees_with_lance(tmp_path, column):
+    store = Store(str(tmp_path), dim=DIM)
+    jd_id = _fill(store, 150, planted=5, seed=3)
+    query = store.get_jd(jd_id).vectors
+    query = query[0] if column == "vec_title" else query.sum(axis=0)
+    ours = store.search_cvs_vector(column, query, 20, exact=True)
+    # Lance's own exact scan: same ids in the same order, same similarities.
+    table = store._table("cvs", create=False)
+    distance = "dot" if column == "vec_sum" else "cosine"
+    lance = (table.search(query, vector_column_name=column).distance_type(distance).bypass_vector_index()
+             .select(["cv_id", "_distance"]).limit(20).to_arrow())
+    assert [cv_id for cv_id, _ in ours] == lance.column("cv_id").to_pylist()
+    np.testing.assert_allclose([s for _, s in ours], 1.0 - lance.column("_distance").to_numpy(), atol=1e-5)
+
+
+def test_exact_vector_search_sees_rows_written_after_the_matrix_was_loaded(tmp_path):
+    store = Store(str(tmp_path), dim=DIM)
+    jd_id = _fill(store, 50, planted=0, seed=4)
+    jd_vectors = store.get_jd(jd_id).vectors
+    before = store.search_cvs_vector("vec_title", jd_vectors[0], 5, exact=True)
+    twin = dataclasses.replace(store.get_cv(before[-1][0]), cv_id="e" * 32, vectors=jd_vectors.copy())
+    store.upsert_cvs([twin])
+    after = store.search_cvs_vector("vec_title", jd_vectors[0], 5, exact=True)
+    assert after[0][0] == "e" * 32 and after[0][1] == pytest.approx(1.0, abs=1e-5)
+    store.delete_cv("e" * 32)
+    assert store.search_cvs_vector("vec_title", jd_vectors[0], 5, exact=True) == before

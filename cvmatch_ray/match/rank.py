@@ -23,7 +23,8 @@ class UnknownDocument(LookupError):
     """A JD or CV id that is not in the store."""
 
 
-def _features(store: Store, record: JDRecord, idf_sample: int) -> JDFeatures:
+def features_of(store: Store, record: JDRecord, *, idf_sample: int = LEXICAL_IDF_SAMPLE) -> JDFeatures:
+    """The scoring features of a loaded JD record (idf from the stored CVs, see ``jd_features``)."""
     return JDFeatures.from_profile(
         record.jd_id, record.profile, record.vectors, text=record.text,
         lexical_stats=store.lexical_stats(sample=idf_sample),
@@ -39,7 +40,7 @@ def jd_features(store: Store, jd_id: str, *, idf_sample: int = LEXICAL_IDF_SAMPL
     record = store.get_jd(jd_id)
     if record is None:
         raise UnknownDocument(f"no JD with id {jd_id!r}")
-    return _features(store, record, idf_sample)
+    return features_of(store, record, idf_sample=idf_sample)
 
 
 def score_stored(
@@ -90,7 +91,7 @@ def rank_jobs(
     row = store.read_cv_features([cv_id])
     if row.num_rows == 0:
         raise UnknownDocument(f"no CV with id {cv_id!r}")
-    results = [score_table(_features(store, rec, LEXICAL_IDF_SAMPLE), row, weights).result(0)
+    results = [score_table(features_of(store, rec), row, weights).result(0)
                for rec in store.get_jds(jd_ids)]
     results.sort(key=lambda r: (-r.score, r.jd_id))
     return results if top_k is None else results[:top_k]

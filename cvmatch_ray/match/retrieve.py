@@ -13,12 +13,15 @@ measures it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cvmatch_ray.config import RetrievalSettings, ScoreWeights
-from cvmatch_ray.match.rank import UnknownDocument, jd_features
+from cvmatch_ray.match.rank import UnknownDocument, features_of
 from cvmatch_ray.match.scoring import TITLE, VECTOR_COLUMNS, JDFeatures, score_table
 from cvmatch_ray.schemas import MatchResult
 from cvmatch_ray.store import SUM_VECTOR_COLUMN, Store
@@ -27,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 # The sources searched, by name: the full-text index and the section vectors.
 FTS_SOURCE = "fts"
+# Runs one query's searches side by side (shared by all queries in the process).
+_SEARCHES = ThreadPoolExecutor(max_workers=6, thread_name_prefix="cvmatch-search")
 
 
 @dataclass
@@ -53,23 +58,34 @@ def rrf_fuse(ranked_lists: dict[str, list[str]], k: int) -> list[str]:
 def retrieve_candidates(
     store: Store, jd: JDFeatures, query_text: str, settings: RetrievalSettings, timings: dict[str, float]
 ) -> list[str]:
-    """The fused candidate ids for ``jd`` (at most ``settings.candidates``), best first."""
-    lists: dict[str, list[str]] = {}
-    t = time.perf_counter()
-    lists[FTS_SOURCE] = [cv_id for cv_id, _ in store.search_cvs_text(query_text, settings.per_source)]
-    timings[FTS_SOURCE] = (time.perf_counter() - t) * 1000
+    """The fused candidate ids for ``jd`` (at most ``settings.candidates``), best first.
+
+    The three searches run at once (LanceDB and numpy release the GIL): the query takes
+    as long as the slowest of them, not their sum.
+    """
+    exact = store.count_cvs() < settings.ann_min_rows
+
+    def timed(name: str, search: Callable[[], list[tuple[str, float]]]) -> tuple[str, list[str], float]:
+        t = time.perf_counter()
+        ids = [cv_id for cv_id, _ in search()]
+        return name, ids, (time.perf_counter() - t) * 1000
+
+    searches: dict[str, Callable[[], list[tuple[str, float]]]] = {
+        FTS_SOURCE: functools.partial(store.search_cvs_text, query_text, settings.per_source),
+    }
     # Two vector searches cover the two vector components exactly: the title cosine, and
     # the semantic component (a dot product of summed section vectors, see store.SUM_VECTOR_COLUMN).
     # Skill and wording matches come from the full-text search.
     queries = {VECTOR_COLUMNS[TITLE]: jd.vectors[TITLE], SUM_VECTOR_COLUMN: jd.vectors.sum(axis=0)}
     for column, vector in queries.items():
-        t = time.perf_counter()
-        hits = store.search_cvs_vector(
-            column, vector, settings.per_source,
+        searches[column] = functools.partial(
+            store.search_cvs_vector, column, vector, settings.per_source, exact=exact or None,
             nprobes=settings.ann_nprobes, refine_factor=settings.ann_refine_factor or None,
         )
-        lists[column] = [cv_id for cv_id, _ in hits]
-        timings[column] = (time.perf_counter() - t) * 1000
+    lists: dict[str, list[str]] = {}
+    for name, ids, ms in _SEARCHES.map(lambda item: timed(*item), searches.items()):
+        lists[name] = ids
+        timings[name] = ms
     t = time.perf_counter()
     fused = rrf_fuse(lists, settings.rrf_k)[: settings.candidates]
     timings["fuse"] = (time.perf_counter() - t) * 1000
@@ -102,7 +118,7 @@ def match_pool(
     record = store.get_jd(jd_id)
     if record is None:
         raise UnknownDocument(f"no JD with id {jd_id!r}")
-    jd = jd_features(store, jd_id, idf_sample=settings.lexical_idf_sample)
+    jd = features_of(store, record, idf_sample=settings.lexical_idf_sample)
     timings["jd"] = (time.perf_counter() - start) * 1000
     ids = retrieve_candidates(store, jd, record.text, settings, timings)
     t = time.perf_counter()
