@@ -376,6 +376,21 @@ class JobTable:
         """Stored match jobs of one JD."""
         return self._query(f"jd_id = {_sql_str(jd_id)}")
 
+    def ids_with_prefix(self, prefix: str) -> list[str]:
+        """Ids of the stored jobs whose id starts with ``prefix``."""
+        # starts_with, not LIKE: "_" in an id is a LIKE wildcard.
+        where = f"starts_with(job_id, {_sql_str(prefix)})"
+        table = self._table.search().where(where).select(["job_id"]).to_arrow()
+        return table.column("job_id").to_pylist()
+
+    def delete(self, job_ids: Sequence[str]) -> int:
+        """Remove the rows of ``job_ids`` in one commit; returns how many there were."""
+        if not job_ids:
+            return 0
+        result = self._table.delete(f"job_id IN ({', '.join(_sql_str(i) for i in job_ids)})")
+        self._writes_since_optimize += 1
+        return result.num_deleted_rows
+
     def _query(self, where: str) -> list[_Record]:
         table = self._table.search().where(where).select(["state_json"]).to_arrow()
         return [_Record.from_json(s) for s in table.column("state_json").to_pylist()]
@@ -641,6 +656,79 @@ class ProgressBook:
         """Cancel a job; pipelines see it in the status their next report returns."""
         return self.finish(job_id, JobStatus.cancelled)
 
+    def claim_stale(self, kind: JobKind, older_than_s: float, *, limit: int = 200) -> list[JobProgress]:
+        """Hand out unfinished jobs of ``kind`` that have not changed for ``older_than_s``.
+
+        Whoever processed them is presumed dead. Each job handed out is touched (its
+        ``updated_at`` set to now, durably), so a second caller within ``older_than_s``
+        does not get it too: with several callers (API replicas), one takes each job over.
+
+        Args:
+            kind: the kind of jobs to look at.
+            older_than_s: how long a job must have stood still.
+            limit: most jobs handed out, oldest first.
+
+        Returns:
+            The jobs handed out, as they are now (touched).
+        """
+        with self._lock:
+            now = self._clock()
+            cutoff = _now_dt(now - older_than_s)
+            # Unfinished jobs are never evicted: memory holds every candidate.
+            stale = [
+                r
+                for r in self._records.values()
+                if r.progress.kind == kind and not r.progress.status.is_terminal() and r.progress.updated_at <= cutoff
+            ]
+            stale.sort(key=lambda r: r.progress.updated_at)
+            claimed = stale[: max(0, limit)]
+            if not claimed:
+                return []
+            for r in claimed:
+                self._touch(r.progress, now)
+                seq = self._changed(r)
+            result = [self._snapshot(r) for r in claimed]
+        self._make_durable(seq)
+        return result
+
+    def forget(self, job_ids: Iterable[str]) -> int:
+        """Remove jobs from memory and from the table, for good; unknown ids are skipped.
+
+        For data that must go (a deleted CV's upload jobs): a later report on a forgotten
+        job raises :class:`JobNotFoundError`.
+
+        Returns:
+            How many of the jobs existed.
+
+        Raises:
+            ProgressStoreError: the table could not be written; nothing was forgotten.
+        """
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return 0
+        # Under the write lock, no write of these jobs is in flight; the table goes first,
+        # so a job is never gone from memory but still in the table to be reloaded.
+        with self._write_lock:
+            stored = 0
+            if self._table is not None:
+                try:
+                    stored = self._table.delete(ids)
+                except (OSError, RuntimeError, ValueError, pa.ArrowException) as e:
+                    raise ProgressStoreError(f"could not remove {len(ids)} job(s) from the jobs table") from e
+            with self._lock:
+                unwritten = 0
+                for job_id in ids:
+                    self._dirty.discard(job_id)
+                    record = self._records.pop(job_id, None)
+                    # A job written once is in the table (only forget removes rows), so
+                    # only never-written ones add to the rows deleted.
+                    if record is not None and (self._table is None or record.durable is None):
+                        unwritten += 1
+        forgotten = stored + unwritten
+        if forgotten:
+            logger.info("forgot %d job(s)", forgotten)
+        return forgotten
+
     def flush(self) -> int:
         """Write every pending change (and compact the table when due); returns rows written."""
         with self._lock:
@@ -679,6 +767,14 @@ class ProgressBook:
             records = [r for r in self._records.values() if kind is None or r.progress.kind == kind]
             records.sort(key=lambda r: r.progress.created_at, reverse=True)
             return [self._snapshot(r, durable=True) for r in records[: max(0, limit)]]
+
+    def job_ids(self, prefix: str) -> list[str]:
+        """Ids of every job whose id starts with ``prefix`` (in memory or only in the table), sorted."""
+        with self._lock:
+            ids = {job_id for job_id in self._records if job_id.startswith(prefix)}
+            if self._table is not None:
+                ids.update(self._table.ids_with_prefix(prefix))
+        return sorted(ids)
 
     # ------------------------------------------------------------------ internals
 
@@ -890,6 +986,18 @@ class ProgressBookActor:
     def list(self, kind: JobKind | None = None, limit: int = 50) -> list[JobProgress]:
         """See :meth:`ProgressBook.list`."""
         return self._book.list(kind, limit)
+
+    def claim_stale(self, kind: JobKind, older_than_s: float, *, limit: int = 200) -> list[JobProgress]:
+        """See :meth:`ProgressBook.claim_stale`."""
+        return self._book.claim_stale(kind, older_than_s, limit=limit)
+
+    def forget(self, job_ids: Sequence[str]) -> int:
+        """See :meth:`ProgressBook.forget`."""
+        return self._book.forget(job_ids)
+
+    def job_ids(self, prefix: str) -> list[str]:
+        """See :meth:`ProgressBook.job_ids`."""
+        return self._book.job_ids(prefix)
 
     def flush(self) -> int:
         """See :meth:`ProgressBook.flush`."""

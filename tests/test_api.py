@@ -13,19 +13,26 @@ import math
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import lancedb
 import pytest
+import ray
 from ray import serve
+from ray.actor import ActorHandle
 
 from cvmatch_ray.config import Settings
 from cvmatch_ray.match.rank import rank_stored
+from cvmatch_ray.progress import JobNotFoundError, JobStatus, UploadStep, get_progress_actor
 from cvmatch_ray.schemas import MatchResult
 from cvmatch_ray.serve.app import APP_NAME, AppArgs, build_app
 from cvmatch_ray.serve.blobs import BlobStore
+from cvmatch_ray.serve.deployments import EMBEDDER, EXTRACTOR, STANDARDIZER
+from cvmatch_ray.serve.pipeline import UPLOAD_PIPELINE, UploadRecord
+from cvmatch_ray.serve.service import APIService, new_upload_job_id
 from cvmatch_ray.store import Store, document_id
 
 pytestmark = pytest.mark.slow
@@ -186,6 +193,12 @@ def dim(client: httpx.Client) -> int:
 @pytest.fixture(scope="module")
 def store(server: Server, dim: int) -> Store:
     return Store(str(server.data_dir), dim=dim)
+
+
+@pytest.fixture(scope="module")
+def progress(server: Server) -> ActorHandle:
+    """The progress actor the app reports to."""
+    return get_progress_actor(server.args().to_settings())
 
 
 def upload(client: httpx.Client, data: bytes, name: str = "cv.pdf", *, background: bool = True, **kw: Any) -> httpx.Response:
@@ -543,9 +556,16 @@ def test_match_unknown_cvs_fail_one_by_one(client: httpx.Client, store: Store) -
     assert client.post("/api/match", json={"jd_id": jd_id, "cv_ids": ["../etc"]}).status_code == 422
 
 
-def test_delete_removes_the_cv_everywhere(client: httpx.Client, server: Server, store: Store) -> None:
+def test_delete_removes_the_cv_everywhere(
+    client: httpx.Client, server: Server, store: Store, progress: ActorHandle
+) -> None:
     data = pdf_bytes(cv_text(8), title="delete-me")
     cv_id = upload(client, data, background=False).json()["cv_id"]
+    upload_job = client.get(f"/api/cv-upload-progress/{cv_id}").json()["job_id"]
+    # An earlier, failed attempt: its job is no longer named by the upload record.
+    earlier_job = new_upload_job_id(cv_id)
+    ray.get(progress.create.remote(earlier_job, "upload", 1))
+    ray.get(progress.finish.remote(earlier_job, JobStatus.failed, "internal_error: processing failed"))
     jd_id = document_id(JD_TEXT)
     job_id = client.post("/api/match", json={"jd_id": jd_id, "cv_ids": [cv_id]}).json()["job_id"]
     wait_job(client, job_id)
@@ -562,10 +582,105 @@ def test_delete_removes_the_cv_everywhere(client: httpx.Client, server: Server, 
         if table in db.table_names():
             assert db.open_table(table).count_rows(f"{column} = '{cv_id}'") == 0, table
     assert not BlobStore(str(server.data_dir)).exists("cv", cv_id)
+    # Every upload attempt's progress job is forgotten, in the actor and in its table...
+    jobs = db.open_table("jobs")
+    assert jobs.count_rows(f"starts_with(job_id, 'upload_{cv_id}_')") == 0
+    for gone in (upload_job, earlier_job):
+        with pytest.raises(JobNotFoundError):
+            ray.get(progress.get.remote(gone))
+    # ... while the match job, which names the JD, keeps its row (its results for the CV went).
+    assert jobs.count_rows(f"job_id = '{job_id}'") == 1
+    assert client.get(f"/api/matching-progress/{job_id}").json()["status"] == "succeeded"
     # Uploading it again starts afresh.
     r = upload(client, data)
     assert r.status_code == 202 and r.json()["duplicate"] is False
     assert wait_upload(client, cv_id)[0]["status"] == "succeeded"
+
+
+STALE = timedelta(seconds=2)
+
+
+def _api_replica(server: Server, store: Store, progress: ActorHandle) -> APIService:
+    """Another API replica's service: the running app's deployments and progress actor."""
+    settings = server.args().to_settings()
+    return APIService(
+        settings=settings,
+        store=store,
+        blobs=BlobStore(settings.data_dir),
+        progress=progress,
+        extractor=serve.get_deployment_handle(EXTRACTOR, APP_NAME),
+        standardizer=serve.get_deployment_handle(STANDARDIZER, APP_NAME),
+        embedder=serve.get_deployment_handle(EMBEDDER, APP_NAME),
+        pipeline=serve.get_deployment_handle(UPLOAD_PIPELINE, APP_NAME),
+        embedding_model="unused",
+        standardizer_backend="rules",
+    )
+
+
+def _abandoned_upload(
+    server: Server, progress: ActorHandle, data: bytes, *, step: UploadStep | None = None, end: JobStatus | None = None
+) -> UploadRecord:
+    """What a replica that died mid-upload leaves: the bytes, the upload record, the job."""
+    cv_id = document_id(data)
+    record = UploadRecord(
+        cv_id=cv_id, job_id=new_upload_job_id(cv_id), filename="stalled.pdf", content_type="application/pdf",
+        size=len(data), accepted_at=datetime.now(UTC),
+    )
+    blobs = BlobStore(str(server.data_dir))
+    blobs.put("cv", cv_id, data)
+    blobs.put("upload", cv_id, record.model_dump_json().encode())
+    ray.get(progress.create.remote(record.job_id, "upload", 1))
+    if step is not None:
+        ray.get(progress.set_step.remote(record.job_id, step))
+    if end is not None:
+        ray.get(progress.finish.remote(record.job_id, end))
+    return record
+
+
+def test_stale_uploads_are_taken_over(
+    client: httpx.Client, server: Server, store: Store, progress: ActorHandle
+) -> None:
+    stalled_data = pdf_bytes(cv_text(21), title="stalled")
+    stalled = _abandoned_upload(server, progress, stalled_data, step=UploadStep.standardizing)
+    ended = _abandoned_upload(server, progress, pdf_bytes(cv_text(22), title="ended"), end=JobStatus.cancelled)
+    lost = _abandoned_upload(server, progress, pdf_bytes(cv_text(23), title="lost"), step=UploadStep.extracting)
+    BlobStore(str(server.data_dir)).delete("cv", lost.cv_id)
+    time.sleep(STALE.total_seconds() + 0.5)
+    fresh = _abandoned_upload(server, progress, pdf_bytes(cv_text(24), title="fresh"))
+
+    async def recover() -> tuple[int, int, tuple[int, Any], tuple[int, Any]]:
+        replica, other = _api_replica(server, store, progress), _api_replica(server, store, progress)
+        restarted = await replica.recover_stale_uploads(stale_after=STALE)
+        # The same bytes uploaded meanwhile join the restarted upload, never start another.
+        joined = await replica.upload_cv(stalled_data, filename="again.pdf", content_type=None, background=True)
+        # Another replica's round finds nothing left to take over.
+        elsewhere = await other.recover_stale_uploads(stale_after=STALE)
+        stored = await replica.upload_cv(stalled_data, filename="again.pdf", content_type=None, background=False)
+        return restarted, elsewhere, joined, stored
+
+    restarted, elsewhere, (joined_status, joined), (stored_status, stored) = asyncio.run(recover())
+    assert (restarted, elsewhere) == (1, 0)
+    assert joined_status == 202 and joined.duplicate is True
+    assert stored_status == 200 and stored.cv_id == stalled.cv_id
+
+    final = client.get(f"/api/cv-upload-progress/{stalled.cv_id}").json()
+    assert (final["job_id"], final["status"], final["step"]) == (stalled.job_id, "succeeded", "done")
+    assert final["stats"]["skills_count"] > 0
+    cv = client.get(f"/api/cvs/{stalled.cv_id}")
+    assert cv.status_code == 200 and cv.json()["filename"] == "stalled.pdf"  # the record's, not the duplicate's
+
+    # Neither the ended nor the fresh upload was touched; the one whose bytes are gone failed.
+    expected = ((ended, "cancelled", "queued"), (fresh, "queued", "queued"), (lost, "failed", "failed"))
+    for record, status, step in expected:
+        body = client.get(f"/api/cv-upload-progress/{record.cv_id}").json()
+        assert (body["job_id"], body["status"], body["step"]) == (record.job_id, status, step), body
+        assert not store.has_cv(record.cv_id)
+    assert client.get(f"/api/cv-upload-progress/{lost.cv_id}").json()["error"].startswith("internal_error: ")
+    untouched = ray.get(progress.get.remote(fresh.job_id))
+    assert untouched.updated_at == untouched.created_at  # not even claimed
+    for record in (ended, fresh, lost):
+        assert client.delete(f"/api/cvs/{record.cv_id}").status_code == 200
+        assert client.get(f"/api/cv-upload-progress/{record.cv_id}").status_code == 404
 
 
 def test_api_keys(server: Server) -> None:

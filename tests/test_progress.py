@@ -350,6 +350,74 @@ def test_store_errors_keep_changes_for_the_next_write(tmp_path: Path) -> None:
     assert ProgressBook(JobTable(str(tmp_path))).get("m1").processed == 10
 
 
+def test_claim_stale_hands_out_each_stalled_job_once(tmp_path: Path, clock: FakeClock) -> None:
+    book = ProgressBook(JobTable(str(tmp_path)), clock=clock)
+    book.create("u_old", "upload", total=1)
+    book.set_step("u_old", UploadStep.extracting)
+    book.create("u_done", "upload", total=1)
+    book.finish("u_done", JobStatus.failed, "extract: no text")
+    book.create("m_old", "match", total=10, total_chunks=1)
+    clock.advance(5)
+    book.create("u_older", "upload", total=1)  # created later, but moves no more
+    clock.advance(60)
+    book.create("u_fresh", "upload", total=1)
+    clock.advance(5)
+
+    claimed = book.claim_stale("upload", 30)
+    # Oldest first; terminal, fresh and other kinds are left alone; nothing goes backwards.
+    assert [p.job_id for p in claimed] == ["u_old", "u_older"]
+    assert claimed[0].step == UploadStep.extracting and claimed[0].status == JobStatus.running
+    assert all(p.updated_at.timestamp() == clock.now for p in claimed)
+    # Touched: a second caller gets nothing until they stall again.
+    assert book.claim_stale("upload", 30) == []
+    clock.advance(31)
+    assert [p.job_id for p in book.claim_stale("upload", 30, limit=1)] == ["u_fresh"]  # stalled too, longest
+    # The touch is durable: a restarted book does not hand it out again at once.
+    reloaded = ProgressBook(JobTable(str(tmp_path)), clock=clock)
+    assert {p.job_id for p in reloaded.claim_stale("upload", 30)} == {"u_old", "u_older"}
+
+
+def test_forget_removes_jobs_from_memory_and_table(tmp_path: Path, clock: FakeClock) -> None:
+    book = ProgressBook(JobTable(str(tmp_path)), clock=clock, coalesce_s=3600, max_cached_jobs=1)
+    for attempt in ("a1", "a2"):
+        book.create(f"upload_cv1_{attempt}", "upload", total=1)
+        clock.advance(1)
+        book.finish(f"upload_cv1_{attempt}", JobStatus.failed, "extract: no text")
+    book.create("upload_cv1_a3", "upload", total=1)
+    book.set_step("upload_cv1_a3", UploadStep.extracting)  # coalesced: not written yet
+    book.create("upload_cv10_x", "upload", total=1)  # another CV sharing the prefix "upload_cv1"
+    book.create("uploadXcv1Yz", "upload", total=1)  # "_" is not a wildcard
+    book.create("m1", "match", total=1, jd_id="jd1")
+    assert book.get("upload_cv1_a1").status == JobStatus.failed  # evicted, read back from the table
+
+    ids = book.job_ids("upload_cv1_")
+    assert ids == ["upload_cv1_a1", "upload_cv1_a2", "upload_cv1_a3"]
+    assert book.forget([*ids, "unknown"]) == 3
+    assert book.forget(ids) == 0  # idempotent (a replayed actor call)
+    assert book.job_ids("upload_cv1_") == []
+    for job_id in ids:
+        with pytest.raises(JobNotFoundError):
+            book.get(job_id)
+    # A late report on a forgotten job finds nothing, and flush() writes nothing back.
+    with pytest.raises(JobNotFoundError):
+        book.set_step("upload_cv1_a3", UploadStep.embedding)
+    book.flush()
+
+    reloaded = ProgressBook(JobTable(str(tmp_path)), clock=clock)
+    assert reloaded.job_ids("upload_cv1_") == []
+    assert {p.job_id for p in reloaded.list(limit=100)} == {"upload_cv10_x", "uploadXcv1Yz", "m1"}
+    rows = lancedb.connect(str(tmp_path)).open_table(JobTable.NAME).to_arrow().column("job_id").to_pylist()
+    assert set(rows) == {"m1", "upload_cv10_x", "uploadXcv1Yz"}
+
+
+def test_forget_in_memory_only(book: ProgressBook) -> None:
+    book.create("u1", "upload", total=1)
+    book.create("u2", "upload", total=1)
+    assert book.job_ids("u") == ["u1", "u2"]
+    assert book.forget(["u1"]) == 1
+    assert [p.job_id for p in book.list()] == ["u2"]
+
+
 # --------------------------------------------------------------------- metrics
 
 

@@ -30,7 +30,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -48,7 +48,7 @@ from cvmatch_ray.pipelines.matching import submit_match_job
 from cvmatch_ray.progress import JobNotFoundError, JobProgress, JobStatus, ProgressError, UploadStep
 from cvmatch_ray.schemas import CVPublic, JDPublic
 from cvmatch_ray.serve.blobs import BlobStore, BlobStoreError
-from cvmatch_ray.serve.pipeline import INTERNAL_ERROR, UploadRecord, section_texts
+from cvmatch_ray.serve.pipeline import INTERNAL_ERROR, UploadRecord, failure_text, section_texts
 from cvmatch_ray.serve.models import (
     Deleted,
     Health,
@@ -74,6 +74,11 @@ DUPLICATE_WAIT_S = 600.0
 BLOCKING_THREADS = 32
 
 T = TypeVar("T")
+
+#: The error a stale upload job ends with when its upload can no longer be processed.
+_LOST_UPLOAD = failure_text(
+    IngestError("store", INTERNAL_ERROR, "the upload was lost; upload the file again", http_status=500)
+)
 
 
 class ServiceUnavailable(RuntimeError):
@@ -108,9 +113,20 @@ def _error_from_failure(text: str | None) -> IngestError:
     return IngestError(stage, code, message, http_status=status)  # type: ignore[arg-type]
 
 
+def upload_job_prefix(cv_id: str) -> str:
+    """What the progress job id of every upload attempt of ``cv_id`` starts with."""
+    return f"upload_{cv_id}_"
+
+
 def new_upload_job_id(cv_id: str) -> str:
     """A fresh progress job id for one upload attempt of ``cv_id``."""
-    return f"upload_{cv_id}_{uuid.uuid4().hex[:8]}"
+    return f"{upload_job_prefix(cv_id)}{uuid.uuid4().hex[:8]}"
+
+
+def upload_cv_id(job_id: str) -> str | None:
+    """The ``cv_id`` an upload job id names (see :func:`new_upload_job_id`), or None."""
+    parts = job_id.split("_")
+    return parts[1] if len(parts) == 3 and parts[0] == "upload" and parts[1] else None
 
 
 class APIService:
@@ -321,7 +337,12 @@ class APIService:
             accepted_at=datetime.now(UTC),
         )
         accepted = asyncio.Event()
-        task = asyncio.create_task(self._run_upload(record, data, accepted))
+        return self._track(cv_id, self._run_upload(record, data, accepted), accepted)
+
+    def _track(self, cv_id: str, work: Coroutine[Any, Any, CVPublic], accepted: asyncio.Event) -> asyncio.Task:
+        """Run ``work`` as this replica's upload of ``cv_id``; ``accepted`` is set once its bytes are durable."""
+        task = asyncio.create_task(work)
+        # Duplicate uploads wait on it (see _answer_accepted).
         task.accepted = accepted  # type: ignore[attr-defined]
         # Registered before the first await: a concurrent upload of the same bytes in this
         # replica finds it and never starts a second pipeline.
@@ -390,32 +411,42 @@ class APIService:
                     "store", INTERNAL_ERROR, f"processing failed ({type(e).__name__})", http_status=500
                 ) from e
 
-    async def recover_stale_uploads(self, *, limit: int = 200) -> int:
+    async def recover_stale_uploads(self, *, stale_after: timedelta = STALE_UPLOAD_AFTER, limit: int = 200) -> int:
         """Process again uploads whose progress stopped moving (their replica died).
+
+        The progress actor hands each stale job to one caller (``claim_stale`` touches it),
+        so API replicas running this side by side do not restart the same upload twice. A
+        stale job that can no longer be processed (its upload record or raw bytes are
+        gone, or the record names a later attempt) is ended as failed, so it is not looked
+        at again every round.
+
+        Args:
+            stale_after: how long an unfinished upload's progress must have stood still.
+            limit: most stale jobs taken in one call.
 
         Returns:
             How many uploads were restarted.
         """
-        jobs: list[JobProgress] = await self.progress.list.remote("upload", 10_000)
-        cutoff = datetime.now(UTC) - STALE_UPLOAD_AFTER
+        jobs: list[JobProgress] = await self.progress.claim_stale.remote(
+            "upload", stale_after.total_seconds(), limit=limit
+        )
         restarted = 0
         for job in jobs:
-            if restarted >= limit:
-                break
-            if job.status.is_terminal() or job.updated_at > cutoff:
-                continue
-            parts = job.job_id.split("_")
-            if len(parts) != 3 or parts[1] in self._inflight:
-                continue
-            cv_id = parts[1]
-            record = await self._blocking(self._read_upload_record, cv_id)
-            data = await self._blocking(self.blobs.get, "cv", cv_id)
+            cv_id = upload_cv_id(job.job_id)
+            if cv_id is not None and cv_id in self._inflight:
+                continue  # this replica is on it (waiting for a pipeline slot)
+            record = data = None
+            if cv_id is not None:
+                record = await self._blocking(self._read_upload_record, cv_id)
+                data = await self._blocking(self.blobs.get, "cv", cv_id)
             if record is None or record.job_id != job.job_id or data is None:
+                logger.warning("upload job %s is stale and its upload is gone; ending it", job.job_id)
+                await self._report(self.progress.finish, job.job_id, JobStatus.failed, _LOST_UPLOAD)
                 continue
             logger.info("upload %s: restarting a stale upload", cv_id)
-            task = asyncio.create_task(self._process_upload(record, data))
-            self._inflight[cv_id] = task
-            task.add_done_callback(lambda t, c=cv_id: self._upload_finished(c, t))
+            done = asyncio.Event()
+            done.set()  # the bytes are durable already
+            self._track(cv_id, self._process_upload(record, data), done)
             restarted += 1
         return restarted
 
@@ -454,10 +485,16 @@ class APIService:
         return record.to_public()
 
     async def delete_cv(self, cv_id: str) -> Deleted:
-        """Remove a CV from every table (its row and vectors, raw bytes, match results).
+        """Remove a CV from every table: its row and vectors, raw bytes, match results, upload jobs.
+
+        Every upload attempt's progress job goes (found by job id prefix). Match jobs that
+        scored the CV keep their progress job (it names a JD, not the CV); their result
+        rows for the CV go with the CV.
 
         Raises:
             UnknownDocument: nothing was stored under ``cv_id``.
+            ServiceUnavailable: the progress actor could not forget the upload jobs (the
+                rest is deleted; deleting again finishes the job).
         """
         _checked_id(cv_id, "cv_id")
 
@@ -468,7 +505,15 @@ class APIService:
             note = self.blobs.delete("upload", cv_id)
             return stored or raw or note
 
-        if not await self._blocking(delete):
+        found = await self._blocking(delete)
+        try:
+            # Every attempt's job, found by id prefix: the record named only the latest.
+            job_ids: list[str] = await self.progress.job_ids.remote(upload_job_prefix(cv_id))
+            forgotten: int = await self.progress.forget.remote(job_ids) if job_ids else 0
+        except (ProgressError, RayError) as e:
+            logger.error("CV %s: upload jobs not forgotten: %s", cv_id, type(e).__name__)
+            raise ServiceUnavailable("the CV's upload progress could not be removed; try again") from e
+        if not (found or forgotten):
             raise UnknownDocument(f"no CV with id {cv_id!r}")
         logger.info("CV %s deleted", cv_id)
         return Deleted(cv_id=cv_id)
