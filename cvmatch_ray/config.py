@@ -66,6 +66,11 @@ class RetrievalSettings(BaseModel):
     candidates: int = Field(300, gt=0, description="CVs rescored exactly by the full scorer.")
     per_source: int = Field(300, gt=0, description="CVs each source (full-text, each vector column) returns.")
     rrf_k: int = Field(60, gt=0, description="Reciprocal-rank-fusion constant.")
+    exact_margin: int = Field(
+        50, ge=0,
+        description="CVs rescored past top_k when the in-memory prescore is the whole score "
+        "(it can differ from it by float rounding).",
+    )
     ann_min_rows: int = Field(200_000, gt=0, description="From this many CVs, vector search uses an ANN index.")
     ann_index_type: str = "IVF_PQ"
     ann_nprobes: int = Field(20, gt=0)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from cvmatch_ray.config import RetrievalSettings, ScoreWeights
-from cvmatch_ray.match.rank import UnknownDocument, rank_stored
-from cvmatch_ray.match.retrieve import match_pool, rrf_fuse
+from cvmatch_ray.match.rank import UnknownDocument, jd_features, rank_stored
+from cvmatch_ray.match.retrieve import _prescore_ranking, match_pool, rrf_fuse
 from cvmatch_ray.schemas import CVProfile, CVStats, EducationLevel, JDProfile, Provenance, SkillMention
 from cvmatch_ray.store import CVRecord, JDRecord, Store
 
@@ -73,7 +73,7 @@ def test_hybrid_retrieval_returns_the_exact_top_k(small):
     assert found.candidates <= 60 < store.count_cvs()
     assert _view(found.results) == _view(exact)
     assert found.results == exact  # same evidence and explanations too
-    assert {"fts", "vec_title", "vec_sum", "read", "rescore", "total"} <= set(found.timings_ms)
+    assert {"fts", "prescore", "read", "rescore", "total"} <= set(found.timings_ms)
 
 
 def test_full_text_search_reads_only_the_blinded_text(small):
@@ -90,8 +90,21 @@ def test_ann_index_past_the_configured_size_keeps_the_top_k(tmp_path):
     assert built["vec_title"] == "IVF_PQ" and store.has_vector_index("vec_sum")
     exact = rank_stored(store, jd_id, top_k=10, weights=WEIGHTS)
     found = match_pool(store, jd_id, top_k=10, weights=WEIGHTS,
-                       settings=RetrievalSettings(candidates=100, per_source=60, ann_nprobes=4))
+                       settings=RetrievalSettings(candidates=100, per_source=60, ann_nprobes=4, ann_min_rows=500))
     assert _view(found.results) == _view(exact)
+    assert {"vec_title", "vec_sum"} <= set(found.timings_ms)  # the ANN searches stood in for the prescore
+
+
+def test_prescore_ranks_the_pool_as_the_scorer_does_when_bm25_weighs_nothing(small):
+    store, jd_id = small
+    weights = WEIGHTS.model_copy(update={"lexical": 0.0})
+    everyone = rank_stored(store, jd_id, top_k=store.count_cvs(), weights=weights)
+    ranked = _prescore_ranking(store, jd_features(store, jd_id), store.count_cvs(), weights)
+    assert ranked == [r.cv_id for r in everyone]
+    # So the pool needs no other search: its best top_k + margin are rescored, exactly.
+    found = match_pool(store, jd_id, top_k=20, weights=weights, settings=RetrievalSettings(exact_margin=10))
+    assert found.candidates == 30 and "fts" not in found.timings_ms
+    assert found.results == everyone[:20]
 
 
 def test_rrf_fusion_is_deterministic():
@@ -133,3 +146,14 @@ def test_exact_vector_search_sees_rows_written_after_the_matrix_was_loaded(tmp_p
     assert after[0][0] == "e" * 32 and after[0][1] == pytest.approx(1.0, abs=1e-5)
     store.delete_cv("e" * 32)
     assert store.search_cvs_vector("vec_title", jd_vectors[0], 5, exact=True) == before
+
+
+def test_pool_reads_by_position_stay_right_after_deletes(tmp_path):
+    store = Store(str(tmp_path), dim=DIM)
+    jd_id = _fill(store, 120, planted=10, seed=5)
+    for i in (0, 3, 7, 50, 51):  # deleted rows leave holes in the fragments
+        store.delete_cv(f"{i:032x}")
+    weights = WEIGHTS.model_copy(update={"lexical": 0.0})
+    everyone = rank_stored(store, jd_id, top_k=20, weights=weights)
+    found = match_pool(store, jd_id, top_k=20, weights=weights, settings=RetrievalSettings(exact_margin=5))
+    assert found.results == everyone

@@ -1,14 +1,14 @@
 """One JD against the whole stored pool: hybrid retrieval, then exact rescoring.
 
 Scoring every stored CV costs time linear in the pool (reading every feature row). Here
-the pool is first narrowed by LanceDB searches that use its indexes: a full-text (BM25)
-search of the JD's words over the CVs' blinded text, and nearest-neighbour searches of the
-JD's vectors against the CVs' (exact scans below ``ann_min_rows`` CVs, an ANN index
-above). The ranked lists are fused by reciprocal rank fusion, and the best ``candidates``
-are scored by the full scorer (``score_table``), so every returned score is the exact score
-``rank_stored`` would give that CV. A CV that no search ranks among its ``per_source`` best
-is not rescored: retrieval trades that recall for speed, and ``benchmarks/bench_retrieval.py``
-measures it.
+the pool is first narrowed to candidates, from two ranked lists fused by reciprocal rank
+fusion: a LanceDB full-text (BM25) search of the JD's words over the CVs' blinded text,
+and the vector side: below ``ann_min_rows`` CVs, every CV's score without its skill and
+wording components, computed exactly from a few columns held in memory; above, ANN
+searches of the JD's vectors. The best ``candidates`` are scored by the full scorer
+(``score_table``), so every returned score is the exact score ``rank_stored`` would give
+that CV. A CV that neither list ranks among its ``per_source`` best is not rescored:
+retrieval trades that recall for speed, and ``benchmarks/bench_retrieval.py`` measures it.
 """
 
 from __future__ import annotations
@@ -20,18 +20,32 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from cvmatch_ray.config import RetrievalSettings, ScoreWeights
 from cvmatch_ray.match.rank import UnknownDocument, features_of
-from cvmatch_ray.match.scoring import TITLE, VECTOR_COLUMNS, JDFeatures, score_table
+from cvmatch_ray.match.scoring import TITLE, VECTOR_COLUMNS, JDFeatures, prescore, score_table
 from cvmatch_ray.schemas import MatchResult
-from cvmatch_ray.store import SUM_VECTOR_COLUMN, Store
+from cvmatch_ray.store import SUM_VECTOR_COLUMN, PoolArrays, Store
 
 logger = logging.getLogger(__name__)
 
-# The sources searched, by name: the full-text index and the section vectors.
+# The ranked lists fused, by name: the full-text index, the in-memory prescore (exact
+# mode), and, with ANN indexes, the vector columns searched.
 FTS_SOURCE = "fts"
+PRESCORE_SOURCE = "prescore"
 # Runs one query's searches side by side (shared by all queries in the process).
 _SEARCHES = ThreadPoolExecutor(max_workers=6, thread_name_prefix="cvmatch-search")
+
+
+@dataclass
+class Candidates:
+    """CVs to score in full, best first; with their row positions in ``pool`` when they
+    were ranked from it (their features are then read by position)."""
+
+    cv_ids: list[str]
+    pool: PoolArrays | None = None
+    positions: np.ndarray | None = None
 
 
 @dataclass
@@ -56,32 +70,49 @@ def rrf_fuse(ranked_lists: dict[str, list[str]], k: int) -> list[str]:
 
 
 def retrieve_candidates(
-    store: Store, jd: JDFeatures, query_text: str, settings: RetrievalSettings, timings: dict[str, float]
-) -> list[str]:
-    """The fused candidate ids for ``jd`` (at most ``settings.candidates``), best first.
+    store: Store,
+    jd: JDFeatures,
+    query_text: str,
+    settings: RetrievalSettings,
+    timings: dict[str, float],
+    weights: ScoreWeights | None = None,
+    *,
+    top_k: int = 100,
+) -> Candidates:
+    """The candidates for ``jd`` (at most ``settings.candidates``), best first.
 
-    The three searches run at once (LanceDB and numpy release the GIL): the query takes
-    as long as the slowest of them, not their sum.
+    Below ``settings.ann_min_rows`` CVs every CV gets its ``scoring.prescore`` (the score
+    without BM25) from the pool's columns held in memory. With BM25 weighing nothing, that
+    ranks the whole pool as the scorer would, and its best ``top_k`` plus
+    ``settings.exact_margin`` are the candidates. Otherwise two ranked lists are fused:
+    the full-text search of the JD's words, and the vector side: the prescore ranking, or,
+    past ``ann_min_rows``, ANN searches of the title and summed section vectors. The
+    searches run at once (LanceDB and numpy release the GIL).
     """
     exact = store.count_cvs() < settings.ann_min_rows
 
-    def timed(name: str, search: Callable[[], list[tuple[str, float]]]) -> tuple[str, list[str], float]:
+    def timed(name: str, search: Callable[[], list[str]]) -> tuple[str, list[str], float]:
         t = time.perf_counter()
-        ids = [cv_id for cv_id, _ in search()]
+        ids = search()
         return name, ids, (time.perf_counter() - t) * 1000
 
-    searches: dict[str, Callable[[], list[tuple[str, float]]]] = {
-        FTS_SOURCE: functools.partial(store.search_cvs_text, query_text, settings.per_source),
+    weights = weights or ScoreWeights()
+    if exact and weights.lexical == 0:
+        # The prescore is the score (but for float rounding): its best CVs, with a margin
+        # for that rounding, are the candidates; no other list can add one that belongs.
+        t = time.perf_counter()
+        pool, order = _prescore_order(store, jd, min(settings.candidates, top_k + settings.exact_margin), weights)
+        timings[PRESCORE_SOURCE] = (time.perf_counter() - t) * 1000
+        return Candidates(pool.cv_ids[order].tolist(), pool, order)
+    searches: dict[str, Callable[[], list[str]]] = {
+        FTS_SOURCE: lambda: [cv_id for cv_id, _ in store.search_cvs_text(query_text, settings.per_source)],
     }
-    # Two vector searches cover the two vector components exactly: the title cosine, and
-    # the semantic component (a dot product of summed section vectors, see store.SUM_VECTOR_COLUMN).
-    # Skill and wording matches come from the full-text search.
-    queries = {VECTOR_COLUMNS[TITLE]: jd.vectors[TITLE], SUM_VECTOR_COLUMN: jd.vectors.sum(axis=0)}
-    for column, vector in queries.items():
-        searches[column] = functools.partial(
-            store.search_cvs_vector, column, vector, settings.per_source, exact=exact or None,
-            nprobes=settings.ann_nprobes, refine_factor=settings.ann_refine_factor or None,
-        )
+    if exact:
+        searches[PRESCORE_SOURCE] = lambda: _prescore_ranking(store, jd, settings.per_source, weights)
+    else:
+        queries = {VECTOR_COLUMNS[TITLE]: jd.vectors[TITLE], SUM_VECTOR_COLUMN: jd.vectors.sum(axis=0)}
+        for column, vector in queries.items():
+            searches[column] = functools.partial(_ann_ranking, store, column, vector, settings)
     lists: dict[str, list[str]] = {}
     for name, ids, ms in _SEARCHES.map(lambda item: timed(*item), searches.items()):
         lists[name] = ids
@@ -89,7 +120,44 @@ def retrieve_candidates(
     t = time.perf_counter()
     fused = rrf_fuse(lists, settings.rrf_k)[: settings.candidates]
     timings["fuse"] = (time.perf_counter() - t) * 1000
-    return fused
+    return Candidates(fused)
+
+
+def _prescore_ranking(store: Store, jd: JDFeatures, limit: int, weights: ScoreWeights | None) -> list[str]:
+    """The ``limit`` CVs with the best ``prescore``, best first (equal scores by id)."""
+    pool, order = _prescore_order(store, jd, limit, weights)
+    return pool.cv_ids[order].tolist()
+
+
+def _prescore_order(
+    store: Store, jd: JDFeatures, limit: int, weights: ScoreWeights | None
+) -> tuple[PoolArrays, np.ndarray]:
+    """The pool, and the row positions of its ``limit`` best CVs by ``prescore``, best first."""
+    pool = store.pool_arrays()
+    if not len(pool):
+        return pool, np.zeros(0, dtype=np.int64)
+    vectors = jd.vectors.astype(np.float32)
+    scores = prescore(
+        jd,
+        title_dot=pool.vectors[VECTOR_COLUMNS[TITLE]] @ vectors[TITLE],
+        sum_dot=pool.vectors[SUM_VECTOR_COLUMN] @ vectors.sum(axis=0),
+        experience_months=pool.experience_months,
+        education_rank=pool.education_rank,
+        skills=pool.skills,
+        norm_titles=pool.norm_titles,
+        weights=weights,
+    )
+    k = min(limit, len(pool))
+    top = np.argpartition(-scores, k - 1)[:k] if k < len(pool) else np.arange(len(pool))
+    return pool, top[np.lexsort((pool.cv_ids[top], -scores[top]))]
+
+
+def _ann_ranking(store: Store, column: str, vector: np.ndarray, settings: RetrievalSettings) -> list[str]:
+    hits = store.search_cvs_vector(
+        column, vector, settings.per_source, exact=None,
+        nprobes=settings.ann_nprobes, refine_factor=settings.ann_refine_factor or None,
+    )
+    return [cv_id for cv_id, _ in hits]
 
 
 def match_pool(
@@ -120,9 +188,10 @@ def match_pool(
         raise UnknownDocument(f"no JD with id {jd_id!r}")
     jd = features_of(store, record, idf_sample=settings.lexical_idf_sample)
     timings["jd"] = (time.perf_counter() - start) * 1000
-    ids = retrieve_candidates(store, jd, record.text, settings, timings)
+    found = retrieve_candidates(store, jd, record.text, settings, timings, weights, top_k=top_k)
+    ids = found.cv_ids
     t = time.perf_counter()
-    table = store.read_cv_features(ids)
+    table = found.pool.features(found.positions) if found.pool is not None and ids else store.read_cv_features(ids)
     timings["read"] = (time.perf_counter() - t) * 1000
     t = time.perf_counter()
     batch = score_table(jd, table, weights)

@@ -332,21 +332,34 @@ class _Signals:
     bm25: np.ndarray  # [n] float64, raw BM25 of the JD's query terms
 
 
-def _components(jd: JDFeatures, sig: _Signals, weights: ScoreWeights) -> dict[str, np.ndarray | None]:
+def _components(
+    jd: JDFeatures,
+    sig: _Signals,
+    weights: ScoreWeights,
+    *,
+    semantic_cos: np.ndarray | None = None,
+    title_cos: np.ndarray | None = None,
+) -> dict[str, np.ndarray | None]:
+    """Every component's values; ``semantic_cos`` / ``title_cos`` (the mean section
+    cosine and the title cosine per CV) replace what ``sig.cosines`` would give."""
     r = lambda a: np.round(a.astype(np.float64), COMPONENT_DECIMALS)  # noqa: E731
+    if semantic_cos is None:
+        semantic_cos = sig.cosines.mean(axis=(1, 2))
+    if title_cos is None:
+        title_cos = sig.cosines[:, TITLE, TITLE]
     out: dict[str, np.ndarray | None] = dict.fromkeys(COMPONENTS)
     credit = weights.related_skill_credit
     if jd.required:
         out["required_skills"] = r(_skill_component(sig.required_hits, sig.required_related, credit))
     if jd.preferred:
         out["preferred_skills"] = r(_skill_component(sig.preferred_hits, sig.preferred_related, credit))
-    out["semantic"] = r(_cosine_component(sig.cosines.mean(axis=(1, 2))))
+    out["semantic"] = r(_cosine_component(semantic_cos))
     if jd.min_years:
         out["experience"] = r(_experience_component(sig.experience_months.astype(np.float64), jd.min_years))
     if jd.education_rank:
         out["education"] = r(_education_component(sig.education_rank.astype(np.int64), jd.education_rank))
     if jd.has_title:
-        title = _cosine_component(sig.cosines[:, TITLE, TITLE])
+        title = _cosine_component(title_cos)
         out["title"] = r(np.maximum(title, np.where(sig.title_hit, weights.title_match_credit, 0.0)))
     if jd.lexical_terms and jd.lexical_norm > 0:
         out["lexical"] = r(np.clip(sig.bm25 / jd.lexical_norm / LEXICAL_CEIL, 0.0, 1.0))
@@ -543,6 +556,10 @@ def score_pair(cv: CVFeatures, jd: JDFeatures, weights: ScoreWeights | None = No
 # ------------------------------------------------------------------ vectorized form
 
 
+# The columns a result's evidence quotes.
+_TEXT_COLUMNS = ("skills", "skill_lines", "titles", "norm_titles", "lex_terms")
+
+
 @dataclass(frozen=True)
 class ScoredBatch:
     """Scores of one JD against many CVs, as arrays; results are built on demand."""
@@ -564,18 +581,26 @@ class ScoredBatch:
         """Indices by score descending, ties broken by cv_id, so rankings are stable."""
         return np.lexsort((self.cv_ids.astype(str), -self.scores))
 
-    def _row_text(self, i: int) -> _RowText:
+    def _row_texts(self, rows: Sequence[int]) -> list[_RowText]:
+        """The evidence lists of these rows, read from the table in one ``take``."""
         if self.table is None:
-            return _RowText((), {}, (), (), ())
+            return [_RowText((), {}, (), (), ()) for _ in rows]
+        names = [n for n in _TEXT_COLUMNS if n in self.table.column_names]
+        taken = self.table.select(names).take(pa.array(rows, pa.int64())).to_pylist()
+        out = []
+        for row in taken:
+            def get(name: str, row: dict = row) -> list:
+                return row.get(name) or []
 
-        def get(name: str) -> list:
-            return (self.table.column(name)[i].as_py() or []) if name in self.table.column_names else []
+            skills = get("skills")
+            out.append(_RowText(sorted(skills), dict(zip(skills, get("skill_lines"), strict=False)), get("titles"),
+                                get("norm_titles"), get("lex_terms")))
+        return out
 
-        skills = get("skills")
-        return _RowText(sorted(skills), dict(zip(skills, get("skill_lines"), strict=False)), get("titles"),
-                        get("norm_titles"), get("lex_terms"))
+    def _row_text(self, i: int) -> _RowText:
+        return self._row_texts([i])[0]
 
-    def result(self, i: int) -> MatchResult:
+    def result(self, i: int, text: _RowText | None = None) -> MatchResult:
         values = {k: (None if v is None else float(v[i])) for k, v in self.components.items()}
         education = int(self.education_rank[i]) if self.education_rank is not None else 0
         return _result(
@@ -587,14 +612,17 @@ class ScoredBatch:
             self.preferred_hits[i],
             int(self.experience_months[i]),
             education,
-            self._row_text(i),
+            text if text is not None else self._row_text(i),
         )
 
+    def results(self, rows: Sequence[int] | None = None) -> list[MatchResult]:
+        """The results of these rows (all, in row order, by default), evidence read at once."""
+        idx = list(range(len(self))) if rows is None else [int(i) for i in rows]
+        return [self.result(i, text) for i, text in zip(idx, self._row_texts(idx), strict=True)]
+
     def top(self, k: int | None = None) -> list[MatchResult]:
-        idx = self.order()
-        if k is not None:
-            idx = idx[:k]
-        return [self.result(int(i)) for i in idx]
+        """The ``k`` best results (all by default), best first."""
+        return self.results(self.order() if k is None else self.order()[:k])
 
 
 def _flat(lists: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
@@ -707,6 +735,105 @@ def score_table(jd: JDFeatures, table: pa.Table, weights: ScoreWeights | None = 
         education_rank=education,
         table=table,
     )
+
+
+class CodedLists:
+    """A list-of-strings column (skills, occupations) as integer codes, for a whole pool.
+
+    Built once per pool (``Store.pool_arrays``); then which rows hold a given value, or a
+    value of a given category, is one pass over an integer array instead of string matching.
+    Answers exactly as ``_skill_hits`` / ``_category_hits`` do on the column itself.
+    """
+
+    def __init__(self, column: pa.ChunkedArray | pa.Array) -> None:
+        self.n = len(column)
+        flat, parents = _flat(column)
+        encoded = pc.dictionary_encode(flat) if len(flat) else None
+        self.values: list[str] = encoded.dictionary.to_pylist() if encoded is not None else []
+        codes = (encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+                 if encoded is not None else np.zeros(0, dtype=np.int64))
+        # Rows by value (an inverted index): the rows holding value k are
+        # _rows[_starts[k]:_starts[k + 1]]; a lookup costs what the value's rows cost.
+        order = np.argsort(codes, kind="stable")
+        self._rows = parents[order]
+        self._starts = np.searchsorted(codes[order], np.arange(len(self.values) + 1))
+        self._index = {v: k for k, v in enumerate(self.values)}
+        self._categories: dict[str, list[int]] | None = None
+
+    def _rows_of(self, codes: Sequence[int]) -> np.ndarray:
+        return np.concatenate([self._rows[self._starts[k]:self._starts[k + 1]] for k in codes] or [np.zeros(0, np.int64)])
+
+    def hits(self, wanted: Sequence[str]) -> np.ndarray:
+        """[n, len(wanted)] bool: does row i hold wanted[j]?"""
+        hits = np.zeros((self.n, len(wanted)), dtype=bool)
+        for j, value in enumerate(wanted):
+            if value in self._index:
+                hits[self._rows_of([self._index[value]]), j] = True
+        return hits
+
+    def category_hits(self, cats: Sequence[str | None]) -> np.ndarray:
+        """[n, len(cats)] bool: does row i hold a skill of narrow category cats[j]?"""
+        if self._categories is None:
+            by_category: dict[str, list[int]] = {}
+            for k, value in enumerate(self.values):
+                category = skill_category(value)
+                if category is not None:
+                    by_category.setdefault(category, []).append(k)
+            self._categories = by_category
+        hits = np.zeros((self.n, len(cats)), dtype=bool)
+        for j, category in enumerate(cats):
+            if category is not None and category in self._categories:
+                hits[self._rows_of(self._categories[category]), j] = True
+        return hits
+
+
+def prescore(
+    jd: JDFeatures,
+    *,
+    title_dot: np.ndarray,
+    sum_dot: np.ndarray,
+    experience_months: np.ndarray,
+    education_rank: np.ndarray,
+    skills: CodedLists,
+    norm_titles: CodedLists,
+    weights: ScoreWeights | None = None,
+) -> np.ndarray:
+    """The score of every CV in a pool at once, but for the lexical (BM25) component.
+
+    Reads only what fits in memory for a whole pool (two dot products, a few numbers and
+    the coded skills and occupations per CV) and applies ``score_table``'s formulas and
+    rounding. Where the lexical component weighs nothing (the default) this is the score
+    but for float rounding (the semantic component comes from one float32 dot product of
+    summed vectors instead of nine float64 cosines: a component can differ in its last
+    digit); otherwise it is the score with BM25 counted as 0 for every CV.
+    ``match.retrieve`` picks the CVs to score in full by it.
+
+    Args:
+        title_dot: [n] dot products of the CVs' title vectors with the JD's.
+        sum_dot: [n] dot products of the CVs' summed section vectors with the JD's summed
+            vectors: the nine section cosines added up (``store.SUM_VECTOR_COLUMN``).
+        experience_months, education_rank: [n] as stored.
+        skills, norm_titles: the pool's canonical skills and taxonomy occupations.
+    """
+    weights = weights or ScoreWeights()
+    n = len(title_dot)
+    sig = _Signals(
+        required_hits=skills.hits(jd.required),
+        required_related=skills.category_hits(jd.required_categories)
+        if jd.required_categories else np.zeros((n, len(jd.required)), dtype=bool),
+        preferred_hits=skills.hits(jd.preferred),
+        preferred_related=skills.category_hits(jd.preferred_categories)
+        if jd.preferred_categories else np.zeros((n, len(jd.preferred)), dtype=bool),
+        experience_months=experience_months,
+        education_rank=education_rank,
+        cosines=np.zeros((n, 3, 3)),  # unused below: the two dot products stand in for it
+        title_hit=norm_titles.hits([jd.norm_title])[:, 0] if jd.norm_title is not None else np.zeros(n, dtype=bool),
+        bm25=np.zeros(n),
+    )
+    comps = _components(jd, sig, weights, semantic_cos=sum_dot.astype(np.float64) / len(VECTOR_COLUMNS) ** 2,
+                        title_cos=title_dot.astype(np.float64))
+    comps["lexical"] = None
+    return _combine(comps, weights, n)
 
 
 def features_table(cvs: Sequence[CVFeatures]) -> pa.Table:

@@ -68,7 +68,7 @@ def score_chunk(
     found = set(batch.cv_ids.tolist())
     return ChunkOutput(
         index=index,
-        results=[batch.result(i) for i in range(len(batch))],
+        results=batch.results(),
         missing=[c for c in cv_ids if c not in found],
         seconds=time.perf_counter() - start,
     )
