@@ -376,8 +376,15 @@ def match(
     except (UnknownDocument, ValueError) as e:  # unknown or malformed id
         raise _fail(str(e)) from e
     n = len(wanted) if wanted else store.count_cvs()
-    runner = local if engine == "local" or (engine == "auto" and not settings.ray_address and n < RAY_THRESHOLD) else _engine(settings, engine, n)
-    results = runner.rank(jd_id, [c for c in wanted if c not in missing] if wanted else None, top)
+    if not wanted and top is not None and engine != "ray":
+        # The best N of the whole pool: ranked from memory, only N (+ a margin) scored in
+        # full, answered in a fraction of a second even for 100,000 CVs (match.retrieve).
+        from cvmatch_ray.match.retrieve import match_pool
+
+        results = match_pool(store, jd_id, top_k=top, weights=settings.weights, settings=settings.retrieval).results
+    else:
+        runner = local if engine == "local" or (engine == "auto" and not settings.ray_address and n < RAY_THRESHOLD) else _engine(settings, engine, n)
+        results = runner.rank(jd_id, [c for c in wanted if c not in missing] if wanted else None, top)
     files = store.filenames([r.cv_id for r in results])
     rows = [_result_row(r, files.get(r.cv_id)) for r in results]
     rows += [{"cv_id": c, "file": None, "error": "no stored CV with this id"} for c in missing]

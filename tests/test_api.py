@@ -486,6 +486,22 @@ def test_match_jobs_gives_the_forward_scores(client: httpx.Client, store: Store)
     assert client.post("/api/match-jobs", json={"cv_id": "not hex!"}).status_code == 404  # as every malformed id
 
 
+def test_best_cvs_of_the_pool_equal_the_full_ranking(client: httpx.Client, store: Store) -> None:
+    from cvmatch_ray.match.rank import rank_stored
+
+    jd_id = client.post("/api/upload-jd", json={"text": JD_TEXT}).json()["jd_id"]
+    for i in range(3):
+        assert upload(client, pdf_bytes(cv_text(950 + i)), f"pool{i}.pdf", background=False).status_code == 200
+    answer = client.get(f"/api/jds/{jd_id}/best-cvs", params={"top_k": 3})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["exact"] is True and body["pool"] == store.count_cvs() and body["count"] == 3
+    expected = rank_stored(store, jd_id, top_k=3)
+    assert body["results"] == [r.model_dump(mode="json") for r in expected]
+    assert client.get(f"/api/jds/{'0' * 32}/best-cvs").status_code == 404
+    assert client.get(f"/api/jds/{jd_id}/best-cvs", params={"top_k": 0}).status_code == 422
+
+
 def test_match_job_moves_chunk_by_chunk_and_equals_in_process_ranking(
     client: httpx.Client, server: Server, store: Store
 ) -> None:

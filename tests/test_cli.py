@@ -74,6 +74,10 @@ def test_ingest_is_idempotent_and_match_reads_the_store(examples_dir: Path, tmp_
     rows = _json(runner.invoke(app, ["match", "--jd-id", jd["id"], "--db", db, "--json", "--top", "3"]))
     assert len(rows) == 3 and RESULT_KEYS <= rows[0].keys()
     assert Path(rows[0]["file"]).name == "amelie_dubois_backend.pdf"
+    # --top ranks the whole pool from memory and scores only the best: the same rows as
+    # scoring every stored CV.
+    everyone = _json(runner.invoke(app, ["match", "--jd-id", jd["id"], "--db", db, "--json"]))
+    assert rows == everyone[:3]
     one = _json(runner.invoke(app, ["match", "--jd-id", jd["id"], "--cv-id", first[1]["id"], "--cv-id", "f" * 32, "--db", db, "--json"]))
     assert one[0]["cv_id"] == first[1]["id"] and one[1] == {"cv_id": "f" * 32, "file": None, "error": "no stored CV with this id"}
 

@@ -99,6 +99,9 @@ def test_ray_data_ingest_stores_good_files_and_reports_bad_ones(ray_cluster, tmp
 
     store = Store(settings.data_dir, dim=DIM)
     assert store.count_cvs() == len(good)
+    # The pool's full-text index is there for whole-pool matching (vectors stay exact: small pool).
+    indexes = {ix.columns[0]: ix.index_type for ix in store._table("cvs", create=False).list_indices()}
+    assert indexes == {"lexical_text": "FTS"}
     job = ray.get(get_progress_actor(settings).get.remote(report.job_id))
     assert job.status == JobStatus.succeeded and job.processed == len(report.outcomes) and job.failed == len(bad)
     assert {f.stage for f in job.failures} == {"extract"}

@@ -44,6 +44,8 @@ class Candidates:
     were ranked from it (their features are then read by position)."""
 
     cv_ids: list[str]
+    pool_size: int
+    exact: bool = False  # ranked by the full score (the prescore without BM25 weight)
     pool: PoolArrays | None = None
     positions: np.ndarray | None = None
 
@@ -54,6 +56,8 @@ class PoolMatch:
 
     results: list[MatchResult]
     candidates: int
+    pool: int = 0  # CVs stored
+    exact: bool = False  # every CV was ranked by its score (no ANN, no BM25 weight)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -89,7 +93,8 @@ def retrieve_candidates(
     past ``ann_min_rows``, ANN searches of the title and summed section vectors. The
     searches run at once (LanceDB and numpy release the GIL).
     """
-    exact = store.count_cvs() < settings.ann_min_rows
+    pool_size = store.count_cvs()
+    exact = pool_size < settings.ann_min_rows
 
     def timed(name: str, search: Callable[[], list[str]]) -> tuple[str, list[str], float]:
         t = time.perf_counter()
@@ -103,7 +108,10 @@ def retrieve_candidates(
         t = time.perf_counter()
         pool, order = _prescore_order(store, jd, min(settings.candidates, top_k + settings.exact_margin), weights)
         timings[PRESCORE_SOURCE] = (time.perf_counter() - t) * 1000
-        return Candidates(pool.cv_ids[order].tolist(), pool, order)
+        return Candidates(pool.cv_ids[order].tolist(), len(pool), exact=True, pool=pool, positions=order)
+    # The full-text index, if no ingest built it yet (ANN indexes are the ingest's job:
+    # without them vector search is exact, from memory).
+    store.ensure_search_indexes(ann_min_rows=2**62)
     searches: dict[str, Callable[[], list[str]]] = {
         FTS_SOURCE: lambda: [cv_id for cv_id, _ in store.search_cvs_text(query_text, settings.per_source)],
     }
@@ -120,7 +128,7 @@ def retrieve_candidates(
     t = time.perf_counter()
     fused = rrf_fuse(lists, settings.rrf_k)[: settings.candidates]
     timings["fuse"] = (time.perf_counter() - t) * 1000
-    return Candidates(fused)
+    return Candidates(fused, pool_size)
 
 
 def _prescore_ranking(store: Store, jd: JDFeatures, limit: int, weights: ScoreWeights | None) -> list[str]:
@@ -199,4 +207,4 @@ def match_pool(
     timings["rescore"] = (time.perf_counter() - t) * 1000
     timings["total"] = (time.perf_counter() - start) * 1000
     logger.debug("JD %s: %d candidates, %d results in %.1f ms", jd_id, len(ids), len(results), timings["total"])
-    return PoolMatch(results=results, candidates=len(ids), timings_ms=timings)
+    return PoolMatch(results=results, candidates=len(ids), pool=found.pool_size, exact=found.exact, timings_ms=timings)

@@ -192,6 +192,18 @@ class JobsMatchResults(BaseModel):
     results: list[MatchResult]
 
 
+class PoolMatchResults(BaseModel):
+    """The best stored CVs for a JD over the whole pool, best first (ties by cv_id)."""
+
+    jd_id: str
+    pool: int = Field(description="CVs stored when the JD was matched.")
+    candidates: int = Field(description="CVs scored in full.")
+    exact: bool = Field(description="The ranking is the scorer's over the whole pool (no ANN, no BM25 weight).")
+    milliseconds: float
+    count: int
+    results: list[MatchResult]
+
+
 # ------------------------------------------------------------------------- others
 
 

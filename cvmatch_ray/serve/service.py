@@ -44,6 +44,7 @@ from cvmatch_ray.config import Settings
 from cvmatch_ray.extract import ExtractionError, detect_kind
 from cvmatch_ray.ingest import IngestError, Prepared
 from cvmatch_ray.match.rank import UnknownDocument, rank_jobs
+from cvmatch_ray.match.retrieve import match_pool
 from cvmatch_ray.pipelines.matching import submit_match_job
 from cvmatch_ray.progress import JobNotFoundError, JobProgress, JobStatus, ProgressError, UploadStep
 from cvmatch_ray.schemas import CVPublic, JDPublic
@@ -59,6 +60,7 @@ from cvmatch_ray.serve.models import (
     MatchProgress,
     MatchRequest,
     MatchResults,
+    PoolMatchResults,
     UploadAccepted,
     UploadProgress,
 )
@@ -648,6 +650,21 @@ class APIService:
             failed=job.failed,
             count=len(results),
             results=results,
+        )
+
+    async def best_cvs(self, jd_id: str, *, top_k: int) -> PoolMatchResults:
+        """The best ``top_k`` stored CVs for a stored JD, over the whole pool (``match_pool``).
+
+        Raises:
+            UnknownDocument: no such JD.
+        """
+        jd_id = _checked_id(jd_id, "jd_id")
+        found = await self._blocking(
+            match_pool, self.store, jd_id, top_k=top_k, weights=self.settings.weights, settings=self.settings.retrieval
+        )
+        return PoolMatchResults(
+            jd_id=jd_id, pool=found.pool, candidates=found.candidates, exact=found.exact,
+            milliseconds=round(found.timings_ms["total"], 1), count=len(found.results), results=found.results,
         )
 
     # ----------------------------------------------------------------- health
