@@ -2,11 +2,15 @@
 
 Usage::
 
-    python benchmarks/bench_api.py DATA_PATH [--clients 16] [--uploads 64] [--match-cvs 10000]
+    RAY_worker_niceness=0 python benchmarks/bench_api.py DATA_PATH [--clients 16] [--uploads 64]
+        [--match-cvs 10000] [--ingress proxy|direct|haproxy]
 
 ``DATA_PATH`` is a folder of CV files (PDF, DOCX, text), e.g. the livecareer PDFs of the
 shared dev data. The script starts a local Ray and the app on a free port, with its data in
-a temporary folder, and measures, each next to a baseline from the same run:
+a temporary folder (HTTP through Serve's proxy actor, the replica's own port, or HAProxy:
+``--ingress``), and measures, each next to a baseline from the same run. The clients are
+aiohttp sessions in this process with request bodies encoded before the clock starts; they
+share the machine with the server, as the uploads' background processing does.
 
 1. durable raw-bytes storage, the step a background upload waits for: ``Store.put_document``
    (one LanceDB commit per upload) against a blob file (``serve/blobs.py``), 16 writers;
