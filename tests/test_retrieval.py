@@ -157,3 +157,10 @@ def test_pool_reads_by_position_stay_right_after_deletes(tmp_path):
     everyone = rank_stored(store, jd_id, top_k=20, weights=weights)
     found = match_pool(store, jd_id, top_k=20, weights=weights, settings=RetrievalSettings(exact_margin=5))
     assert found.results == everyone
+
+
+def test_top_k_past_the_candidate_setting_still_gets_k_results(small):
+    store, jd_id = small
+    settings = RetrievalSettings(candidates=10, per_source=10)
+    for weights in (WEIGHTS, WEIGHTS.model_copy(update={"lexical": 0.0})):  # fused, and prescore only
+        assert len(match_pool(store, jd_id, top_k=40, weights=weights, settings=settings).results) == 40

@@ -1,14 +1,18 @@
-"""One JD against the whole stored pool: hybrid retrieval, then exact rescoring.
+"""One JD against the whole stored pool: candidates first, then the full scorer.
 
-Scoring every stored CV costs time linear in the pool (reading every feature row). Here
-the pool is first narrowed to candidates, from two ranked lists fused by reciprocal rank
-fusion: a LanceDB full-text (BM25) search of the JD's words over the CVs' blinded text,
-and the vector side: below ``ann_min_rows`` CVs, every CV's score without its skill and
-wording components, computed exactly from a few columns held in memory; above, ANN
-searches of the JD's vectors. The best ``candidates`` are scored by the full scorer
-(``score_table``), so every returned score is the exact score ``rank_stored`` would give
-that CV. A CV that neither list ranks among its ``per_source`` best is not rescored:
-retrieval trades that recall for speed, and ``benchmarks/bench_retrieval.py`` measures it.
+Scoring every stored CV in full costs time linear in the pool (reading every feature row).
+Here the pool is first narrowed to candidates, and only those are scored by the full scorer
+(``score_table``), so every returned score is the one ``rank_stored`` gives that CV:
+
+- below ``ann_min_rows`` CVs, every CV gets its ``scoring.prescore`` (the score but for
+  BM25) from a few columns held in memory. With BM25 at weight 0 (the default) that ranks
+  the whole pool as the scorer does, and its best ``top_k`` (plus a margin for float
+  rounding) are the candidates: the answer is the exhaustive ranking's top ``top_k``;
+- otherwise ranked lists are fused by reciprocal rank fusion: a LanceDB full-text search
+  of the JD's words over the CVs' blinded text, and the prescore ranking, or, past
+  ``ann_min_rows``, ANN searches of the JD's vectors. A CV that no list ranks among its
+  ``per_source`` best is not rescored: that trades recall for speed, and
+  ``benchmarks/bench_retrieval.py`` measures it.
 """
 
 from __future__ import annotations
@@ -83,7 +87,8 @@ def retrieve_candidates(
     *,
     top_k: int = 100,
 ) -> Candidates:
-    """The candidates for ``jd`` (at most ``settings.candidates``), best first.
+    """The candidates for ``jd``, best first: ``top_k`` + ``settings.exact_margin`` from the
+    prescore alone, else at most ``max(settings.candidates, top_k)`` fused.
 
     Below ``settings.ann_min_rows`` CVs every CV gets its ``scoring.prescore`` (the score
     without BM25) from the pool's columns held in memory. With BM25 weighing nothing, that
@@ -106,27 +111,28 @@ def retrieve_candidates(
         # The prescore is the score (but for float rounding): its best CVs, with a margin
         # for that rounding, are the candidates; no other list can add one that belongs.
         t = time.perf_counter()
-        pool, order = _prescore_order(store, jd, min(settings.candidates, top_k + settings.exact_margin), weights)
+        pool, order = _prescore_order(store, jd, top_k + settings.exact_margin, weights)
         timings[PRESCORE_SOURCE] = (time.perf_counter() - t) * 1000
         return Candidates(pool.cv_ids[order].tolist(), len(pool), exact=True, pool=pool, positions=order)
+    per_source = max(settings.per_source, top_k)
     # The full-text index, if no ingest built it yet (ANN indexes are the ingest's job:
     # without them vector search is exact, from memory).
     store.ensure_search_indexes(ann_min_rows=2**62)
     searches: dict[str, Callable[[], list[str]]] = {
-        FTS_SOURCE: lambda: [cv_id for cv_id, _ in store.search_cvs_text(query_text, settings.per_source)],
+        FTS_SOURCE: lambda: [cv_id for cv_id, _ in store.search_cvs_text(query_text, per_source)],
     }
     if exact:
-        searches[PRESCORE_SOURCE] = lambda: _prescore_ranking(store, jd, settings.per_source, weights)
+        searches[PRESCORE_SOURCE] = lambda: _prescore_ranking(store, jd, per_source, weights)
     else:
         queries = {VECTOR_COLUMNS[TITLE]: jd.vectors[TITLE], SUM_VECTOR_COLUMN: jd.vectors.sum(axis=0)}
         for column, vector in queries.items():
-            searches[column] = functools.partial(_ann_ranking, store, column, vector, settings)
+            searches[column] = functools.partial(_ann_ranking, store, column, vector, settings, per_source)
     lists: dict[str, list[str]] = {}
     for name, ids, ms in _SEARCHES.map(lambda item: timed(*item), searches.items()):
         lists[name] = ids
         timings[name] = ms
     t = time.perf_counter()
-    fused = rrf_fuse(lists, settings.rrf_k)[: settings.candidates]
+    fused = rrf_fuse(lists, settings.rrf_k)[: max(settings.candidates, top_k)]
     timings["fuse"] = (time.perf_counter() - t) * 1000
     return Candidates(fused, pool_size)
 
@@ -160,9 +166,9 @@ def _prescore_order(
     return pool, top[np.lexsort((pool.cv_ids[top], -scores[top]))]
 
 
-def _ann_ranking(store: Store, column: str, vector: np.ndarray, settings: RetrievalSettings) -> list[str]:
+def _ann_ranking(store: Store, column: str, vector: np.ndarray, settings: RetrievalSettings, limit: int) -> list[str]:
     hits = store.search_cvs_vector(
-        column, vector, settings.per_source, exact=None,
+        column, vector, limit, exact=None,
         nprobes=settings.ann_nprobes, refine_factor=settings.ann_refine_factor or None,
     )
     return [cv_id for cv_id, _ in hits]
