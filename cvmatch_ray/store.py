@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import lancedb
 import numpy as np
-from lancedb.index import FTS, HnswSq, IvfFlat, IvfPq
+from lancedb.index import FTS, BTree, HnswSq, IvfFlat, IvfPq
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -939,6 +939,25 @@ class Store:
             self._lexical_cache = {key: stats}
         return stats
 
+    def ensure_lookup_indexes(self) -> list[str]:
+        """B-tree indexes on ``cvs.cv_id`` and ``jds.jd_id``, where missing.
+
+        Every upload asks whether its CV is stored, and reads, deletes and match jobs look
+        CVs up by id: without an index each lookup scans the id column (5-8 ms at 100,000
+        CVs here; under 1 ms with it). Rows written after the index are still found (Lance
+        scans the unindexed tail). Returns the ``table.column`` names indexed by this call.
+        """
+        built = []
+        for name, column in ((CVS, "cv_id"), (JDS, "jd_id")):
+            table = self._table(name, create=False)
+            if table is None or any(ix.columns[0] == column for ix in table.list_indices()):
+                continue
+            table.create_index(column, config=BTree(), replace=True)
+            built.append(f"{name}.{column}")
+        if built:
+            logger.info("built lookup indexes on %s", ", ".join(built))
+        return built
+
     def ensure_search_indexes(self, *, ann_min_rows: int, ann_columns: Sequence[str] = SEARCH_VECTOR_COLUMNS,
                               ann_index_type: str = "IVF_PQ", ann_partitions: int | None = None,
                               ann_sub_vectors: int | None = None, replace: bool = False) -> dict[str, str]:
@@ -963,6 +982,7 @@ class Store:
         table = self._table(CVS, create=False)
         if table is None:
             return {}
+        self.ensure_lookup_indexes()
         existing = {ix.columns[0]: ix for ix in table.list_indices()}
         done: dict[str, str] = {}
         if replace or LEXICAL_TEXT_COLUMN not in existing:

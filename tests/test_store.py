@@ -427,3 +427,25 @@ def test_threads_share_one_store(store: Store) -> None:
     assert errors == []
     assert sorted(store.list_cv_ids()) == sorted({_cv(i).cv_id for o in (0, 3) for i in range(o, o + 8)})
     assert store.count_cvs() == len(store.list_cv_ids())
+
+
+def test_lookup_indexes_answer_for_rows_written_before_and_after(tmp_path):
+    from cvmatch_ray.schemas import CVProfile, CVStats, Provenance
+    from cvmatch_ray.store import CVRecord
+
+    store = Store(str(tmp_path), dim=4)
+    assert store.ensure_lookup_indexes() == []  # no tables yet
+
+    def cv(i: int) -> CVRecord:
+        profile = CVProfile()
+        v = np.eye(3, 4, dtype=np.float32)
+        return CVRecord(cv_id=f"{i:032x}", filename=None, text=f"cv {i}", profile=profile,
+                        stats=CVStats.of(profile), provenance=Provenance(), vectors=v)
+
+    store.upsert_cvs([cv(i) for i in range(20)])
+    assert store.ensure_lookup_indexes() == ["cvs.cv_id"]
+    assert store.ensure_lookup_indexes() == []  # already there
+    store.upsert_cvs([cv(99)])  # after the index: in the unindexed tail
+    assert store.has_cv(f"{3:032x}") and store.has_cv(f"{99:032x}") and not store.has_cv("f" * 32)
+    store.delete_cv(f"{3:032x}")
+    assert not store.has_cv(f"{3:032x}")

@@ -60,18 +60,28 @@ class APIIngress:
             standardizer_backend=provenance.backend,
             upload_concurrency=upload_concurrency,
         )
+        await self._index_lookups()
         self._recovery = asyncio.get_running_loop().create_task(self._recover_forever(recover_every_s))
         logger.info("API ready (encoder dim %d, standardizer %s)", info["dim"], provenance.backend)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_api(self.service)
 
+    async def _index_lookups(self) -> None:
+        """Id lookups (every upload asks whether its CV is stored) get their B-tree index."""
+        try:
+            await asyncio.to_thread(self.service.store.ensure_lookup_indexes)
+        except (OSError, RuntimeError, ValueError) as e:  # Lance maps its failures onto these
+            logger.warning("lookup indexes not built: %s", e)
+
     async def _recover_forever(self, every_s: float) -> None:
-        """Take over, now and then, uploads that a dead replica left unfinished."""
+        """Now and then: take over uploads a dead replica left unfinished, and index the
+        id columns of tables that uploads created since."""
         if every_s <= 0:
             return
         while True:
             await asyncio.sleep(every_s)
+            await self._index_lookups()
             try:
                 restarted = await self.service.recover_stale_uploads()
             except (RayError, ProgressError, BlobStoreError, OSError) as e:
