@@ -327,43 +327,36 @@ class _Signals:
     preferred_related: np.ndarray  # [n, P] bool
     experience_months: np.ndarray  # [n]
     education_rank: np.ndarray  # [n]
-    cosines: np.ndarray  # [n, 3, 3] float64: CV section s against JD section t
+    semantic_cos: np.ndarray  # [n] float64: mean of the nine CV-section x JD-section cosines
+    title_cos: np.ndarray  # [n] float64: CV title vector against the JD's
     title_hit: np.ndarray  # [n] bool: a CV title maps to the JD's occupation
     bm25: np.ndarray  # [n] float64, raw BM25 of the JD's query terms
 
 
-def _components(
-    jd: JDFeatures,
-    sig: _Signals,
-    weights: ScoreWeights,
-    *,
-    semantic_cos: np.ndarray | None = None,
-    title_cos: np.ndarray | None = None,
-) -> dict[str, np.ndarray | None]:
-    """Every component's values; ``semantic_cos`` / ``title_cos`` (the mean section
-    cosine and the title cosine per CV) replace what ``sig.cosines`` would give."""
+def _components(jd: JDFeatures, sig: _Signals, weights: ScoreWeights) -> dict[str, np.ndarray | None]:
     r = lambda a: np.round(a.astype(np.float64), COMPONENT_DECIMALS)  # noqa: E731
-    if semantic_cos is None:
-        semantic_cos = sig.cosines.mean(axis=(1, 2))
-    if title_cos is None:
-        title_cos = sig.cosines[:, TITLE, TITLE]
     out: dict[str, np.ndarray | None] = dict.fromkeys(COMPONENTS)
     credit = weights.related_skill_credit
     if jd.required:
         out["required_skills"] = r(_skill_component(sig.required_hits, sig.required_related, credit))
     if jd.preferred:
         out["preferred_skills"] = r(_skill_component(sig.preferred_hits, sig.preferred_related, credit))
-    out["semantic"] = r(_cosine_component(semantic_cos))
+    out["semantic"] = r(_cosine_component(sig.semantic_cos))
     if jd.min_years:
         out["experience"] = r(_experience_component(sig.experience_months.astype(np.float64), jd.min_years))
     if jd.education_rank:
         out["education"] = r(_education_component(sig.education_rank.astype(np.int64), jd.education_rank))
     if jd.has_title:
-        title = _cosine_component(title_cos)
+        title = _cosine_component(sig.title_cos)
         out["title"] = r(np.maximum(title, np.where(sig.title_hit, weights.title_match_credit, 0.0)))
     if jd.lexical_terms and jd.lexical_norm > 0:
         out["lexical"] = r(np.clip(sig.bm25 / jd.lexical_norm / LEXICAL_CEIL, 0.0, 1.0))
     return out
+
+
+def _cosine_signals(cosines: np.ndarray) -> dict[str, np.ndarray]:
+    """The semantic and title signals of [n, 3, 3] section cosines."""
+    return {"semantic_cos": cosines.mean(axis=(1, 2)), "title_cos": cosines[:, TITLE, TITLE]}
 
 
 def _cosines(cv_vectors: np.ndarray, jd_vectors: np.ndarray) -> np.ndarray:
@@ -541,7 +534,7 @@ def score_pair(cv: CVFeatures, jd: JDFeatures, weights: ScoreWeights | None = No
         preferred_related=_related(cv_categories, jd.preferred_categories, len(jd.preferred)),
         experience_months=np.array([cv.experience_months]),
         education_rank=np.array([cv.education_rank]),
-        cosines=_cosines(cv.vectors[None, :, :], jd.vectors),
+        **_cosine_signals(_cosines(cv.vectors[None, :, :], jd.vectors)),
         title_hit=np.array([jd.norm_title is not None and jd.norm_title in cv.norm_titles]),
         bm25=_bm25(jd, np.zeros(len(term_idx), dtype=np.int64), term_idx, tfs, np.array([cv.lex_len]), 1),
     )
@@ -634,42 +627,6 @@ def _flat(lists: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
     return flat, parents
 
 
-def _skill_hits(skills: pa.ChunkedArray | pa.Array, wanted: Sequence[str], n: int) -> np.ndarray:
-    """[n, len(wanted)] bool: does row i's skill list contain wanted[j]?"""
-    hits = np.zeros((n, len(wanted)), dtype=bool)
-    if not wanted or n == 0:
-        return hits
-    flat, parents = _flat(skills)
-    index = pc.index_in(flat, value_set=pa.array(list(wanted), type=flat.type))
-    valid = index.is_valid().to_numpy(zero_copy_only=False)
-    hits[parents[valid], index.filter(index.is_valid()).to_numpy(zero_copy_only=False)] = True
-    return hits
-
-
-def _category_hits(skills: pa.ChunkedArray | pa.Array, cats: Sequence[str | None], n: int) -> np.ndarray:
-    """[n, len(cats)] bool: does row i hold a skill of narrow category cats[j]?"""
-    hits = np.zeros((n, len(cats)), dtype=bool)
-    wanted = sorted({c for c in cats if c is not None})
-    if not wanted or n == 0:
-        return hits
-    flat, parents = _flat(skills)
-    if len(flat) == 0:
-        return hits
-    encoded = pc.dictionary_encode(flat)
-    names = encoded.dictionary.to_pylist()
-    slot = {c: k for k, c in enumerate(wanted)}
-    # Category lookups per distinct skill, not per mention: a pool repeats its skills a lot.
-    name_slot = np.array([slot.get(skill_category(name), -1) for name in names], dtype=np.int64)
-    flat_slot = name_slot[encoded.indices.to_numpy(zero_copy_only=False)]
-    ok = flat_slot >= 0
-    by_slot = np.zeros((n, len(wanted)), dtype=bool)
-    by_slot[parents[ok], flat_slot[ok]] = True
-    for j, c in enumerate(cats):
-        if c is not None:
-            hits[:, j] = by_slot[:, slot[c]]
-    return hits
-
-
 def _lexical_hits(table: pa.Table, jd: JDFeatures, n: int) -> np.ndarray:
     if not jd.lexical_terms or n == 0 or "lex_terms" not in table.column_names:
         return np.zeros(n, dtype=np.float64)
@@ -703,24 +660,14 @@ def score_table(jd: JDFeatures, table: pa.Table, weights: ScoreWeights | None = 
     """
     weights = weights or ScoreWeights()
     n = table.num_rows
-    skills = table.column("skills")
     months = table.column("experience_months").to_numpy(zero_copy_only=False).astype(np.int64)
     education = table.column("education_rank").to_numpy(zero_copy_only=False).astype(np.int64)
-    if jd.norm_title is not None and "norm_titles" in table.column_names:
-        title_hit = _skill_hits(table.column("norm_titles"), [jd.norm_title], n)[:, 0]
-    else:
-        title_hit = np.zeros(n, dtype=bool)
+    titles = CodedLists(table.column("norm_titles")) if "norm_titles" in table.column_names else None
     sig = _Signals(
-        required_hits=_skill_hits(skills, jd.required, n),
-        required_related=_category_hits(skills, jd.required_categories, n)
-        if jd.required_categories else np.zeros((n, len(jd.required)), dtype=bool),
-        preferred_hits=_skill_hits(skills, jd.preferred, n),
-        preferred_related=_category_hits(skills, jd.preferred_categories, n)
-        if jd.preferred_categories else np.zeros((n, len(jd.preferred)), dtype=bool),
+        **_list_signals(jd, CodedLists(table.column("skills")), titles, n),
         experience_months=months,
         education_rank=education,
-        cosines=_cosines(_vectors(table), jd.vectors) if n else np.zeros((0, 3, 3)),
-        title_hit=title_hit,
+        **_cosine_signals(_cosines(_vectors(table), jd.vectors) if n else np.zeros((0, 3, 3))),
         bm25=_lexical_hits(table, jd, n),
     )
     comps = _components(jd, sig, weights)
@@ -742,7 +689,7 @@ class CodedLists:
 
     Built once per pool (``Store.pool_arrays``); then which rows hold a given value, or a
     value of a given category, is one pass over an integer array instead of string matching.
-    Answers exactly as ``_skill_hits`` / ``_category_hits`` do on the column itself.
+    ``score_table`` codes the rows it scores the same way.
     """
 
     def __init__(self, column: pa.ChunkedArray | pa.Array) -> None:
@@ -787,6 +734,21 @@ class CodedLists:
         return hits
 
 
+def _list_signals(jd: JDFeatures, skills: CodedLists, titles: CodedLists | None, n: int) -> dict[str, np.ndarray]:
+    """The skill and occupation signals of n CVs (``titles`` None: no CV has one)."""
+    def related(cats: Sequence[str | None], width: int) -> np.ndarray:
+        return skills.category_hits(cats) if cats else np.zeros((n, width), dtype=bool)
+
+    return {
+        "required_hits": skills.hits(jd.required),
+        "required_related": related(jd.required_categories, len(jd.required)),
+        "preferred_hits": skills.hits(jd.preferred),
+        "preferred_related": related(jd.preferred_categories, len(jd.preferred)),
+        "title_hit": titles.hits([jd.norm_title])[:, 0]
+        if titles is not None and jd.norm_title is not None else np.zeros(n, dtype=bool),
+    }
+
+
 def prescore(
     jd: JDFeatures,
     *,
@@ -818,20 +780,14 @@ def prescore(
     weights = weights or ScoreWeights()
     n = len(title_dot)
     sig = _Signals(
-        required_hits=skills.hits(jd.required),
-        required_related=skills.category_hits(jd.required_categories)
-        if jd.required_categories else np.zeros((n, len(jd.required)), dtype=bool),
-        preferred_hits=skills.hits(jd.preferred),
-        preferred_related=skills.category_hits(jd.preferred_categories)
-        if jd.preferred_categories else np.zeros((n, len(jd.preferred)), dtype=bool),
+        **_list_signals(jd, skills, norm_titles, n),
         experience_months=experience_months,
         education_rank=education_rank,
-        cosines=np.zeros((n, 3, 3)),  # unused below: the two dot products stand in for it
-        title_hit=norm_titles.hits([jd.norm_title])[:, 0] if jd.norm_title is not None else np.zeros(n, dtype=bool),
+        semantic_cos=sum_dot.astype(np.float64) / len(VECTOR_COLUMNS) ** 2,
+        title_cos=title_dot.astype(np.float64),
         bm25=np.zeros(n),
     )
-    comps = _components(jd, sig, weights, semantic_cos=sum_dot.astype(np.float64) / len(VECTOR_COLUMNS) ** 2,
-                        title_cos=title_dot.astype(np.float64))
+    comps = _components(jd, sig, weights)
     comps["lexical"] = None
     return _combine(comps, weights, n)
 
