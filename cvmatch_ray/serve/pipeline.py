@@ -57,6 +57,15 @@ def failure_text(err: IngestError) -> str:
     return f"{err.code}: {err.message}"
 
 
+async def report_progress(call: Any, *args: Any, **kwargs: Any) -> None:
+    """``await call.remote(...)`` on the progress actor; a progress outage slows nobody's
+    upload down (it is logged, not raised)."""
+    try:
+        await call.remote(*args, **kwargs)
+    except (ProgressError, RayError) as e:
+        logger.warning("progress report %s failed: %s", args[0] if args else "", type(e).__name__)
+
+
 def section_texts(prepared: Prepared) -> dict[str, str]:
     """The blinded section texts to embed; a CV with nothing to embed is refused."""
     try:
@@ -87,11 +96,7 @@ class UploadPipelineDeployment:
         self.embedder = embedder
 
     async def _report(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """Send a progress report; a progress outage slows nobody's upload down."""
-        try:
-            await getattr(self.progress, method).remote(*args, **kwargs)
-        except (ProgressError, RayError) as e:
-            logger.warning("progress report %s failed: %s", args[0] if args else "", type(e).__name__)
+        await report_progress(getattr(self.progress, method), *args, **kwargs)
 
     async def process(self, record: UploadRecord, data: bytes) -> CVPublic:
         """Extract, standardize, embed and store the upload ``record`` of ``data``.

@@ -49,7 +49,7 @@ from cvmatch_ray.pipelines.matching import submit_match_job
 from cvmatch_ray.progress import JobNotFoundError, JobProgress, JobStatus, ProgressError, UploadStep
 from cvmatch_ray.schemas import CVPublic, JDPublic
 from cvmatch_ray.serve.blobs import BlobStore, BlobStoreError
-from cvmatch_ray.serve.pipeline import INTERNAL_ERROR, UploadRecord, failure_text, section_texts
+from cvmatch_ray.serve.pipeline import INTERNAL_ERROR, UploadRecord, failure_text, report_progress, section_texts
 from cvmatch_ray.serve.models import (
     Deleted,
     Health,
@@ -203,11 +203,7 @@ class APIService:
             return None
 
     async def _report(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        """Send a progress report; a progress outage slows nobody's upload down."""
-        try:
-            await call.remote(*args, **kwargs)
-        except (ProgressError, RayError) as e:
-            logger.warning("progress report %s failed: %s", args[0] if args else "", type(e).__name__)
+        await report_progress(call, *args, **kwargs)
 
     def _read_upload_record(self, cv_id: str) -> UploadRecord | None:
         data = self.blobs.get("upload", cv_id)
