@@ -985,9 +985,7 @@ class Store:
         self.ensure_lookup_indexes()
         existing = {ix.columns[0]: ix for ix in table.list_indices()}
         done: dict[str, str] = {}
-        if replace or LEXICAL_TEXT_COLUMN not in existing:
-            table.create_index(LEXICAL_TEXT_COLUMN, config=FTS(with_position=False), replace=True)
-            logger.info("built full-text index on %s", LEXICAL_TEXT_COLUMN)
+        self._ensure_fulltext_index(table, existing, replace=replace)
         done[LEXICAL_TEXT_COLUMN] = "fts"
         rows = table.count_rows()
         for column in ann_columns:
@@ -1000,6 +998,18 @@ class Store:
                 logger.info("built %s index on %s (%d rows)", ann_index_type, column, rows)
             done[column] = ann_index_type
         return done
+
+    def ensure_fulltext_index(self) -> None:
+        """The full-text index on the CVs' lexical text, where missing (one index listing)."""
+        table = self._table(CVS, create=False)
+        if table is not None:
+            self._ensure_fulltext_index(table, {ix.columns[0]: ix for ix in table.list_indices()})
+
+    @staticmethod
+    def _ensure_fulltext_index(table: Any, existing: Mapping[str, Any], *, replace: bool = False) -> None:
+        if replace or LEXICAL_TEXT_COLUMN not in existing:
+            table.create_index(LEXICAL_TEXT_COLUMN, config=FTS(with_position=False), replace=True)
+            logger.info("built full-text index on %s", LEXICAL_TEXT_COLUMN)
 
     def has_vector_index(self, column: str) -> bool:
         """Whether ``column`` of the CV table has a vector (ANN) index."""

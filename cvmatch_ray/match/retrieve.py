@@ -117,7 +117,7 @@ def retrieve_candidates(
     per_source = max(settings.per_source, top_k)
     # The full-text index, if no ingest built it yet (ANN indexes are the ingest's job:
     # without them vector search is exact, from memory).
-    store.ensure_search_indexes(ann_min_rows=2**62)
+    store.ensure_fulltext_index()
     searches: dict[str, Callable[[], list[str]]] = {
         FTS_SOURCE: lambda: [cv_id for cv_id, _ in store.search_cvs_text(query_text, per_source)],
     }
