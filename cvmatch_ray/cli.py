@@ -107,6 +107,16 @@ def _print_json(obj: Any) -> None:
     )
 
 
+def _emit_ranking(rows: list[dict[str, Any]], title: str, as_json: bool, *, all_failed: bool) -> None:
+    """Print ranked rows (JSON or a table); exit 1 when every input failed."""
+    if as_json:
+        _print_json(rows)
+    else:
+        _print_ranking(rows, title)
+    if all_failed:
+        raise typer.Exit(EXIT_ALL_FAILED)
+
+
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
@@ -345,12 +355,7 @@ def rank(
     results = runner.rank(jd_outcome.id, list(good), top) if good else []
     rows = [_result_row(r, good[r.cv_id]) for r in results]
     rows += [{"cv_id": o.id, "file": o.file, "error": f"{o.stage}: {o.error}"} for o in outcomes if not o.ok]
-    if as_json:
-        _print_json(rows)
-    else:
-        _print_ranking(rows, f"CVs ranked for {jd.name}")
-    if outcomes and not good:
-        raise typer.Exit(EXIT_ALL_FAILED)
+    _emit_ranking(rows, f"CVs ranked for {jd.name}", as_json, all_failed=bool(outcomes) and not good)
 
 
 @app.command()
@@ -422,12 +427,7 @@ def rank_jobs_command(
     results = rank_jobs(runner.store, cv_outcome.id, list(good), top_k=top, weights=settings.weights) if good else []
     rows = [_result_row(r, good[r.jd_id]) | {"jd_id": r.jd_id} for r in results]
     rows += [{"jd_id": o.id, "file": o.file, "error": f"{o.stage}: {o.error}"} for o in outcomes if not o.ok]
-    if as_json:
-        _print_json(rows)
-    else:
-        _print_ranking(rows, f"Jobs ranked for {cv.name}")
-    if outcomes and not good:
-        raise typer.Exit(EXIT_ALL_FAILED)
+    _emit_ranking(rows, f"Jobs ranked for {cv.name}", as_json, all_failed=bool(outcomes) and not good)
 
 
 @app.command()
