@@ -376,13 +376,6 @@ class JobTable:
         """Stored match jobs of one JD."""
         return self._query(f"jd_id = {_sql_str(jd_id)}")
 
-    def ids_with_prefix(self, prefix: str) -> list[str]:
-        """Ids of the stored jobs whose id starts with ``prefix``."""
-        # starts_with, not LIKE: "_" in an id is a LIKE wildcard.
-        where = f"starts_with(job_id, {_sql_str(prefix)})"
-        table = self._table.search().where(where).select(["job_id"]).to_arrow()
-        return table.column("job_id").to_pylist()
-
     def delete(self, job_ids: Sequence[str]) -> int:
         """Remove the rows of ``job_ids`` in one commit; returns how many there were."""
         if not job_ids:
@@ -437,6 +430,10 @@ class ProgressBook:
         self._lock = threading.RLock()  # guards the records and the dirty set
         self._write_lock = threading.Lock()  # one table writer at a time
         self._records: dict[str, _Record] = {}
+        # Ids of the jobs evicted from memory, in the table only: a lookup of any other id
+        # that is not in memory is answered without a table query (every new job's create
+        # looks its id up first).
+        self._evicted: set[str] = set()
         self._dirty: set[str] = set()
         self._seq = 0  # bumped by every change
         self._durable_seq = 0  # every change up to here is in the table
@@ -457,6 +454,7 @@ class ProgressBook:
         *,
         total_chunks: int = 0,
         jd_id: str | None = None,
+        durable: bool = True,
     ) -> JobProgress:
         """Register a queued job; creating an existing job returns it unchanged.
 
@@ -466,6 +464,9 @@ class ProgressBook:
             total: items the job will process (CVs to score, documents to ingest; 1 for an upload).
             total_chunks: chunks the items are split into (0 if not chunked).
             jd_id: the JD a match job scores against.
+            durable: write the job before returning. False coalesces the write like an
+                intermediate step (see the class docstring): for a caller that keeps its
+                own durable note of the job, as an accepted upload does.
 
         Raises:
             JobConflictError: ``job_id`` exists with another kind.
@@ -491,10 +492,13 @@ class ProgressBook:
                 step=UploadStep.queued if kind == "upload" else None,
             )
             record = _Record(progress)
+            if not durable:
+                record.last_write = now  # so the flusher, not the next step, writes it
             self._records[job_id] = record
             seq = self._changed(record)
             result = self._snapshot(record)
-        self._make_durable(seq)
+        if durable:
+            self._make_durable(seq)
         return result
 
     def start(self, job_id: str) -> JobProgress:
@@ -720,6 +724,7 @@ class ProgressBook:
                 for job_id in ids:
                     self._dirty.discard(job_id)
                     record = self._records.pop(job_id, None)
+                    self._evicted.discard(job_id)
                     # A job written once is in the table (only forget removes rows), so
                     # only never-written ones add to the rows deleted.
                     if record is not None and (self._table is None or record.durable is None):
@@ -771,21 +776,20 @@ class ProgressBook:
     def job_ids(self, prefix: str) -> list[str]:
         """Ids of every job whose id starts with ``prefix`` (in memory or only in the table), sorted."""
         with self._lock:
-            ids = {job_id for job_id in self._records if job_id.startswith(prefix)}
-            if self._table is not None:
-                ids.update(self._table.ids_with_prefix(prefix))
-        return sorted(ids)
+            return sorted(j for ids in (self._records, self._evicted) for j in ids if j.startswith(prefix))
 
     # ------------------------------------------------------------------ internals
 
     def _lookup(self, job_id: str) -> _Record | None:
         record = self._records.get(job_id)
-        if record is None and self._table is not None:
-            # Finished jobs evicted from memory are still in the table.
+        if record is None and job_id in self._evicted:
+            # A finished job evicted from memory: read back from the table.
+            assert self._table is not None
             record = self._table.find(job_id)
             if record is not None:
                 record.last_write = self._clock()
                 self._records[job_id] = record
+                self._evicted.discard(job_id)
         return record
 
     def _require(self, job_id: str) -> _Record:
@@ -910,6 +914,7 @@ class ProgressBook:
         finished.sort(key=lambda r: r.progress.updated_at)
         for r in finished[:excess]:
             del self._records[r.progress.job_id]
+            self._evicted.add(r.progress.job_id)
 
 
 # ------------------------------------------------------------------- Ray actor
@@ -944,10 +949,17 @@ class ProgressBookActor:
         return self._data_dir
 
     def create(
-        self, job_id: str, kind: JobKind, total: int, *, total_chunks: int = 0, jd_id: str | None = None
+        self,
+        job_id: str,
+        kind: JobKind,
+        total: int,
+        *,
+        total_chunks: int = 0,
+        jd_id: str | None = None,
+        durable: bool = True,
     ) -> JobProgress:
         """See :meth:`ProgressBook.create`."""
-        return self._book.create(job_id, kind, total, total_chunks=total_chunks, jd_id=jd_id)
+        return self._book.create(job_id, kind, total, total_chunks=total_chunks, jd_id=jd_id, durable=durable)
 
     def start(self, job_id: str) -> JobProgress:
         """See :meth:`ProgressBook.start`."""

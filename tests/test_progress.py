@@ -289,6 +289,34 @@ def test_finished_jobs_are_evicted_but_still_readable(tmp_path: Path, clock: Fak
     assert reloaded.get("running").status == JobStatus.queued
 
 
+class CountingTable(JobTable):
+    """The real table, counting the point lookups the book makes."""
+
+    finds = 0
+
+    def find(self, job_id: str):  # type: ignore[no-untyped-def]
+        type(self).finds += 1
+        return super().find(job_id)
+
+
+def test_only_evicted_jobs_are_looked_up_in_the_table(tmp_path: Path, clock: FakeClock) -> None:
+    book = ProgressBook(CountingTable(str(tmp_path)), clock=clock, max_cached_jobs=1)
+    for i in range(3):
+        book.create(f"m{i}", "match", total=1, jd_id=f"jd{i}")
+        clock.advance(1)
+        book.finish(f"m{i}", JobStatus.succeeded)
+    # A new job's create and a lookup of an unknown id cost no table query...
+    book.create("u_new", "upload", total=1)
+    with pytest.raises(JobNotFoundError):
+        book.get("u_unknown")
+    assert CountingTable.finds == 0
+    # ... an evicted job is read back once, then served from memory.
+    assert book.get("m0").status == JobStatus.succeeded
+    assert book.get("m0").status == JobStatus.succeeded
+    assert CountingTable.finds == 1
+    assert book.job_ids("m") == ["m0", "m1", "m2"]  # evicted or not
+
+
 def test_concurrent_reports_share_writes(tmp_path: Path) -> None:
     book = ProgressBook(JobTable(str(tmp_path)))
     chunks, threads = 48, 8

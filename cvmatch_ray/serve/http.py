@@ -140,8 +140,12 @@ class RequestGuard:
             await _send_json(send, 413, _error(413, "document_too_large", f"request body larger than {limit} bytes", "read"))
 
 
-def get_service(request: Request) -> APIService:
-    """FastAPI dependency: the replica's ``APIService``."""
+async def get_service(request: Request) -> APIService:
+    """FastAPI dependency: the replica's ``APIService``.
+
+    A coroutine on purpose: FastAPI runs a plain ``def`` dependency in a worker thread,
+    one thread hop per request for a dict lookup.
+    """
     return request.app.state.service
 
 

@@ -391,7 +391,9 @@ class APIService:
             logger.error("upload %s: raw bytes not stored: %s", cv_id, e.__cause__ or e)
             raise ServiceUnavailable("the upload could not be stored; try again") from e
         accepted.set()
-        await self._report(self.progress.create, job_id, "upload", 1)
+        # Not written through: the upload record just written is the durable note of this
+        # upload, and the book writes the job with its next batch of changes.
+        await self._report(self.progress.create, job_id, "upload", 1, durable=False)
         return await self._process_upload(record, data)
 
     async def _process_upload(self, record: UploadRecord, data: bytes) -> CVPublic:
