@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     match_chunk_cpus: float = Field(0.5, gt=0, description="CPUs per matching chunk task.")
     match_parallelism: int = Field(4, gt=0, description="Matching chunks in flight at once per job.")
     background_niceness: int = Field(
-        10, ge=0, le=19,
+        19, ge=0, le=19,
         description="How much processes doing background work (model replicas, Ray Data stages) lower "
         "their CPU priority, so HTTP requests and progress reads on a busy node go first; 0 = not at all.",
     )

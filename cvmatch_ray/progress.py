@@ -434,13 +434,20 @@ class ProgressBook:
         # that is not in memory is answered without a table query (every new job's create
         # looks its id up first).
         self._evicted: set[str] = set()
+        # Queued jobs that workers may claim (``enqueue``/``claim_queued``), oldest first,
+        # by kind; a dict as an ordered set. ``_queue_changed`` wakes waiting claimers.
+        self._claimable: dict[str, dict[str, None]] = {}
+        self._queue_changed = threading.Condition(self._lock)
         self._dirty: set[str] = set()
         self._seq = 0  # bumped by every change
         self._durable_seq = 0  # every change up to here is in the table
         if table is not None:
-            for record in table.load_all():
+            for record in sorted(table.load_all(), key=lambda r: r.progress.created_at):
                 self._records[record.progress.job_id] = record
                 record.last_write = self._clock()
+                if record.progress.kind == "upload" and record.progress.status == JobStatus.queued:
+                    # Waiting for a worker when the book stopped: claimable again.
+                    self._claimable.setdefault("upload", {})[record.progress.job_id] = None
             self._evict()
             logger.info("progress book reloaded %d jobs from %s", len(self._records), table.uri)
 
@@ -500,6 +507,101 @@ class ProgressBook:
         if durable:
             self._make_durable(seq)
         return result
+
+    def enqueue(self, kind: JobKind, job_ids: Sequence[str], *, total: int = 1) -> int:
+        """Create queued jobs that workers take with :meth:`claim_queued`, oldest first.
+
+        Not written through (a caller that enqueues keeps its own durable note of the
+        work, as an accepted upload's blob is); the book writes them with its next batch
+        of changes. Ids that exist already are left as they are.
+
+        Returns:
+            How many jobs were created.
+        """
+        now = self._clock()
+        created = 0
+        with self._lock:
+            queue = self._claimable.setdefault(kind, {})
+            for job_id in job_ids:
+                if self._lookup(job_id) is not None:
+                    continue
+                progress = JobProgress(
+                    job_id=job_id, kind=kind, total=total, created_at=_now_dt(now), updated_at=_now_dt(now),
+                    step=UploadStep.queued if kind == "upload" else None,
+                )
+                record = _Record(progress)
+                record.last_write = now  # written by the flusher, not by the first step
+                self._records[job_id] = record
+                self._changed(record)
+                queue[job_id] = None
+                created += 1
+            if created:
+                self._queue_changed.notify_all()
+        return created
+
+    def claim_queued(self, kind: JobKind, limit: int, *, wait_s: float = 0.0) -> list[str]:
+        """Take up to ``limit`` queued jobs of ``kind`` (oldest first) and mark them running.
+
+        Each job is handed to one caller. With ``wait_s``, waits that long for work when
+        there is none (a long poll: workers learn of new work at once without polling).
+
+        Returns:
+            The ids of the jobs taken (empty when none came within ``wait_s``).
+        """
+        deadline = time.monotonic() + max(0.0, wait_s)
+        with self._lock:
+            queue = self._claimable.setdefault(kind, {})
+            while not queue:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return []
+                self._queue_changed.wait(left)
+            now = self._clock()
+            taken: list[str] = []
+            while queue and len(taken) < limit:
+                job_id = next(iter(queue))
+                del queue[job_id]
+                record = self._records.get(job_id)
+                if record is None or record.progress.status != JobStatus.queued:
+                    continue  # forgotten or finished meanwhile
+                self._start(record, now)
+                self._changed(record)
+                taken.append(job_id)
+        return taken
+
+    def requeue_stale(self, kind: JobKind, older_than_s: float, *, limit: int = 200) -> list[str]:
+        """Put running jobs of ``kind`` that have not changed for ``older_than_s`` back in line.
+
+        Whoever was processing them is presumed dead; a worker claims them again with
+        :meth:`claim_queued`. Their step and percent stay (progress never goes back).
+
+        Returns:
+            The ids of the jobs put back, longest stalled first.
+        """
+        with self._lock:
+            now = self._clock()
+            cutoff = _now_dt(now - older_than_s)
+            # Unfinished jobs are never evicted: memory holds every candidate.
+            stale = [
+                r
+                for r in self._records.values()
+                if r.progress.kind == kind and r.progress.status == JobStatus.running and r.progress.updated_at <= cutoff
+            ]
+            stale.sort(key=lambda r: r.progress.updated_at)
+            queue = self._claimable.setdefault(kind, {})
+            for r in stale[: max(0, limit)]:
+                r.progress.status = JobStatus.queued
+                self._touch(r.progress, now)
+                self._changed(r)
+                queue[r.progress.job_id] = None
+            if stale:
+                self._queue_changed.notify_all()
+            return [r.progress.job_id for r in stale[: max(0, limit)]]
+
+    def known(self, job_ids: Iterable[str]) -> list[str]:
+        """Which of ``job_ids`` the book has (in memory or only in the table)."""
+        with self._lock:
+            return [j for j in job_ids if j in self._records or j in self._evicted]
 
     def start(self, job_id: str) -> JobProgress:
         """Mark a queued job running (no-op otherwise)."""
@@ -659,41 +761,6 @@ class ProgressBook:
     def cancel(self, job_id: str) -> JobProgress:
         """Cancel a job; pipelines see it in the status their next report returns."""
         return self.finish(job_id, JobStatus.cancelled)
-
-    def claim_stale(self, kind: JobKind, older_than_s: float, *, limit: int = 200) -> list[JobProgress]:
-        """Hand out unfinished jobs of ``kind`` that have not changed for ``older_than_s``.
-
-        Whoever processed them is presumed dead. Each job handed out is touched (its
-        ``updated_at`` set to now, durably), so a second caller within ``older_than_s``
-        does not get it too: with several callers (API replicas), one takes each job over.
-
-        Args:
-            kind: the kind of jobs to look at.
-            older_than_s: how long a job must have stood still.
-            limit: most jobs handed out, oldest first.
-
-        Returns:
-            The jobs handed out, as they are now (touched).
-        """
-        with self._lock:
-            now = self._clock()
-            cutoff = _now_dt(now - older_than_s)
-            # Unfinished jobs are never evicted: memory holds every candidate.
-            stale = [
-                r
-                for r in self._records.values()
-                if r.progress.kind == kind and not r.progress.status.is_terminal() and r.progress.updated_at <= cutoff
-            ]
-            stale.sort(key=lambda r: r.progress.updated_at)
-            claimed = stale[: max(0, limit)]
-            if not claimed:
-                return []
-            for r in claimed:
-                self._touch(r.progress, now)
-                seq = self._changed(r)
-            result = [self._snapshot(r) for r in claimed]
-        self._make_durable(seq)
-        return result
 
     def forget(self, job_ids: Iterable[str]) -> int:
         """Remove jobs from memory and from the table, for good; unknown ids are skipped.
@@ -999,9 +1066,21 @@ class ProgressBookActor:
         """See :meth:`ProgressBook.list`."""
         return self._book.list(kind, limit)
 
-    def claim_stale(self, kind: JobKind, older_than_s: float, *, limit: int = 200) -> list[JobProgress]:
-        """See :meth:`ProgressBook.claim_stale`."""
-        return self._book.claim_stale(kind, older_than_s, limit=limit)
+    def enqueue(self, kind: JobKind, job_ids: Sequence[str], *, total: int = 1) -> int:
+        """See :meth:`ProgressBook.enqueue`."""
+        return self._book.enqueue(kind, job_ids, total=total)
+
+    def claim_queued(self, kind: JobKind, limit: int, *, wait_s: float = 0.0) -> list[str]:
+        """See :meth:`ProgressBook.claim_queued` (a long poll holds one of the actor's threads)."""
+        return self._book.claim_queued(kind, limit, wait_s=wait_s)
+
+    def requeue_stale(self, kind: JobKind, older_than_s: float, *, limit: int = 200) -> list[str]:
+        """See :meth:`ProgressBook.requeue_stale`."""
+        return self._book.requeue_stale(kind, older_than_s, limit=limit)
+
+    def known(self, job_ids: Sequence[str]) -> list[str]:
+        """See :meth:`ProgressBook.known`."""
+        return self._book.known(job_ids)
 
     def forget(self, job_ids: Sequence[str]) -> int:
         """See :meth:`ProgressBook.forget`."""

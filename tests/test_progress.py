@@ -378,31 +378,65 @@ def test_store_errors_keep_changes_for_the_next_write(tmp_path: Path) -> None:
     assert ProgressBook(JobTable(str(tmp_path))).get("m1").processed == 10
 
 
-def test_claim_stale_hands_out_each_stalled_job_once(tmp_path: Path, clock: FakeClock) -> None:
+def test_queued_jobs_are_claimed_once_oldest_first(tmp_path: Path, clock: FakeClock) -> None:
     book = ProgressBook(JobTable(str(tmp_path)), clock=clock)
-    book.create("u_old", "upload", total=1)
-    book.set_step("u_old", UploadStep.extracting)
-    book.create("u_done", "upload", total=1)
+    assert book.enqueue("upload", ["u1", "u2"]) == 2
+    clock.advance(1)
+    assert book.enqueue("upload", ["u3", "u1"]) == 1  # an existing id is left alone
+    book.create("u_sync", "upload", total=1)  # created by its own worker: never handed out
+    book.set_step("u_sync", UploadStep.extracting)
+    assert book.get("u1").step == UploadStep.queued and book.get("u1").status == JobStatus.queued
+
+    assert book.claim_queued("upload", 2) == ["u1", "u2"]
+    book.flush()  # readers see what is written; claims are written with the next batch
+    assert book.get("u1").status == JobStatus.running and book.get("u1").started_at is not None
+    book.forget(["u3"])  # gone before anyone took it
+    assert book.claim_queued("upload", 10) == []
+    assert book.claim_queued("match", 10) == []
+
+    # Not written through by enqueue; the flusher's write makes a reloaded book hand out
+    # what was still waiting.
+    book.enqueue("upload", ["u4"])
+    book.flush()
+    reloaded = ProgressBook(JobTable(str(tmp_path)), clock=clock)
+    assert reloaded.claim_queued("upload", 10) == ["u4"]
+
+
+def test_claim_waits_for_work(book: ProgressBook) -> None:
+    got: list[list[str]] = []
+    waiter = threading.Thread(target=lambda: got.append(book.claim_queued("upload", 5, wait_s=30)))
+    waiter.start()
+    time.sleep(0.2)
+    assert waiter.is_alive()  # waiting, not polling an empty queue
+    book.enqueue("upload", ["late"])
+    waiter.join(10)
+    assert got == [["late"]]
+    start = time.monotonic()
+    assert book.claim_queued("upload", 5, wait_s=0.2) == []
+    assert time.monotonic() - start >= 0.2
+
+
+def test_stalled_jobs_are_put_back_in_line(tmp_path: Path, clock: FakeClock) -> None:
+    book = ProgressBook(JobTable(str(tmp_path)), clock=clock)
+    book.enqueue("upload", ["u_old", "u_done", "u_waiting"])
+    assert book.claim_queued("upload", 2) == ["u_old", "u_done"]
+    book.set_step("u_old", UploadStep.standardizing)
     book.finish("u_done", JobStatus.failed, "extract: no text")
     book.create("m_old", "match", total=10, total_chunks=1)
-    clock.advance(5)
-    book.create("u_older", "upload", total=1)  # created later, but moves no more
+    book.start("m_old")
     clock.advance(60)
     book.create("u_fresh", "upload", total=1)
+    book.set_step("u_fresh", UploadStep.extracting)
     clock.advance(5)
 
-    claimed = book.claim_stale("upload", 30)
-    # Oldest first; terminal, fresh and other kinds are left alone; nothing goes backwards.
-    assert [p.job_id for p in claimed] == ["u_old", "u_older"]
-    assert claimed[0].step == UploadStep.extracting and claimed[0].status == JobStatus.running
-    assert all(p.updated_at.timestamp() == clock.now for p in claimed)
-    # Touched: a second caller gets nothing until they stall again.
-    assert book.claim_stale("upload", 30) == []
-    clock.advance(31)
-    assert [p.job_id for p in book.claim_stale("upload", 30, limit=1)] == ["u_fresh"]  # stalled too, longest
-    # The touch is durable: a restarted book does not hand it out again at once.
-    reloaded = ProgressBook(JobTable(str(tmp_path)), clock=clock)
-    assert {p.job_id for p in reloaded.claim_stale("upload", 30)} == {"u_old", "u_older"}
+    # Running, stalled uploads only: not finished, fresh, still queued or other kinds.
+    assert book.requeue_stale("upload", 30) == ["u_old"]
+    book.flush()
+    old = book.get("u_old")
+    assert (old.status, old.step) == (JobStatus.queued, UploadStep.standardizing)  # no step back
+    assert book.requeue_stale("upload", 30) == []  # touched: not put back twice
+    assert book.claim_queued("upload", 10) == ["u_waiting", "u_old"]
+    assert book.known(["u_old", "nope", "m_old"]) == ["u_old", "m_old"]
 
 
 def test_forget_removes_jobs_from_memory_and_table(tmp_path: Path, clock: FakeClock) -> None:

@@ -27,6 +27,7 @@ from ray.serve.handle import DeploymentHandle
 
 from cvmatch_ray.config import Settings
 from cvmatch_ray.progress import resolve_data_dir
+from cvmatch_ray.serve.env import IngressMode, ray_env
 from cvmatch_ray.serve.deployments import EmbedderDeployment, ExtractorDeployment, StandardizerDeployment
 from cvmatch_ray.serve.ingress import APIIngress
 from cvmatch_ray.serve.pipeline import UploadPipelineDeployment
@@ -34,28 +35,6 @@ from cvmatch_ray.serve.pipeline import UploadPipelineDeployment
 logger = logging.getLogger(__name__)
 
 APP_NAME = "cvmatch"
-
-#: How HTTP reaches the API replica. ``proxy``: Serve's proxy actor (nothing to install).
-#: ``haproxy``: HAProxy on the same port forwards straight to the ingress replica's own
-#: HTTP server (Serve's direct ingress), skipping a hop through the proxy actor: about
-#: 3x the requests per second on a 2-core machine (``benchmarks/bench_api.py``). Needs
-#: the ``haproxy`` binary (``apt install haproxy``).
-IngressMode = Literal["proxy", "haproxy"]
-
-
-def ray_env(ingress: IngressMode = "proxy") -> dict[str, str]:
-    """Environment a Ray node needs for the API (set it where ``ray start`` runs).
-
-    - ``RAY_worker_niceness=0``: Ray starts workers at niceness 15 by default; at 0 the
-      ingress and the progress actor outrank the background replicas, which lower
-      themselves by ``Settings.background_niceness`` (see ``priority.py``).
-    - ``RAY_SERVE_ENABLE_HA_PROXY=1`` for the ``haproxy`` ingress.
-    """
-    env = {"RAY_worker_niceness": "0"}
-    if ingress == "haproxy":
-        env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
-    return env
-
 
 class AppArgs(BaseModel):
     """Arguments of the application (a config's ``args:``): overrides of ``Settings``.
@@ -82,7 +61,7 @@ class AppArgs(BaseModel):
     )
 
     upload_concurrency: int = Field(
-        8, gt=0, description="Uploads one API replica processes at once; more wait, accepted, in line."
+        8, gt=0, description="Queued uploads one UploadPipeline replica processes at once; more wait, accepted, in line."
     )
 
     def to_settings(self, base: Optional[Settings] = None) -> Settings:
@@ -117,7 +96,9 @@ def build_app(args: AppArgs) -> Application:
     extractor = ExtractorDeployment.bind(model_settings)
     standardizer = StandardizerDeployment.bind(model_settings)
     embedder = EmbedderDeployment.bind(model_settings)
-    pipeline = UploadPipelineDeployment.bind(model_settings, extractor, standardizer, embedder)
+    pipeline = UploadPipelineDeployment.bind(
+        model_settings, extractor, standardizer, embedder, concurrency=args.upload_concurrency
+    )
     return APIIngress.bind(
         settings,
         extractor,
@@ -125,7 +106,6 @@ def build_app(args: AppArgs) -> Application:
         embedder,
         pipeline,
         recover_every_s=args.recover_every_s,
-        upload_concurrency=args.upload_concurrency,
     )
 
 

@@ -7,8 +7,9 @@ file per upload is one ``write + fsync + rename`` on a local disk and one ``PUT`
 object store, and uploads never contend.
 
 Layout: ``<data_dir>/blobs/<kind>/<id[:2]>/<id>``; the two-character fan-out keeps
-directories small. Kinds: ``cv`` and ``jd`` raw documents, ``upload`` the small record of
-an accepted upload (which progress job follows it), ``job`` a matching request's options. Writes are atomic: readers never see half a blob.
+directories small. Kinds: ``upload`` an accepted CV upload (its record, then its raw
+bytes: one file, one ``fsync``, see ``pipeline.UploadRecord``), ``jd`` raw JDs, ``job`` a
+matching request's options. Writes are atomic: readers never see half a blob.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import pyarrow.fs as pafs
 
 logger = logging.getLogger(__name__)
 
-BlobKind = Literal["cv", "jd", "upload", "job"]
-_KINDS: frozenset[str] = frozenset({"cv", "jd", "upload", "job"})
+BlobKind = Literal["upload", "jd", "job"]
+_KINDS: frozenset[str] = frozenset({"upload", "jd", "job"})
 # Document ids are hex digests and job ids ``job_<hex>``; nothing else may name a file.
 _BLOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,127}")
 
@@ -88,15 +89,16 @@ class BlobStore:
             raise BlobStoreError(f"could not store {kind} blob {blob_id}") from e
         return path
 
-    def get(self, kind: BlobKind, blob_id: str) -> bytes | None:
-        """The blob's bytes, or ``None`` if there is none."""
+    def get(self, kind: BlobKind, blob_id: str, *, limit: int | None = None) -> bytes | None:
+        """The blob's bytes (its first ``limit`` bytes only, if given), or ``None`` if there is none."""
         path = self.path(kind, blob_id)
+        size = -1 if limit is None else limit
         try:
             if self._local:
                 with open(path, "rb") as f:
-                    return f.read()
+                    return f.read(size)
             with self._fs.open_input_stream(path) as f:
-                return f.read()
+                return f.read() if limit is None else f.read(limit)
         except FileNotFoundError:
             return None
         except (OSError, pa.ArrowException) as e:
@@ -110,6 +112,18 @@ class BlobStore:
         if self._local:
             return os.path.isfile(path)
         return self._fs.get_file_info(path).type == pafs.FileType.File
+
+    def ids(self, kind: BlobKind) -> list[str]:
+        """The ids of every blob of ``kind`` (one listing of its folders)."""
+        if kind not in _KINDS:
+            raise ValueError(f"unknown blob kind {kind!r}")
+        selector = pafs.FileSelector(f"{self.root}/{kind}", recursive=True, allow_not_found=True)
+        try:
+            infos = self._fs.get_file_info(selector)
+        except (OSError, pa.ArrowException) as e:
+            raise BlobStoreError(f"could not list {kind} blobs") from e
+        # Temp files of writes in flight have a suffix that no id matches.
+        return [i.base_name for i in infos if i.type == pafs.FileType.File and _BLOB_ID.fullmatch(i.base_name)]
 
     def delete(self, kind: BlobKind, blob_id: str) -> bool:
         """Remove the blob; returns whether there was one."""

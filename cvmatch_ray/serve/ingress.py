@@ -41,7 +41,6 @@ class APIIngress:
         pipeline: DeploymentHandle,
         *,
         recover_every_s: float = 60.0,
-        upload_concurrency: int = 8,
     ) -> None:
         info: dict[str, Any] = await embedder.info.remote()
         provenance = await standardizer.provenance.remote()
@@ -58,7 +57,6 @@ class APIIngress:
             pipeline=pipeline,
             embedding_model=str(info["model"]),
             standardizer_backend=provenance.backend,
-            upload_concurrency=upload_concurrency,
         )
         await self._index_lookups()
         self._recovery = asyncio.get_running_loop().create_task(self._recover_forever(recover_every_s))
@@ -75,17 +73,18 @@ class APIIngress:
             logger.warning("lookup indexes not built: %s", e)
 
     async def _recover_forever(self, every_s: float) -> None:
-        """Now and then: take over uploads a dead replica left unfinished, and index the
-        id columns of tables that uploads created since."""
+        """At start and now and then: put back in line uploads that nobody is processing
+        (see ``APIService.recover_uploads``), and index the id columns of tables that
+        uploads created since."""
         if every_s <= 0:
             return
         while True:
+            try:
+                requeued = await self.service.recover_uploads()
+            except (RayError, ProgressError, BlobStoreError, OSError, ValueError, RuntimeError) as e:
+                logger.warning("upload recovery failed: %s", type(e).__name__)
+            else:
+                if requeued:
+                    logger.info("put %d unfinished uploads back in line", requeued)
             await asyncio.sleep(every_s)
             await self._index_lookups()
-            try:
-                restarted = await self.service.recover_stale_uploads()
-            except (RayError, ProgressError, BlobStoreError, OSError) as e:
-                logger.warning("stale upload recovery failed: %s", type(e).__name__)
-                continue
-            if restarted:
-                logger.info("restarted %d stale uploads", restarted)

@@ -1,24 +1,35 @@
 """The upload pipeline deployment: an accepted upload's bytes -> a stored CV.
 
-The ingress only accepts uploads (their bytes durable on disk, see ``service.py``) and
-answers; everything after that runs here, in a replica of its own that lowers its CPU
-priority (``priority.py``): extract -> standardize -> embed on the model deployments, the
-blinded section texts and the LanceDB row built here, each step reported to the progress
-actor, and the rows of concurrent uploads written in one commit (``@serve.batch``). So an
-upload's CPU work never runs on the event loop that accepts the next upload.
+The ingress only accepts uploads (record and bytes durable in one blob, see
+``service.py``) and answers; everything after that runs here, in a replica of its own
+that lowers its CPU priority (``priority.py``): extract -> standardize -> embed on the
+model deployments, the blinded section texts and the LanceDB row built here, each step
+reported to the progress actor, and the rows of concurrent uploads written in one commit
+(``@serve.batch``). So an upload's CPU work never runs on the event loop that accepts the
+next upload.
 
-A failed upload keeps its progress record (so the client can read why) and nothing else:
-the raw bytes are removed and no CV row is written.
+Work reaches a replica two ways:
+
+- **pulled** (background uploads): the ingress enqueues the upload's job on the progress
+  actor; every replica keeps up to ``concurrency`` uploads in hand, claiming more with a
+  long poll (``claim_queued``) and reading their bytes from the blob. The ingress makes no
+  call per upload to this deployment, and replicas share the work by taking it.
+- **called** (``background_processing=false``): :meth:`UploadPipelineDeployment.process`
+  with the record and the bytes, the caller waiting for the stored CV.
+
+A failed upload keeps its progress record (so the client can read why) and its upload
+record, but not its bytes; no CV row is written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from ray import serve
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
@@ -28,7 +39,7 @@ from cvmatch_ray.config import Settings
 from cvmatch_ray.embed import EmptyDocumentError
 from cvmatch_ray.ingest import IngestError, Prepared
 from cvmatch_ray.priority import lower_priority
-from cvmatch_ray.progress import ProgressError, UploadStep, get_progress_actor
+from cvmatch_ray.progress import JobStatus, ProgressError, UploadStep, get_progress_actor
 from cvmatch_ray.schemas import CVPublic
 from cvmatch_ray.serve.blobs import BlobStore, BlobStoreError
 from cvmatch_ray.store import CVRecord, Store
@@ -38,10 +49,18 @@ logger = logging.getLogger(__name__)
 UPLOAD_PIPELINE = "UploadPipeline"
 #: Code of failures that are the server's fault (a replica died, storage failed).
 INTERNAL_ERROR = "internal_error"
+#: How long one claim waits on the progress actor for new uploads (a long poll).
+CLAIM_WAIT_S = 5.0
+#: The most an upload record takes at the head of its blob (the file name is <= 255 chars).
+RECORD_HEAD_BYTES = 4096
 
 
 class UploadRecord(BaseModel):
-    """The durable note of an accepted upload, written next to its raw bytes."""
+    """The durable note of an accepted upload, stored at the head of its blob.
+
+    The blob is the record as one line of JSON, a newline, then the raw bytes (absent once
+    the upload failed): one file, so accepting an upload costs one durable write.
+    """
 
     cv_id: str
     job_id: str
@@ -50,11 +69,58 @@ class UploadRecord(BaseModel):
     size: int
     accepted_at: datetime
 
+    def pack(self, data: bytes | None = None) -> bytes:
+        """The blob of this record followed by ``data``."""
+        return self.model_dump_json().encode() + b"\n" + (data or b"")
+
+    @classmethod
+    def unpack(cls, blob: bytes) -> tuple[UploadRecord, bytes | None] | None:
+        """``(record, raw bytes or None)`` of a blob (or of its head), None if unreadable."""
+        head, newline, data = blob.partition(b"\n")
+        try:
+            record = cls.model_validate_json(head)
+        except ValidationError:
+            return None
+        return record, (data if newline and len(data) == record.size else None)
+
+
+def read_upload(blobs: BlobStore, cv_id: str, *, with_data: bool = False) -> tuple[UploadRecord, bytes | None] | None:
+    """The upload record of ``cv_id`` and, with ``with_data``, its raw bytes; None if none."""
+    blob = blobs.get("upload", cv_id, limit=None if with_data else RECORD_HEAD_BYTES)
+    if blob is None:
+        return None
+    unpacked = UploadRecord.unpack(blob)
+    if unpacked is None:
+        logger.warning("upload record of %s is unreadable; treating the upload as new", cv_id)
+    return unpacked
+
+
+def upload_job_prefix(cv_id: str) -> str:
+    """What the progress job id of every upload attempt of ``cv_id`` starts with."""
+    return f"upload_{cv_id}_"
+
+
+def new_upload_job_id(cv_id: str) -> str:
+    """A fresh progress job id for one upload attempt of ``cv_id``."""
+    return f"{upload_job_prefix(cv_id)}{uuid.uuid4().hex[:8]}"
+
+
+def upload_cv_id(job_id: str) -> str | None:
+    """The ``cv_id`` an upload job id names (see :func:`new_upload_job_id`), or None."""
+    parts = job_id.split("_")
+    return parts[1] if len(parts) == 3 and parts[0] == "upload" and parts[1] else None
+
 
 def failure_text(err: IngestError) -> str:
     """How a failed upload's error is recorded in its progress job: ``"code: message"``
     (enough for a later duplicate request to rebuild the error and its status)."""
     return f"{err.code}: {err.message}"
+
+
+#: The error an upload job ends with when its upload can no longer be processed.
+LOST_UPLOAD = failure_text(
+    IngestError("store", INTERNAL_ERROR, "the upload was lost; upload the file again", http_status=500)
+)
 
 
 async def report_progress(call: Any, *args: Any, **kwargs: Any) -> None:
@@ -84,7 +150,19 @@ class UploadPipelineDeployment:
         extractor: DeploymentHandle,
         standardizer: DeploymentHandle,
         embedder: DeploymentHandle,
+        *,
+        concurrency: int = 8,
     ) -> None:
+        """Start the replica and its loop that claims queued uploads.
+
+        Args:
+            settings: the deployment's settings.
+            extractor: handle of the ``Extractor`` deployment.
+            standardizer: handle of the ``Standardizer`` deployment.
+            embedder: handle of the ``Embedder`` deployment.
+            concurrency: queued uploads this replica processes at once; the others wait,
+                durably accepted, on the progress actor for whichever replica is free.
+        """
         lower_priority(settings.background_niceness)
         info: dict[str, Any] = await embedder.info.remote()
         self.store = Store(settings.data_dir, dim=int(info["dim"]))
@@ -94,12 +172,70 @@ class UploadPipelineDeployment:
         self.extractor = extractor
         self.standardizer = standardizer
         self.embedder = embedder
+        self._concurrency = concurrency
+        self._claimed: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._puller = asyncio.get_running_loop().create_task(self._claim_forever())
+
+    def __del__(self) -> None:
+        # Uploads in hand when the replica stops are put back in line by the ingress's
+        # recovery once their progress has stood still (``requeue_stale``).
+        puller = getattr(self, "_puller", None)
+        if puller is not None:
+            puller.cancel()
 
     async def _report(self, method: str, *args: Any, **kwargs: Any) -> None:
         await report_progress(getattr(self.progress, method), *args, **kwargs)
 
+    # ------------------------------------------------------------- pulled work
+
+    async def _claim_forever(self) -> None:
+        """Keep ``concurrency`` queued uploads in hand, claiming more as slots free up."""
+        while True:
+            free = self._concurrency - len(self._claimed)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                job_ids: list[str] = await self.progress.claim_queued.remote("upload", free, wait_s=CLAIM_WAIT_S)
+            except (ProgressError, RayError) as e:
+                logger.warning("claiming uploads failed: %s; retrying", type(e).__name__)
+                await asyncio.sleep(1.0)
+                continue
+            for job_id in job_ids:
+                task = asyncio.create_task(self._process_claimed(job_id))
+                self._claimed.add(task)
+                task.add_done_callback(self._claim_finished)
+
+    def _claim_finished(self, task: asyncio.Task[None]) -> None:
+        self._claimed.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("upload worker failed: %s", type(task.exception()).__name__)
+
+    async def _process_claimed(self, job_id: str) -> None:
+        """Process the upload a claimed job names, reading its bytes from its blob."""
+        cv_id = upload_cv_id(job_id)
+        found = await asyncio.to_thread(read_upload, self.blobs, cv_id, with_data=True) if cv_id else None
+        if found is None or found[0].job_id != job_id or found[1] is None:
+            # Deleted meanwhile, or a later attempt took over the record: nothing to do.
+            logger.warning("upload job %s: its upload is gone; ending it", job_id)
+            await self._report("finish", job_id, JobStatus.failed, LOST_UPLOAD)
+            return
+        try:
+            await self._run(*found)
+        except IngestError:
+            pass  # reported to the job by _run()
+
+    # -------------------------------------------------------------- the steps
+
     async def process(self, record: UploadRecord, data: bytes) -> CVPublic:
         """Extract, standardize, embed and store the upload ``record`` of ``data``.
+
+        Called directly for a synchronous upload (its job is created here) and by the
+        claim loop for a queued one. Bytes stored already (by a batch job, say) are not
+        processed again: the job ends ``done`` with the stored CV.
 
         Returns:
             The stored CV, as the API shows it.
@@ -109,8 +245,17 @@ class UploadPipelineDeployment:
                 ``store`` with code ``internal_error`` when a backend failed; either way the
                 failure is reported to the upload's progress job first.
         """
+        # The job of a synchronous upload starts here, never queued for the claim loop.
+        await self._report("create", record.job_id, "upload", 1, durable=False)
+        return await self._run(record, data)
+
+    async def _run(self, record: UploadRecord, data: bytes) -> CVPublic:
         cv_id, job_id = record.cv_id, record.job_id
         try:
+            stored = await asyncio.to_thread(self.store.get_cv, cv_id)
+            if stored is not None:
+                await self._report("set_step", job_id, UploadStep.done, stored.stats)
+                return stored.to_public()
             await self._report("set_step", job_id, UploadStep.extracting)
             # No filename into extraction: error messages then carry no personal names.
             text, flags, extractor = await self.extractor.extract.remote(data, None)
@@ -144,20 +289,14 @@ class UploadPipelineDeployment:
         return cv.to_public()
 
     async def _fail(self, record: UploadRecord, err: IngestError) -> None:
-        cv_id = record.cv_id
         await self._report("set_step", record.job_id, UploadStep.failed, error=failure_text(err))
         # The failure stays readable through the progress job, which the upload record
         # keeps pointing at; the bytes and the client's file name are not kept.
         anonymous = record.model_copy(update={"filename": None, "content_type": None})
-
-        def discard() -> None:
-            self.blobs.delete("cv", cv_id)
-            self.blobs.put("upload", cv_id, anonymous.model_dump_json().encode())
-
         try:
-            await asyncio.to_thread(discard)
+            await asyncio.to_thread(self.blobs.put, "upload", record.cv_id, anonymous.pack())
         except BlobStoreError as e:
-            logger.warning("upload %s: a failed upload's bytes not removed: %s", cv_id, e.__cause__ or e)
+            logger.warning("upload %s: a failed upload's bytes not removed: %s", record.cv_id, e.__cause__ or e)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.02)
     async def _write_cv(self, records: list[CVRecord]) -> list[None]:

@@ -4,22 +4,25 @@ One CV upload, in the order its data flows:
 
 1. the route has read the body (size-limited while streaming, see ``http.py``);
 2. cheap checks that need no parsing (empty file, unsupported type) answer at once;
-3. the same bytes already stored or on their way: answered from what exists, never
-   processed twice;
-4. the raw bytes, then an upload record naming the progress job, are written as blob
-   files (``blobs.py``): from here on the upload survives a crash, and a background
-   upload is answered 202;
-5. the ``UploadPipeline`` deployment (``pipeline.py``) takes it from there: extract ->
-   standardize -> embed on the model deployments, each step reported to the progress
-   actor, the row written to LanceDB, the job ends ``done`` with the CV's stats. None of
-   that CPU work runs in this replica, whose event loop only accepts and answers.
+3. the same bytes already accepted (processing, queued or stored): answered from what
+   exists, never processed twice;
+4. the upload record and the raw bytes are written as one blob file (``blobs.py``): from
+   here on the upload survives a crash, and a background upload is answered 202;
+5. a background upload's job is put in line on the progress actor (the jobs of uploads
+   accepted within a few milliseconds go in one call), where an ``UploadPipeline``
+   replica (``pipeline.py``) claims it: extract -> standardize -> embed on the model
+   deployments, each step reported, the row written to LanceDB, the job ends ``done``
+   with the CV's stats. A synchronous upload is handed to the pipeline directly and
+   waited for. None of that CPU work runs in this replica, whose event loop only accepts
+   and answers.
 
 A failed upload keeps its progress record (so the client can read why) and nothing else.
 Uploading the same bytes again starts a new attempt with a new progress job.
 
-Uploads left unfinished by a replica that died are picked up again by
-:meth:`APIService.recover_stale_uploads` (the ingress runs it periodically): the blob is
-the durable queue, the progress job says whether anyone is still working on it.
+:meth:`APIService.recover_uploads` (the ingress runs it periodically) puts back in line the
+uploads nobody is processing: jobs whose progress stopped moving (their pipeline replica
+died) and accepted uploads whose job never reached the progress actor. The blob is the
+durable queue; the progress actor is the line in front of the workers.
 """
 
 from __future__ import annotations
@@ -29,13 +32,13 @@ import functools
 import json
 import logging
 import time
-import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
@@ -49,7 +52,14 @@ from cvmatch_ray.pipelines.matching import submit_match_job
 from cvmatch_ray.progress import JobNotFoundError, JobProgress, JobStatus, ProgressError, UploadStep
 from cvmatch_ray.schemas import CVPublic, JDPublic
 from cvmatch_ray.serve.blobs import BlobStore, BlobStoreError
-from cvmatch_ray.serve.pipeline import INTERNAL_ERROR, UploadRecord, failure_text, report_progress, section_texts
+from cvmatch_ray.serve.pipeline import (
+    INTERNAL_ERROR,
+    UploadRecord,
+    new_upload_job_id,
+    read_upload,
+    section_texts,
+    upload_job_prefix,
+)
 from cvmatch_ray.serve.models import (
     Deleted,
     Health,
@@ -70,18 +80,14 @@ logger = logging.getLogger(__name__)
 
 #: An unfinished upload whose progress has not moved for this long is taken over.
 STALE_UPLOAD_AFTER = timedelta(minutes=10)
+#: How long accepted uploads wait to share one ``enqueue`` call to the progress actor.
+ENQUEUE_BATCH_S = 0.05
 #: How long a synchronous upload waits for the same bytes being processed elsewhere.
 DUPLICATE_WAIT_S = 600.0
 #: Threads for blocking calls (about one per request in flight).
 BLOCKING_THREADS = 32
 
 T = TypeVar("T")
-
-#: The error a stale upload job ends with when its upload can no longer be processed.
-_LOST_UPLOAD = failure_text(
-    IngestError("store", INTERNAL_ERROR, "the upload was lost; upload the file again", http_status=500)
-)
-
 
 class ServiceUnavailable(RuntimeError):
     """A backend (a deployment, the progress actor, storage) cannot serve the request now."""
@@ -115,20 +121,12 @@ def _error_from_failure(text: str | None) -> IngestError:
     return IngestError(stage, code, message, http_status=status)  # type: ignore[arg-type]
 
 
-def upload_job_prefix(cv_id: str) -> str:
-    """What the progress job id of every upload attempt of ``cv_id`` starts with."""
-    return f"upload_{cv_id}_"
+@dataclass(frozen=True)
+class _Admission:
+    """What accepting an upload's bytes found: a new attempt, or an earlier upload's state."""
 
-
-def new_upload_job_id(cv_id: str) -> str:
-    """A fresh progress job id for one upload attempt of ``cv_id``."""
-    return f"{upload_job_prefix(cv_id)}{uuid.uuid4().hex[:8]}"
-
-
-def upload_cv_id(job_id: str) -> str | None:
-    """The ``cv_id`` an upload job id names (see :func:`new_upload_job_id`), or None."""
-    parts = job_id.split("_")
-    return parts[1] if len(parts) == 3 and parts[0] == "upload" and parts[1] else None
+    record: UploadRecord
+    existing: UploadProgress | None = None  # None: this is a new attempt
 
 
 class APIService:
@@ -152,7 +150,6 @@ class APIService:
         pipeline: Any,
         embedding_model: str,
         standardizer_backend: str,
-        upload_concurrency: int = 8,
     ) -> None:
         """Wire the service.
 
@@ -167,8 +164,6 @@ class APIService:
             pipeline: handle of the ``UploadPipeline`` deployment.
             embedding_model: the encoder's name, for health and provenance.
             standardizer_backend: the standardizer's backend name, for health.
-            upload_concurrency: uploads this replica has in the pipeline at once; the
-                others wait, durably accepted, in line (and in this replica's memory).
         """
         self.settings = settings
         self.store = store
@@ -180,10 +175,14 @@ class APIService:
         self.pipeline = pipeline
         self.embedding_model = embedding_model
         self.standardizer_backend = standardizer_backend
-        # Uploads this replica is processing, by cv_id: a second upload of the same bytes
-        # here waits for the first instead of starting another.
-        self._inflight: dict[str, asyncio.Task[CVPublic]] = {}
-        self._processing = asyncio.Semaphore(upload_concurrency)
+        # Uploads being accepted, and synchronous uploads being processed, in this
+        # replica, by cv_id: a second upload of the same bytes here joins the first
+        # instead of starting another.
+        self._admitting: dict[str, asyncio.Future[_Admission]] = {}
+        self._processing: dict[str, asyncio.Task[CVPublic]] = {}
+        # Job ids of accepted background uploads not yet put in line (see _enqueue).
+        self._to_enqueue: list[str] = []
+        self._enqueuing: asyncio.Task[None] | None = None
         # Blocking calls (files, LanceDB) get threads of their own rather than asyncio's
         # shared default pool (a handful of threads on a small machine): an upload never
         # waits in line behind another request's LanceDB scan to write its bytes.
@@ -201,24 +200,6 @@ class APIService:
             return await self.progress.get.remote(job_id)
         except JobNotFoundError:
             return None
-
-    async def _report(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        await report_progress(call, *args, **kwargs)
-
-    def _read_upload_record(self, cv_id: str) -> UploadRecord | None:
-        data = self.blobs.get("upload", cv_id)
-        if data is None:
-            return None
-        try:
-            return UploadRecord.model_validate_json(data)
-        except ValidationError:
-            logger.warning("upload record of %s is unreadable; treating the upload as new", cv_id)
-            return None
-
-    def _accept(self, cv_id: str, data: bytes, record: UploadRecord) -> None:
-        """Write the raw bytes, then the record that points at them (both durable)."""
-        self.blobs.put("cv", cv_id, data)
-        self.blobs.put("upload", cv_id, record.model_dump_json().encode())
 
     # --------------------------------------------------------------- CV upload
 
@@ -244,73 +225,110 @@ class APIService:
                 f"the file has {len(data)} bytes, more than the limit of {self.settings.max_upload_bytes}",
                 http_status=413,
             )
-        # One thread hop for every blocking check: under load each hop is a wait in line.
-        cv_id, record, stored = await self._blocking(self._inspect, data)
-        task = self._inflight.get(cv_id)
-        if task is None:
-            existing = await self._existing_upload(cv_id, record, stored)
-            # Checked again: another request for these bytes may have started meanwhile.
-            task = self._inflight.get(cv_id)
-            if task is None:
-                if existing is not None:
-                    return await self._answer_duplicate(cv_id, existing, background)
-                task = self._start_upload(cv_id, data, filename=filename, content_type=content_type)
-        elif background:
-            # The same bytes, already on their way in this replica.
-            return await self._answer_accepted(cv_id, task, duplicate=True)
-        if background:
-            return await self._answer_accepted(cv_id, task)
-        return 200, await asyncio.shield(task)
-
-    def _inspect(self, data: bytes) -> tuple[str, UploadRecord | None, bool]:
-        """``(cv_id, upload record, stored)`` of an upload; refuses unsupported types.
-
-        ``stored`` is only looked up when there is no upload record (a CV ingested by the
-        CLI or a batch job has none).
-        """
         try:
             # Bytes-only sniffing: the filename is never used, so no name reaches a message.
             detect_kind(data)
         except ExtractionError as e:
             raise IngestError("extract", e.code, e.message, http_status=e.http_status) from e
         cv_id = document_id(data)
-        record = self._read_upload_record(cv_id)
-        return cv_id, record, record is None and self.store.has_cv(cv_id)
-
-    async def _existing_upload(self, cv_id: str, record: UploadRecord | None, stored: bool) -> UploadProgress | None:
-        """What is known of earlier uploads of these bytes that is still valid, or None."""
-        if record is not None:
-            job = await self._job(record.job_id)
-            if job is None:
-                # Accepted, but the job was not registered yet (or the actor lost it).
-                return UploadProgress(
-                    cv_id=cv_id, job_id=record.job_id, status=JobStatus.queued, step=UploadStep.queued,
-                    percent=0.0, created_at=record.accepted_at,
-                )
-            if not job.status.is_terminal():
-                return UploadProgress.of(cv_id, job)
-            if job.status == JobStatus.succeeded and await self._blocking(self.store.has_cv, cv_id):
-                return UploadProgress.of(cv_id, job)
-            # Failed, cancelled, or deleted since: a new attempt.
-            return None
-        if stored:
-            # Ingested by the CLI or a batch job: no upload record, but stored all the same.
-            return UploadProgress(cv_id=cv_id, status=JobStatus.succeeded, step=UploadStep.done, percent=100.0)
-        return None
-
-    async def _answer_duplicate(self, cv_id: str, existing: UploadProgress, background: bool) -> tuple[int, BaseModel]:
-        done = existing.step == UploadStep.done
+        admission = self._admitting.get(cv_id)
+        joined = admission is not None
+        if admission is None:
+            # Registered before the first await: a concurrent upload of the same bytes in
+            # this replica joins this one and never writes a second record.
+            admission = asyncio.ensure_future(
+                self._admit(cv_id, data, filename=filename, content_type=content_type, queue=background)
+            )
+            self._admitting[cv_id] = admission
+            admission.add_done_callback(lambda _: self._admitting.pop(cv_id, None))
+        admitted = await asyncio.shield(admission)
+        new = admitted.existing is None and not joined
         if background:
-            return (200 if done else 202), UploadAccepted(cv_id=cv_id, status=existing.step, duplicate=True)
-        if not done:
-            await self._wait_for_upload(cv_id, existing.job_id)
+            if new:
+                return 202, UploadAccepted(cv_id=cv_id, status=UploadStep.queued)
+            step = admitted.existing.step if admitted.existing is not None else await self._upload_step(cv_id)
+            return (200 if step == UploadStep.done else 202), UploadAccepted(cv_id=cv_id, status=step, duplicate=True)
+        processing = self._processing.get(cv_id)
+        if processing is not None:  # started by _admit, for this request or another
+            return 200, await asyncio.shield(processing)
+        existing = admitted.existing
+        if existing is None or existing.step != UploadStep.done:
+            await self._wait_for_upload(cv_id, admitted.record.job_id)
         record = await self._blocking(self.store.get_cv, cv_id)
         if record is None:
             raise UnknownDocument(f"no CV with id {cv_id!r}")
         return 200, record.to_public()
 
+    async def _admit(
+        self, cv_id: str, data: bytes, *, filename: str | None, content_type: str | None, queue: bool
+    ) -> _Admission:
+        """Store the upload durably, unless an upload of these bytes is live or done.
+
+        A new upload is then put in line for the pipeline (``queue``) or handed to it
+        directly (tracked in ``_processing``).
+        """
+        record = UploadRecord(
+            cv_id=cv_id, job_id=new_upload_job_id(cv_id), filename=filename, content_type=content_type,
+            size=len(data), accepted_at=datetime.now(UTC),
+        )
+        # One thread hop: look for an earlier upload and, if there is none, write this one.
+        earlier = await self._blocking(self._put_unless_present, record, data)
+        if earlier is not None:
+            existing = await self._existing_upload(cv_id, earlier)
+            if existing is not None:
+                return _Admission(earlier, existing)
+            # Failed, cancelled or deleted since: a new attempt replaces its record.
+            await self._blocking(self._put_upload, record, data)
+        if queue:
+            self._enqueue(record.job_id)
+        else:
+            task = asyncio.ensure_future(self._process_now(record, data))
+            self._processing[cv_id] = task
+            task.add_done_callback(lambda t: self._sync_finished(cv_id, t))
+        return _Admission(record)
+
+    def _put_upload(self, record: UploadRecord, data: bytes) -> None:
+        try:
+            self.blobs.put("upload", record.cv_id, record.pack(data))
+        except BlobStoreError as e:
+            logger.error("upload %s: not stored: %s", record.cv_id, e.__cause__ or e)
+            raise ServiceUnavailable("the upload could not be stored; try again") from e
+
+    def _put_unless_present(self, record: UploadRecord, data: bytes) -> UploadRecord | None:
+        """The record of an earlier upload of these bytes, or None after storing ``record``."""
+        found = read_upload(self.blobs, record.cv_id)
+        if found is not None:
+            return found[0]
+        self._put_upload(record, data)
+        return None
+
+    async def _existing_upload(self, cv_id: str, record: UploadRecord) -> UploadProgress | None:
+        """The state of the earlier upload ``record`` if it still stands, else None (a new attempt)."""
+        job = await self._job(record.job_id)
+        if job is None:
+            # Accepted, its job not in line yet (or lost with the progress actor: the
+            # recovery round puts it back); or stored all the same.
+            if await self._blocking(self.store.has_cv, cv_id):
+                return UploadProgress(cv_id=cv_id, job_id=record.job_id, status=JobStatus.succeeded,
+                                      step=UploadStep.done, percent=100.0, created_at=record.accepted_at)
+            return UploadProgress(
+                cv_id=cv_id, job_id=record.job_id, status=JobStatus.queued, step=UploadStep.queued,
+                percent=0.0, created_at=record.accepted_at,
+            )
+        if not job.status.is_terminal():
+            return UploadProgress.of(cv_id, job)
+        if job.status == JobStatus.succeeded and await self._blocking(self.store.has_cv, cv_id):
+            return UploadProgress.of(cv_id, job)
+        return None
+
+    async def _upload_step(self, cv_id: str) -> UploadStep:
+        try:
+            return (await self.upload_progress(cv_id)).step
+        except UnknownDocument:
+            return UploadStep.queued  # deleted meanwhile; the upload in flight stores it again
+
     async def _wait_for_upload(self, cv_id: str, job_id: str | None) -> None:
-        """Wait until another replica's upload of ``cv_id`` ends; raise its failure."""
+        """Wait until another request's upload of ``cv_id`` ends; raise its failure."""
         deadline = time.monotonic() + DUPLICATE_WAIT_S
         delay = 0.05
         while time.monotonic() < deadline:
@@ -325,130 +343,84 @@ class APIService:
             delay = min(1.0, delay * 2)
         raise ServiceUnavailable(f"upload {cv_id} is still being processed elsewhere")
 
-    def _start_upload(self, cv_id: str, data: bytes, *, filename: str | None, content_type: str | None) -> asyncio.Task:
-        record = UploadRecord(
-            cv_id=cv_id,
-            job_id=new_upload_job_id(cv_id),
-            filename=filename,
-            content_type=content_type,
-            size=len(data),
-            accepted_at=datetime.now(UTC),
-        )
-        accepted = asyncio.Event()
-        return self._track(cv_id, self._run_upload(record, data, accepted), accepted)
+    def _enqueue(self, job_id: str) -> None:
+        """Put an accepted upload's job in line; uploads accepted together share one call."""
+        self._to_enqueue.append(job_id)
+        if self._enqueuing is None:
+            self._enqueuing = asyncio.get_running_loop().create_task(self._flush_enqueued())
 
-    def _track(self, cv_id: str, work: Coroutine[Any, Any, CVPublic], accepted: asyncio.Event) -> asyncio.Task:
-        """Run ``work`` as this replica's upload of ``cv_id``; ``accepted`` is set once its bytes are durable."""
-        task = asyncio.create_task(work)
-        # Duplicate uploads wait on it (see _answer_accepted).
-        task.accepted = accepted  # type: ignore[attr-defined]
-        # Registered before the first await: a concurrent upload of the same bytes in this
-        # replica finds it and never starts a second pipeline.
-        self._inflight[cv_id] = task
-        task.add_done_callback(lambda t: self._upload_finished(cv_id, t))
-        return task
-
-    def _upload_finished(self, cv_id: str, task: asyncio.Task) -> None:
-        if self._inflight.get(cv_id) is task:
-            del self._inflight[cv_id]
-        if not task.cancelled() and task.exception() is not None:
-            # Retrieved here so a background failure (already reported to the progress
-            # actor) is not logged again by asyncio as "never retrieved".
-            err = task.exception()
-            logger.info("upload %s failed: %s", cv_id, getattr(err, "code", type(err).__name__))
-
-    async def _answer_accepted(self, cv_id: str, task: asyncio.Task, *, duplicate: bool = False) -> tuple[int, BaseModel]:
-        """202 once ``task`` has stored the bytes durably (its failure to do so raises)."""
-        accepted: asyncio.Event = task.accepted  # type: ignore[attr-defined]
-        waiter = asyncio.ensure_future(accepted.wait())
+    async def _flush_enqueued(self) -> None:
         try:
-            await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.sleep(ENQUEUE_BATCH_S)
+            while self._to_enqueue:
+                job_ids, self._to_enqueue = self._to_enqueue, []
+                try:
+                    await self.progress.enqueue.remote("upload", job_ids)
+                except (ProgressError, RayError) as e:
+                    # Their blobs are durable: the next recovery round puts them in line.
+                    logger.error("%d accepted uploads not put in line: %s", len(job_ids), type(e).__name__)
         finally:
-            waiter.cancel()
-        if not accepted.is_set():
-            task.result()  # raises why the bytes could not be stored
-        if not duplicate:
-            return 202, UploadAccepted(cv_id=cv_id, status=UploadStep.queued)
-        if task.done():
-            if task.cancelled() or task.exception() is not None:
-                step = UploadStep.failed
-            else:
-                step = UploadStep.done
-        else:
-            try:
-                step = (await self.upload_progress(cv_id)).step
-            except UnknownDocument:
-                # Only if the CV was deleted meanwhile; this upload will store it again.
-                step = UploadStep.queued
-        return (200 if step == UploadStep.done else 202), UploadAccepted(cv_id=cv_id, status=step, duplicate=True)
+            self._enqueuing = None
 
-    async def _run_upload(self, record: UploadRecord, data: bytes, accepted: asyncio.Event) -> CVPublic:
-        """Store the bytes durably, then take them through every step to a stored CV."""
-        cv_id, job_id = record.cv_id, record.job_id
+    async def _process_now(self, record: UploadRecord, data: bytes) -> CVPublic:
+        """A synchronous upload: the pipeline deployment's run of it, waited for."""
         try:
-            await self._blocking(self._accept, cv_id, data, record)
-        except BlobStoreError as e:
-            logger.error("upload %s: raw bytes not stored: %s", cv_id, e.__cause__ or e)
-            raise ServiceUnavailable("the upload could not be stored; try again") from e
-        accepted.set()
-        # Not written through: the upload record just written is the durable note of this
-        # upload, and the book writes the job with its next batch of changes.
-        await self._report(self.progress.create, job_id, "upload", 1, durable=False)
-        return await self._process_upload(record, data)
+            return await self.pipeline.process.remote(record, data)
+        except IngestError:
+            raise
+        except (RayError, RayServeException) as e:
+            # The pipeline replica died or is gone: the upload stays accepted (its blob)
+            # and ``recover_uploads`` puts it in line.
+            logger.error("upload %s: pipeline unavailable: %s", record.cv_id, type(e).__name__)
+            raise IngestError(
+                "store", INTERNAL_ERROR, f"processing failed ({type(e).__name__})", http_status=500
+            ) from e
 
-    async def _process_upload(self, record: UploadRecord, data: bytes) -> CVPublic:
-        """The upload pipeline deployment's run of an accepted upload (see ``pipeline.py``)."""
-        async with self._processing:
-            try:
-                return await self.pipeline.process.remote(record, data)
-            except IngestError:
-                raise
-            except (RayError, RayServeException) as e:
-                # The pipeline replica died or is gone: the upload stays accepted (its
-                # blob and progress job) and ``recover_stale_uploads`` takes it up again.
-                logger.error("upload %s: pipeline unavailable: %s", record.cv_id, type(e).__name__)
-                raise IngestError(
-                    "store", INTERNAL_ERROR, f"processing failed ({type(e).__name__})", http_status=500
-                ) from e
+    def _sync_finished(self, cv_id: str, task: asyncio.Task[CVPublic]) -> None:
+        if self._processing.get(cv_id) is task:
+            del self._processing[cv_id]
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved here so a failure (already reported to the progress actor) that
+            # no request awaited is not logged again by asyncio as "never retrieved".
+            logger.info("upload %s failed: %s", cv_id, getattr(task.exception(), "code", "error"))
 
-    async def recover_stale_uploads(self, *, stale_after: timedelta = STALE_UPLOAD_AFTER, limit: int = 200) -> int:
-        """Process again uploads whose progress stopped moving (their replica died).
+    async def recover_uploads(self, *, stale_after: timedelta = STALE_UPLOAD_AFTER, limit: int = 200) -> int:
+        """Put back in line the uploads nobody is processing.
 
-        The progress actor hands each stale job to one caller (``claim_stale`` touches it),
-        so API replicas running this side by side do not restart the same upload twice. A
-        stale job that can no longer be processed (its upload record or raw bytes are
-        gone, or the record names a later attempt) is ended as failed, so it is not looked
-        at again every round.
-
-        Args:
-            stale_after: how long an unfinished upload's progress must have stood still.
-            limit: most stale jobs taken in one call.
+        Two kinds: jobs whose progress has not moved for ``stale_after`` (the replica
+        processing them died; ``requeue_stale`` hands each to one caller, so API replicas
+        running this side by side do not both act), and accepted uploads older than
+        ``stale_after`` whose job the progress actor never got (their replica died before
+        putting them in line, or the actor lost them before writing them).
 
         Returns:
-            How many uploads were restarted.
+            How many uploads were put back in line.
         """
-        jobs: list[JobProgress] = await self.progress.claim_stale.remote(
+        requeued: list[str] = await self.progress.requeue_stale.remote(
             "upload", stale_after.total_seconds(), limit=limit
         )
-        restarted = 0
-        for job in jobs:
-            cv_id = upload_cv_id(job.job_id)
-            if cv_id is not None and cv_id in self._inflight:
-                continue  # this replica is on it (waiting for a pipeline slot)
-            record = data = None
-            if cv_id is not None:
-                record = await self._blocking(self._read_upload_record, cv_id)
-                data = await self._blocking(self.blobs.get, "cv", cv_id)
-            if record is None or record.job_id != job.job_id or data is None:
-                logger.warning("upload job %s is stale and its upload is gone; ending it", job.job_id)
-                await self._report(self.progress.finish, job.job_id, JobStatus.failed, _LOST_UPLOAD)
+        candidates = await self._blocking(self._unstored_uploads, stale_after, limit)
+        known = set(await self.progress.known.remote(candidates)) if candidates else set()
+        orphans = [job_id for job_id in candidates if job_id not in known]
+        if orphans:
+            logger.warning("%d accepted uploads had no job; putting them in line", len(orphans))
+            await self.progress.enqueue.remote("upload", orphans)
+        return len(requeued) + len(orphans)
+
+    def _unstored_uploads(self, older_than: timedelta, limit: int) -> list[str]:
+        """Job ids of accepted uploads older than ``older_than`` whose CV is not stored."""
+        stored = set(self.store.list_cv_ids())
+        cutoff = datetime.now(UTC) - older_than
+        out: list[str] = []
+        for cv_id in self.blobs.ids("upload"):
+            if cv_id in stored:
                 continue
-            logger.info("upload %s: restarting a stale upload", cv_id)
-            done = asyncio.Event()
-            done.set()  # the bytes are durable already
-            self._track(cv_id, self._process_upload(record, data), done)
-            restarted += 1
-        return restarted
+            found = read_upload(self.blobs, cv_id)
+            if found is not None and found[0].accepted_at <= cutoff:
+                out.append(found[0].job_id)
+                if len(out) >= limit:
+                    break
+        return out
 
     # --------------------------------------------------------------- CV reads
 
@@ -458,14 +430,14 @@ class APIService:
         Raises:
             UnknownDocument: no upload of these bytes and no stored CV with this id.
         """
-        record = await self._blocking(self._read_upload_record, _checked_id(cv_id, "cv_id"))
-        if record is not None:
+        found = await self._blocking(read_upload, self.blobs, _checked_id(cv_id, "cv_id"))
+        if found is not None:
+            record = found[0]
             job = await self._job(record.job_id)
             if job is None:
-                return UploadProgress(
-                    cv_id=cv_id, job_id=record.job_id, status=JobStatus.queued, step=UploadStep.queued,
-                    percent=0.0, created_at=record.accepted_at,
-                )
+                state = await self._existing_upload(cv_id, record)
+                assert state is not None  # with no job, an upload is queued or stored
+                return state
             if job.status != JobStatus.succeeded or await self._blocking(self.store.has_cv, cv_id):
                 return UploadProgress.of(cv_id, job)
             raise UnknownDocument(f"CV {cv_id} was deleted")
@@ -500,10 +472,10 @@ class APIService:
 
         def delete() -> bool:
             stored = self.store.delete_cv(cv_id)
-            raw = self.blobs.delete("cv", cv_id)
-            # The upload record goes too: the same bytes uploaded again start afresh.
-            note = self.blobs.delete("upload", cv_id)
-            return stored or raw or note
+            # The upload (record and raw bytes) goes too: the same bytes uploaded again
+            # start afresh.
+            upload = self.blobs.delete("upload", cv_id)
+            return stored or upload
 
         found = await self._blocking(delete)
         try:
