@@ -61,7 +61,7 @@ class AppArgs(BaseModel):
     )
 
     upload_concurrency: int = Field(
-        8, gt=0, description="Queued uploads one UploadPipeline replica processes at once; more wait, accepted, in line."
+        16, gt=0, description="Queued uploads one UploadPipeline replica processes at once; more wait, accepted, in line."
     )
 
     def to_settings(self, base: Optional[Settings] = None) -> Settings:

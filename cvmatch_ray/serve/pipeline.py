@@ -151,7 +151,7 @@ class UploadPipelineDeployment:
         standardizer: DeploymentHandle,
         embedder: DeploymentHandle,
         *,
-        concurrency: int = 8,
+        concurrency: int = 16,
     ) -> None:
         """Start the replica and its loop that claims queued uploads.
 
