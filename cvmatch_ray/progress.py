@@ -236,7 +236,7 @@ class _ChunkSet:
 class _Record:
     """A job plus the bookkeeping that is persisted but not part of the public model."""
 
-    __slots__ = ("progress", "chunks", "last_chunk_at", "last_write", "durable")
+    __slots__ = ("progress", "chunks", "last_chunk_at", "last_write", "durable", "unwritten")
 
     def __init__(self, progress: JobProgress, chunks: _ChunkSet | None = None, last_chunk_at: float | None = None):
         self.progress = progress
@@ -248,6 +248,10 @@ class _Record:
         # The state as last written to the table (what a restarted actor would reload):
         # readers see this, so nothing they were shown can be lost with the actor.
         self.durable: JobProgress | None = None
+        # What readers see of a job created without a write, until its first write: the
+        # job as created (the live state could be shown and then taken back by a write
+        # of an earlier one).
+        self.unwritten: JobProgress | None = None
 
     def to_row(self) -> dict[str, Any]:
         """The ``jobs`` table row: filterable columns plus the whole state as JSON."""
@@ -501,6 +505,7 @@ class ProgressBook:
             record = _Record(progress)
             if not durable:
                 record.last_write = now  # so the flusher, not the next step, writes it
+                record.unwritten = progress.model_copy()
             self._records[job_id] = record
             seq = self._changed(record)
             result = self._snapshot(record)
@@ -531,6 +536,7 @@ class ProgressBook:
                 )
                 record = _Record(progress)
                 record.last_write = now  # written by the flusher, not by the first step
+                record.unwritten = progress.model_copy()
                 self._records[job_id] = record
                 self._changed(record)
                 queue[job_id] = None
@@ -907,7 +913,9 @@ class ProgressBook:
         a report still being written could be lost with the actor, and a reader must
         never see progress go backwards).
         """
-        source = record.durable if durable and self._table is not None and record.durable is not None else record.progress
+        source = record.progress
+        if durable and self._table is not None:
+            source = record.durable or record.unwritten or record.progress
         # Shallow copy plus a new failures list: records and stats are replaced, never
         # mutated, so a deep copy (slow with 1000 failures) would buy nothing.
         p = source.model_copy(update={"failures": list(source.failures)})

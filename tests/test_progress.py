@@ -402,6 +402,19 @@ def test_queued_jobs_are_claimed_once_oldest_first(tmp_path: Path, clock: FakeCl
     assert reloaded.claim_queued("upload", 10) == ["u4"]
 
 
+def test_readers_see_an_unwritten_job_as_created(tmp_path: Path, clock: FakeClock) -> None:
+    # Until its first write a job reads as it was created: showing its live state could
+    # be taken back when a write of an earlier state lands (progress seen going backwards).
+    book = ProgressBook(JobTable(str(tmp_path)), clock=clock, coalesce_s=3600)
+    book.enqueue("upload", ["u1"])
+    assert book.claim_queued("upload", 1) == ["u1"]
+    book.set_step("u1", UploadStep.embedding)
+    seen = book.get("u1")
+    assert (seen.status, seen.step) == (JobStatus.queued, UploadStep.queued)
+    book.flush()
+    assert book.get("u1").step == UploadStep.embedding
+
+
 def test_claim_waits_for_work(book: ProgressBook) -> None:
     got: list[list[str]] = []
     waiter = threading.Thread(target=lambda: got.append(book.claim_queued("upload", 5, wait_s=30)))

@@ -82,6 +82,8 @@ logger = logging.getLogger(__name__)
 STALE_UPLOAD_AFTER = timedelta(minutes=10)
 #: How long accepted uploads wait to share one ``enqueue`` call to the progress actor.
 ENQUEUE_BATCH_S = 0.05
+#: Uploads up to this size are inspected on the event loop, larger ones in a thread.
+INLINE_INSPECT_BYTES = 256 * 1024
 #: How long a synchronous upload waits for the same bytes being processed elsewhere.
 DUPLICATE_WAIT_S = 600.0
 #: Threads for blocking calls (about one per request in flight).
@@ -225,12 +227,9 @@ class APIService:
                 f"the file has {len(data)} bytes, more than the limit of {self.settings.max_upload_bytes}",
                 http_status=413,
             )
-        try:
-            # Bytes-only sniffing: the filename is never used, so no name reaches a message.
-            detect_kind(data)
-        except ExtractionError as e:
-            raise IngestError("extract", e.code, e.message, http_status=e.http_status) from e
-        cv_id = document_id(data)
+        # A CV-sized file is sniffed and hashed at once (well under a millisecond); a large
+        # one in a thread, so that it never stalls the event loop for the other requests.
+        cv_id = _inspect(data) if len(data) <= INLINE_INSPECT_BYTES else await self._blocking(_inspect, data)
         admission = self._admitting.get(cv_id)
         joined = admission is not None
         if admission is None:
@@ -648,6 +647,16 @@ class APIService:
             embedding_dim=self.store.dim,
             auth=bool(self.settings.api_keys),
         )
+
+
+def _inspect(data: bytes) -> str:
+    """The ``cv_id`` of an upload; refuses types that are not CVs (before any parsing)."""
+    try:
+        # Bytes-only sniffing: the filename is never used, so no name reaches a message.
+        detect_kind(data)
+    except ExtractionError as e:
+        raise IngestError("extract", e.code, e.message, http_status=e.http_status) from e
+    return document_id(data)
 
 
 def _checked_id(value: str, what: str) -> str:
