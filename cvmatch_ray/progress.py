@@ -491,23 +491,8 @@ class ProgressBook:
                 if existing.progress.kind != kind:
                     raise JobConflictError(f"job {job_id} exists as a {existing.progress.kind} job, not {kind}")
                 return self._snapshot(existing)
-            now = self._clock()
-            progress = JobProgress(
-                job_id=job_id,
-                kind=kind,
-                jd_id=jd_id,
-                total=total,
-                total_chunks=total_chunks,
-                created_at=_now_dt(now),
-                updated_at=_now_dt(now),
-                step=UploadStep.queued if kind == "upload" else None,
-            )
-            record = _Record(progress)
-            if not durable:
-                record.last_write = now  # so the flusher, not the next step, writes it
-                record.unwritten = progress.model_copy()
-            self._records[job_id] = record
-            seq = self._changed(record)
+            record = self._add_job(job_id, kind, total, total_chunks=total_chunks, jd_id=jd_id, written=durable)
+            seq = self._seq
             result = self._snapshot(record)
         if durable:
             self._make_durable(seq)
@@ -523,22 +508,13 @@ class ProgressBook:
         Returns:
             How many jobs were created.
         """
-        now = self._clock()
         created = 0
         with self._lock:
             queue = self._claimable.setdefault(kind, {})
             for job_id in job_ids:
                 if self._lookup(job_id) is not None:
                     continue
-                progress = JobProgress(
-                    job_id=job_id, kind=kind, total=total, created_at=_now_dt(now), updated_at=_now_dt(now),
-                    step=UploadStep.queued if kind == "upload" else None,
-                )
-                record = _Record(progress)
-                record.last_write = now  # written by the flusher, not by the first step
-                record.unwritten = progress.model_copy()
-                self._records[job_id] = record
-                self._changed(record)
+                self._add_job(job_id, kind, total, written=False)
                 queue[job_id] = None
                 created += 1
             if created:
@@ -863,6 +839,37 @@ class ProgressBook:
                 record.last_write = self._clock()
                 self._records[job_id] = record
                 self._evicted.discard(job_id)
+        return record
+
+    def _add_job(
+        self,
+        job_id: str,
+        kind: JobKind,
+        total: int,
+        *,
+        total_chunks: int = 0,
+        jd_id: str | None = None,
+        written: bool,
+    ) -> _Record:
+        """Register a new queued job (caller holds ``_lock``); ``written``: the caller
+        writes it through now, else the flusher writes it with its next batch."""
+        now = self._clock()
+        progress = JobProgress(
+            job_id=job_id,
+            kind=kind,
+            jd_id=jd_id,
+            total=total,
+            total_chunks=total_chunks,
+            created_at=_now_dt(now),
+            updated_at=_now_dt(now),
+            step=UploadStep.queued if kind == "upload" else None,
+        )
+        record = _Record(progress)
+        if not written:
+            record.last_write = now  # so the flusher, not the next step, writes it
+            record.unwritten = progress.model_copy()
+        self._records[job_id] = record
+        self._changed(record)
         return record
 
     def _require(self, job_id: str) -> _Record:
