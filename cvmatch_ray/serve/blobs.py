@@ -14,6 +14,7 @@ matching request's options. Writes are atomic: readers never see half a blob.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 BlobKind = Literal["upload", "jd", "job"]
 _KINDS: frozenset[str] = frozenset({"upload", "jd", "job"})
 # Document ids are hex digests and job ids ``job_<hex>``; nothing else may name a file.
+#: What ``link()`` fails with where the filesystem has no hard links.
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
 _BLOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,127}")
 
 
@@ -89,6 +92,32 @@ class BlobStore:
             raise BlobStoreError(f"could not store {kind} blob {blob_id}") from e
         return path
 
+    def create(self, kind: BlobKind, blob_id: str, data: bytes) -> bool:
+        """Store ``data`` under ``(kind, blob_id)`` unless a blob is there already.
+
+        On a local root the check and the write are one atomic step (a hard link, which
+        fails if the name exists): of two processes creating the same blob at once, one
+        wins and the other is told so. An object store has no such primitive in
+        ``pyarrow.fs``: there it is a check, then a write.
+
+        Returns:
+            True if this call stored the blob, False if one existed (left unchanged).
+
+        Raises:
+            BlobStoreError: the write failed; nothing is left under the blob's path.
+        """
+        path = self.path(kind, blob_id)
+        try:
+            if self._local:
+                return _write_local(path, data, exclusive=True)
+            if self._fs.get_file_info(path).type == pafs.FileType.File:
+                return False
+            with self._fs.open_output_stream(path) as out:
+                out.write(data)
+        except (OSError, pa.ArrowException) as e:
+            raise BlobStoreError(f"could not store {kind} blob {blob_id}") from e
+        return True
+
     def get(self, kind: BlobKind, blob_id: str, *, limit: int | None = None) -> bytes | None:
         """The blob's bytes (its first ``limit`` bytes only, if given), or ``None`` if there is none."""
         path = self.path(kind, blob_id)
@@ -148,8 +177,12 @@ def _missing(e: BaseException) -> bool:
     return isinstance(e, FileNotFoundError) or "not found" in str(e).lower() or "does not exist" in str(e).lower()
 
 
-def _write_local(path: str, data: bytes) -> None:
-    """Write, fsync, then rename into place, so the blob is whole or absent."""
+def _write_local(path: str, data: bytes, *, exclusive: bool = False) -> bool:
+    """Write, fsync, then rename into place, so the blob is whole or absent.
+
+    With ``exclusive`` the temp file is linked into place instead, which fails if ``path``
+    exists: returns False then, and nothing is changed. Returns True once written.
+    """
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
@@ -158,7 +191,23 @@ def _write_local(path: str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            except OSError as e:
+                if e.errno not in _NO_HARD_LINKS:
+                    raise
+                # A filesystem without hard links: check, then rename (not atomic).
+                if os.path.exists(path):
+                    return False
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         # A failed write must not leave a temp file behind to be mistaken for data later.
         try:
@@ -172,3 +221,4 @@ def _write_local(path: str, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+    return True

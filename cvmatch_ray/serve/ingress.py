@@ -23,13 +23,18 @@ logger = logging.getLogger(__name__)
 INGRESS = "APIIngress"
 
 
-@serve.deployment(name=INGRESS, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
+@serve.deployment(name=INGRESS, num_replicas=2, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
 @serve.ingress()
 class APIIngress:
     """FastAPI in front of the ``UploadPipeline`` and the model deployments.
 
     The app is built per replica (``__serve_build_asgi_app__``) around an ``APIService``
     that holds this replica's store connection, progress actor handle and the handles.
+
+    Two replicas by default: one event loop is one Python thread, which a burst of uploads
+    keeps busy (parsing multipart, answering), so a second replica uses a second core.
+    Replicas keep no state that the other needs: an upload's blob is created only if
+    absent (``BlobStore.create``), so the same bytes sent to both are accepted once.
     """
 
     async def __init__(

@@ -294,10 +294,26 @@ class APIService:
             raise ServiceUnavailable("the upload could not be stored; try again") from e
 
     def _put_unless_present(self, record: UploadRecord, data: bytes) -> UploadRecord | None:
-        """The record of an earlier upload of these bytes, or None after storing ``record``."""
-        found = read_upload(self.blobs, record.cv_id)
-        if found is not None:
-            return found[0]
+        """The record of an earlier upload of these bytes, or None after storing ``record``.
+
+        The blob is created only if absent, atomically (``BlobStore.create``): of two
+        replicas accepting the same bytes at once, one stores its record and the other
+        gets that record back.
+        """
+        blob = record.pack(data)
+        for _ in range(3):
+            try:
+                if self.blobs.create("upload", record.cv_id, blob):
+                    return None
+            except BlobStoreError as e:
+                logger.error("upload %s: not stored: %s", record.cv_id, e.__cause__ or e)
+                raise ServiceUnavailable("the upload could not be stored; try again") from e
+            found = read_upload(self.blobs, record.cv_id)
+            if found is not None:
+                return found[0]
+            if self.blobs.exists("upload", record.cv_id):
+                break  # there, but unreadable: replaced below
+            # Deleted between the two calls: try again.
         self._put_upload(record, data)
         return None
 
