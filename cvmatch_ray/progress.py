@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import pyarrow as pa
 import ray
@@ -128,6 +128,15 @@ _STEP_PERCENT: dict[UploadStep, float | None] = {
     UploadStep.failed: None,
 }
 _STEP_ORDER = {step: i for i, step in enumerate(UploadStep)}
+
+
+class StepReport(NamedTuple):
+    """One upload step report, as :meth:`ProgressBook.report_steps` takes them."""
+
+    job_id: str
+    step: UploadStep
+    stats: CVStats | None = None
+    error: str | None = None
 
 
 class FailureRecord(BaseModel):
@@ -664,32 +673,43 @@ class ProgressBook:
 
         ``done`` finishes the job as succeeded and ``failed`` as failed (with ``error``).
         Intermediate steps are coalesced (see the class docstring).
+
+        Raises:
+            JobNotFoundError: unknown job.
         """
-        step = UploadStep(step)
-        if step == UploadStep.done:
-            return self.finish(job_id, JobStatus.succeeded, stats=stats)
-        if step == UploadStep.failed:
-            return self.finish(job_id, JobStatus.failed, error=error, stats=stats)
         with self._lock:
             record = self._require(job_id)
-            p = record.progress
-            if p.status.is_terminal() or (p.step is not None and step.order <= p.step.order and stats is None):
-                return self._snapshot(record)
-            now = self._clock()
-            if p.status == JobStatus.queued and step != UploadStep.queued:
-                self._start(record, now)
-            if p.step is None or step.order > p.step.order:
-                p.step = step
-                self._raise_percent(p, step.percent)
-            if stats is not None:
-                p.stats = stats
-            self._touch(p, now)
-            seq = self._changed(record)
-            due = now - record.last_write >= self._coalesce_s
+            seq = self._set_step(record, UploadStep(step), stats, error)
             result = self._snapshot(record)
-        if due:
+        if seq is not None:
             self._make_durable(seq)
         return result
+
+    def report_steps(self, reports: Sequence[StepReport]) -> int:
+        """:meth:`set_step` for many reports, in order, with at most one table write.
+
+        For a worker that keeps many uploads in flight: one call carries the steps they
+        reached since its last call. A report on a job the book does not know (forgotten:
+        its CV was deleted meanwhile) is skipped.
+
+        Returns:
+            How many reports were applied.
+        """
+        applied = 0
+        due: int | None = None
+        with self._lock:
+            for report in reports:
+                record = self._lookup(report.job_id)
+                if record is None:
+                    logger.info("step report on unknown job %s skipped", report.job_id)
+                    continue
+                seq = self._set_step(record, UploadStep(report.step), report.stats, report.error)
+                applied += 1
+                if seq is not None:
+                    due = seq
+        if due is not None:
+            self._make_durable(due)
+        return applied
 
     def finish(
         self,
@@ -710,34 +730,10 @@ class ProgressBook:
             raise InvalidReportError(f"job {job_id}: finish() needs a terminal status, not {status.value}")
         with self._lock:
             record = self._require(job_id)
-            p = record.progress
-            if p.status.is_terminal():
-                return self._snapshot(record)
-            now = self._clock()
-            p.status = status
-            p.finished_at = _now_dt(now)
-            if p.started_at is not None:
-                p.total_seconds = max(0.0, now - p.started_at.timestamp())
-            p.eta_seconds = 0.0 if status == JobStatus.succeeded else None
-            if error:
-                p.error = clean_line(error, 2000)
-            if stats is not None:
-                p.stats = stats
-            if p.kind == "upload":
-                if status == JobStatus.succeeded:
-                    p.step = UploadStep.done
-                    p.processed = max(p.processed, p.total)
-                elif status == JobStatus.failed:
-                    p.step = UploadStep.failed
-                    p.processed = max(p.processed, p.total)
-                    p.failed = max(p.failed, p.total)
-            if status == JobStatus.succeeded:
-                self._raise_percent(p, 100.0)
-            self._touch(p, now)
-            seq = self._changed(record)
+            seq = self._finish(record, status, error, stats)
             result = self._snapshot(record)
-        self._make_durable(seq)
-        logger.info("job %s (%s) %s after %s s", job_id, p.kind, status.value, p.total_seconds)
+        if seq is not None:
+            self._make_durable(seq)
         return result
 
     def cancel(self, job_id: str) -> JobProgress:
@@ -871,6 +867,62 @@ class ProgressBook:
         self._records[job_id] = record
         self._changed(record)
         return record
+
+    def _set_step(
+        self, record: _Record, step: UploadStep, stats: CVStats | None, error: str | None
+    ) -> int | None:
+        """Apply one step report (caller holds ``_lock``); returns the sequence number to
+        write through now, or None when the change may wait for the flusher."""
+        if step == UploadStep.done:
+            return self._finish(record, JobStatus.succeeded, None, stats)
+        if step == UploadStep.failed:
+            return self._finish(record, JobStatus.failed, error, stats)
+        p = record.progress
+        if p.status.is_terminal() or (p.step is not None and step.order <= p.step.order and stats is None):
+            return None
+        now = self._clock()
+        if p.status == JobStatus.queued and step != UploadStep.queued:
+            self._start(record, now)
+        if p.step is None or step.order > p.step.order:
+            p.step = step
+            self._raise_percent(p, step.percent)
+        if stats is not None:
+            p.stats = stats
+        self._touch(p, now)
+        seq = self._changed(record)
+        return seq if now - record.last_write >= self._coalesce_s else None
+
+    def _finish(
+        self, record: _Record, status: JobStatus, error: str | None, stats: CVStats | None
+    ) -> int | None:
+        """End a job (caller holds ``_lock``); returns the sequence number to write
+        through, or None when it had ended already (its first ending stands)."""
+        p = record.progress
+        if p.status.is_terminal():
+            return None
+        now = self._clock()
+        p.status = status
+        p.finished_at = _now_dt(now)
+        if p.started_at is not None:
+            p.total_seconds = max(0.0, now - p.started_at.timestamp())
+        p.eta_seconds = 0.0 if status == JobStatus.succeeded else None
+        if error:
+            p.error = clean_line(error, 2000)
+        if stats is not None:
+            p.stats = stats
+        if p.kind == "upload":
+            if status == JobStatus.succeeded:
+                p.step = UploadStep.done
+                p.processed = max(p.processed, p.total)
+            elif status == JobStatus.failed:
+                p.step = UploadStep.failed
+                p.processed = max(p.processed, p.total)
+                p.failed = max(p.failed, p.total)
+        if status == JobStatus.succeeded:
+            self._raise_percent(p, 100.0)
+        self._touch(p, now)
+        logger.info("job %s (%s) %s after %s s", p.job_id, p.kind, status.value, p.total_seconds)
+        return self._changed(record)
 
     def _require(self, job_id: str) -> _Record:
         record = self._lookup(job_id)
@@ -1058,6 +1110,10 @@ class ProgressBookActor:
     ) -> JobProgress:
         """See :meth:`ProgressBook.set_step`."""
         return self._book.set_step(job_id, step, stats, error=error)
+
+    def report_steps(self, reports: Sequence[StepReport]) -> int:
+        """See :meth:`ProgressBook.report_steps`."""
+        return self._book.report_steps(reports)
 
     def finish(
         self, job_id: str, status: JobStatus, error: str | None = None, *, stats: CVStats | None = None

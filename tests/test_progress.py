@@ -29,6 +29,7 @@ from cvmatch_ray.progress import (
     ProgressBook,
     ProgressReporter,
     ProgressStoreError,
+    StepReport,
     UploadStep,
     _ChunkSet,
     get_progress_actor,
@@ -193,6 +194,38 @@ def test_upload_steps(book: ProgressBook) -> None:
     p = book.set_step("u2", UploadStep.failed, error="embedding model missing")
     assert (p.status, p.step, p.percent, p.failed) == (JobStatus.failed, UploadStep.failed, 70.0, 1)
     assert [s.percent for s in UploadStep][:-1] == sorted(s.percent for s in UploadStep if s.percent is not None)
+
+
+def test_step_reports_in_one_call_are_applied_in_order_with_one_write(tmp_path: Path, clock: FakeClock) -> None:
+    book = ProgressBook(JobTable(str(tmp_path)), clock=clock, coalesce_s=1.0)
+    book.enqueue("upload", ["u1", "u2", "u3"])
+    assert book.claim_queued("upload", 3) == ["u1", "u2", "u3"]
+    book.flush()
+    before = _versions(tmp_path)
+    stats = CVStats(skills_count=5)
+    applied = book.report_steps(
+        [
+            StepReport("u1", UploadStep.extracting),
+            StepReport("u2", UploadStep.extracting),
+            StepReport("gone", UploadStep.extracting),  # forgotten meanwhile: skipped
+            StepReport("u1", UploadStep.standardizing),
+            StepReport("u2", UploadStep.failed, error="no_text_layer: no text"),
+            StepReport("u1", UploadStep.done, stats),
+            StepReport("u3", UploadStep.embedding),
+        ]
+    )
+    assert applied == 6
+    # Two endings in the batch, one table write; the intermediate step of u3 went with it.
+    assert _versions(tmp_path) == before + 1
+    reloaded = ProgressBook(JobTable(str(tmp_path)))
+    assert (reloaded.get("u1").step, reloaded.get("u1").stats) == (UploadStep.done, stats)
+    assert (reloaded.get("u2").status, reloaded.get("u2").error) == (JobStatus.failed, "no_text_layer: no text")
+    assert reloaded.get("u3").step == UploadStep.embedding
+    # Only steps, not the order of a batch, move a job: a late step is still ignored.
+    assert book.report_steps([StepReport("u3", UploadStep.extracting)]) == 1
+    assert book.get("u3").step == UploadStep.embedding
+    # Nothing to write through: the intermediate step waits for the flusher.
+    assert _versions(tmp_path) == before + 1
 
 
 def test_list_and_latest_for_jd(book: ProgressBook, clock: FakeClock) -> None:

@@ -39,8 +39,8 @@ from cvmatch_ray.config import Settings
 from cvmatch_ray.embed import EmptyDocumentError
 from cvmatch_ray.ingest import IngestError, Prepared
 from cvmatch_ray.priority import lower_priority
-from cvmatch_ray.progress import JobStatus, ProgressError, UploadStep, get_progress_actor
-from cvmatch_ray.schemas import CVPublic
+from cvmatch_ray.progress import JobStatus, ProgressError, StepReport, UploadStep, get_progress_actor
+from cvmatch_ray.schemas import CVPublic, CVStats
 from cvmatch_ray.serve.blobs import BlobStore, BlobStoreError
 from cvmatch_ray.store import CVRecord, Store
 
@@ -132,6 +132,47 @@ async def report_progress(call: Any, *args: Any, **kwargs: Any) -> None:
         logger.warning("progress report %s failed: %s", args[0] if args else "", type(e).__name__)
 
 
+class StepReporter:
+    """Sends the upload steps of one replica to the progress actor, in order, in as few
+    calls as the load allows.
+
+    A report goes out at once when no call is in flight; reports made while one is in
+    flight go together in the next (``report_steps``). With 16 uploads in hand, a replica
+    makes one call per batch of steps instead of one per step, and the progress actor,
+    which answers the API's requests too, spends its time on them.
+    """
+
+    def __init__(self, progress: Any) -> None:
+        self._progress = progress
+        self._pending: list[tuple[StepReport, asyncio.Future[None]]] = []
+        self._sending: asyncio.Task[None] | None = None
+
+    def report(
+        self, job_id: str, step: UploadStep, stats: CVStats | None = None, *, error: str | None = None
+    ) -> asyncio.Future[None]:
+        """Queue a step report; the future resolves once it reached the actor (or failed
+        to: a progress outage is logged, never raised into an upload)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((StepReport(job_id, step, stats, error), done))
+        if self._sending is None:
+            self._sending = asyncio.get_running_loop().create_task(self._send_pending())
+        return done
+
+    async def _send_pending(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self._progress.report_steps.remote([report for report, _ in batch])
+                except (ProgressError, RayError) as e:
+                    logger.warning("%d progress reports failed: %s", len(batch), type(e).__name__)
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+        finally:
+            self._sending = None
+
+
 def section_texts(prepared: Prepared) -> dict[str, str]:
     """The blinded section texts to embed; a CV with nothing to embed is refused."""
     try:
@@ -169,6 +210,7 @@ class UploadPipelineDeployment:
         self.blobs = BlobStore(settings.data_dir)
         # get_progress_actor blocks on a name lookup (and on the actor's first start).
         self.progress = await asyncio.to_thread(get_progress_actor, settings)
+        self.steps = StepReporter(self.progress)
         self.extractor = extractor
         self.standardizer = standardizer
         self.embedder = embedder
@@ -254,25 +296,27 @@ class UploadPipelineDeployment:
         try:
             stored = await asyncio.to_thread(self.store.get_cv, cv_id)
             if stored is not None:
-                await self._report("set_step", job_id, UploadStep.done, stored.stats)
+                await self.steps.report(job_id, UploadStep.done, stored.stats)
                 return stored.to_public()
-            await self._report("set_step", job_id, UploadStep.extracting)
+            # Intermediate steps are sent without waiting; the last one is waited for, so
+            # that whoever reads the job after this returns sees it ended.
+            self.steps.report(job_id, UploadStep.extracting)
             # No filename into extraction: error messages then carry no personal names.
             text, flags, extractor = await self.extractor.extract.remote(data, None)
-            await self._report("set_step", job_id, UploadStep.standardizing)
+            self.steps.report(job_id, UploadStep.standardizing)
             profile, provenance = await self.standardizer.standardize.remote(text, "cv")
             prepared = Prepared(
                 cv_id, "cv", record.filename, text, profile,
                 provenance.model_copy(update={"extractor": extractor}), list(flags),
             )
             sections = section_texts(prepared)
-            await self._report("set_step", job_id, UploadStep.embedding)
+            self.steps.report(job_id, UploadStep.embedding)
             vectors = await self.embedder.embed_sections.remote(sections)
             cv = prepared.to_record(vectors)
             assert isinstance(cv, CVRecord)
             # Stamped here so the synchronous answer carries the time the row will have.
             cv.created_at = datetime.now(UTC)
-            await self._report("set_step", job_id, UploadStep.storing, cv.stats)
+            self.steps.report(job_id, UploadStep.storing, cv.stats)
             await self._write_cv(cv)
         except IngestError as e:
             await self._fail(record, e)
@@ -284,12 +328,12 @@ class UploadPipelineDeployment:
             logger.error("upload %s: %s", cv_id, type(e).__name__)
             await self._fail(record, err)
             raise err from e
-        await self._report("set_step", job_id, UploadStep.done, cv.stats)
+        await self.steps.report(job_id, UploadStep.done, cv.stats)
         logger.info("upload %s stored (%d skills)", cv_id, cv.stats.skills_count)
         return cv.to_public()
 
     async def _fail(self, record: UploadRecord, err: IngestError) -> None:
-        await self._report("set_step", record.job_id, UploadStep.failed, error=failure_text(err))
+        await self.steps.report(record.job_id, UploadStep.failed, error=failure_text(err))
         # The failure stays readable through the progress job, which the upload record
         # keeps pointing at; the bytes and the client's file name are not kept.
         anonymous = record.model_copy(update={"filename": None, "content_type": None})
