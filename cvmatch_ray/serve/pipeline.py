@@ -51,6 +51,8 @@ UPLOAD_PIPELINE = "UploadPipeline"
 INTERNAL_ERROR = "internal_error"
 #: How long one claim waits on the progress actor for new uploads (a long poll).
 CLAIM_WAIT_S = 5.0
+#: The longest a new upload waits for a burst of uploads to settle (``settle_s``).
+CLAIM_MAX_DELAY_S = 2.0
 #: The most an upload record takes at the head of its blob (the file name is <= 255 chars).
 RECORD_HEAD_BYTES = 4096
 
@@ -193,6 +195,7 @@ class UploadPipelineDeployment:
         embedder: DeploymentHandle,
         *,
         concurrency: int = 16,
+        settle_s: float = 0.0,
     ) -> None:
         """Start the replica and its loop that claims queued uploads.
 
@@ -203,6 +206,9 @@ class UploadPipelineDeployment:
             embedder: handle of the ``Embedder`` deployment.
             concurrency: queued uploads this replica processes at once; the others wait,
                 durably accepted, on the progress actor for whichever replica is free.
+            settle_s: start on new uploads once none has arrived for this long (or the
+                oldest has waited ``CLAIM_MAX_DELAY_S``), so that a burst of uploads is
+                accepted before its processing competes for the CPU; 0 starts at once.
         """
         lower_priority(settings.background_niceness)
         info: dict[str, Any] = await embedder.info.remote()
@@ -215,6 +221,7 @@ class UploadPipelineDeployment:
         self.standardizer = standardizer
         self.embedder = embedder
         self._concurrency = concurrency
+        self._settle_s = settle_s
         self._claimed: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._puller = asyncio.get_running_loop().create_task(self._claim_forever())
@@ -240,7 +247,9 @@ class UploadPipelineDeployment:
                 await self._slot_freed.wait()
                 continue
             try:
-                job_ids: list[str] = await self.progress.claim_queued.remote("upload", free, wait_s=CLAIM_WAIT_S)
+                job_ids: list[str] = await self.progress.claim_queued.remote(
+                    "upload", free, wait_s=CLAIM_WAIT_S, settle_s=self._settle_s, max_delay_s=CLAIM_MAX_DELAY_S
+                )
             except (ProgressError, RayError) as e:
                 logger.warning("claiming uploads failed: %s; retrying", type(e).__name__)
                 await asyncio.sleep(1.0)
