@@ -438,18 +438,22 @@ def serve(
         str,
         typer.Option(
             "--ingress",
-            help="proxy: Serve's proxy actor; haproxy: HAProxy straight to the API replica "
-            "(lower latency, needs the haproxy binary).",
+            help="haproxy: HAProxy straight to the API replicas (lowest latency; ray[serve] "
+            "brings the binary on Linux); proxy: Serve's proxy actor; auto: haproxy if "
+            "a binary is found, else proxy.",
         ),
-    ] = "proxy",
+    ] = "auto",
     db: DbOption = None,
 ) -> None:
     """Run the HTTP API on Ray Serve until interrupted (the same app as `serve run serve_config.yaml`)."""
     from cvmatch_ray.serve.app import AppArgs, run_app
 
-    if ingress not in ("proxy", "haproxy"):
-        raise _fail(f"--ingress must be proxy or haproxy, not {ingress!r}")
-    console.print(f"cvmatch API on http://{host}:{port} (OpenAPI at /openapi.json); Ctrl-C to stop")
+    from cvmatch_ray.serve.env import resolve_ingress
+
+    if ingress not in ("auto", "proxy", "haproxy"):
+        raise _fail(f"--ingress must be auto, proxy or haproxy, not {ingress!r}")
+    mode = resolve_ingress(ingress)  # type: ignore[arg-type]
+    console.print(f"cvmatch API on http://{host}:{port} (ingress: {mode}; OpenAPI at /openapi.json); Ctrl-C to stop")
     try:
         run_app(AppArgs(data_dir=db), host=host, port=port, ingress=ingress, blocking=True)  # type: ignore[arg-type]
     except RuntimeError as e:

