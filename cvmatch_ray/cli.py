@@ -455,7 +455,7 @@ def serve(
     mode = resolve_ingress(ingress)  # type: ignore[arg-type]
     console.print(f"cvmatch API on http://{host}:{port} (ingress: {mode}; OpenAPI at /openapi.json); Ctrl-C to stop")
     try:
-        run_app(AppArgs(data_dir=db), host=host, port=port, ingress=ingress, blocking=True)  # type: ignore[arg-type]
+        run_app(AppArgs(data_dir=db), host=host, port=port, ingress=mode, blocking=True)
     except RuntimeError as e:
         raise _fail(str(e)) from e
 

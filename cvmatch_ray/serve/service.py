@@ -286,9 +286,13 @@ class APIService:
             task.add_done_callback(lambda t: self._sync_finished(cv_id, t))
         return _Admission(record)
 
-    def _put_upload(self, record: UploadRecord, data: bytes) -> None:
+    def _put_upload(self, record: UploadRecord, data: bytes, *, only_if_absent: bool = False) -> bool:
+        """Store the upload's blob (with ``only_if_absent``, unless one exists: False then)."""
         try:
+            if only_if_absent:
+                return self.blobs.create("upload", record.cv_id, record.pack(data))
             self.blobs.put("upload", record.cv_id, record.pack(data))
+            return True
         except BlobStoreError as e:
             logger.error("upload %s: not stored: %s", record.cv_id, e.__cause__ or e)
             raise ServiceUnavailable("the upload could not be stored; try again") from e
@@ -300,14 +304,9 @@ class APIService:
         replicas accepting the same bytes at once, one stores its record and the other
         gets that record back.
         """
-        blob = record.pack(data)
         for _ in range(3):
-            try:
-                if self.blobs.create("upload", record.cv_id, blob):
-                    return None
-            except BlobStoreError as e:
-                logger.error("upload %s: not stored: %s", record.cv_id, e.__cause__ or e)
-                raise ServiceUnavailable("the upload could not be stored; try again") from e
+            if self._put_upload(record, data, only_if_absent=True):
+                return None
             found = read_upload(self.blobs, record.cv_id)
             if found is not None:
                 return found[0]
