@@ -81,3 +81,33 @@ def test_a_failed_write_leaves_nothing(blobs: BlobStore, tmp_path: Path, monkeyp
     with pytest.raises(BlobStoreError):
         blobs.create("upload", "abc123", b"data")
     assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("syncfs", [True, False], ids=["syncfs", "fsync-each"])
+def test_unsynced_writes_become_durable_in_one_barrier(
+    blobs: BlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncfs: bool
+) -> None:
+    from cvmatch_ray.serve import blobs as blobs_module
+
+    if not syncfs:
+        monkeypatch.setattr(blobs_module, "_SYNCFS", None)
+    fsynced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsynced.append(fd), real_fsync(fd))[1])
+    assert blobs.create("upload", "abc123", b"one", sync=False)
+    blobs.put("upload", "def456", b"two", sync=False)
+    assert not blobs.create("upload", "abc123", b"three", sync=False)
+    assert fsynced == []  # nothing synced per write...
+    blobs.sync([blobs.path("upload", "abc123"), blobs.path("upload", "def456")])
+    # ... and one barrier for both: syncfs, or each file and each folder.
+    assert len(fsynced) == (0 if syncfs and blobs_module._SYNCFS is not None else 4)
+    assert (blobs.get("upload", "abc123"), blobs.get("upload", "def456")) == (b"one", b"two")
+    assert _files(tmp_path) == ["blobs/upload/ab/abc123", "blobs/upload/de/def456"]
+    blobs.sync([])  # nothing to do
+
+
+def test_a_failed_barrier_is_a_blob_store_error(blobs: BlobStore, tmp_path: Path) -> None:
+    from cvmatch_ray.serve.blobs import BlobStoreError
+
+    with pytest.raises(BlobStoreError):
+        blobs.sync([str(tmp_path / "blobs" / "upload" / "zz" / "zz_missing")])

@@ -6,8 +6,10 @@ One CV upload, in the order its data flows:
 2. cheap checks that need no parsing (empty file, unsupported type) answer at once;
 3. the same bytes already accepted (processing, queued or stored): answered from what
    exists, never processed twice;
-4. the upload record and the raw bytes are written as one blob file (``blobs.py``): from
-   here on the upload survives a crash, and a background upload is answered 202;
+4. the upload record and the raw bytes are written as one blob file (``blobs.py``), the
+   uploads accepted meanwhile in the same thread and made durable together (a group
+   commit): from here on the upload survives a crash, and a background upload is
+   answered 202;
 5. a background upload's job is put in line on the progress actor (the jobs of uploads
    accepted within a few milliseconds go in one call), where an ``UploadPipeline``
    replica (``pipeline.py``) claims it: extract -> standardize -> embed on the model
@@ -185,6 +187,9 @@ class APIService:
         # Job ids of accepted background uploads not yet put in line (see _enqueue).
         self._to_enqueue: list[str] = []
         self._enqueuing: asyncio.Task[None] | None = None
+        # Uploads waiting for their blob to be written (see _store_upload).
+        self._to_store: list[tuple[UploadRecord, bytes, asyncio.Future[UploadRecord | None]]] = []
+        self._storing: asyncio.Task[None] | None = None
         # Blocking calls (files, LanceDB) get threads of their own rather than asyncio's
         # shared default pool (a handful of threads on a small machine): an upload never
         # waits in line behind another request's LanceDB scan to write its bytes.
@@ -270,8 +275,7 @@ class APIService:
             cv_id=cv_id, job_id=new_upload_job_id(cv_id), filename=filename, content_type=content_type,
             size=len(data), accepted_at=datetime.now(UTC),
         )
-        # One thread hop: look for an earlier upload and, if there is none, write this one.
-        earlier = await self._blocking(self._put_unless_present, record, data)
+        earlier = await self._store_upload(record, data)
         if earlier is not None:
             existing = await self._existing_upload(cv_id, earlier)
             if existing is not None:
@@ -286,18 +290,18 @@ class APIService:
             task.add_done_callback(lambda t: self._sync_finished(cv_id, t))
         return _Admission(record)
 
-    def _put_upload(self, record: UploadRecord, data: bytes, *, only_if_absent: bool = False) -> bool:
+    def _put_upload(self, record: UploadRecord, data: bytes, *, only_if_absent: bool = False, sync: bool = True) -> bool:
         """Store the upload's blob (with ``only_if_absent``, unless one exists: False then)."""
         try:
             if only_if_absent:
-                return self.blobs.create("upload", record.cv_id, record.pack(data))
-            self.blobs.put("upload", record.cv_id, record.pack(data))
+                return self.blobs.create("upload", record.cv_id, record.pack(data), sync=sync)
+            self.blobs.put("upload", record.cv_id, record.pack(data), sync=sync)
             return True
         except BlobStoreError as e:
             logger.error("upload %s: not stored: %s", record.cv_id, e.__cause__ or e)
             raise ServiceUnavailable("the upload could not be stored; try again") from e
 
-    def _put_unless_present(self, record: UploadRecord, data: bytes) -> UploadRecord | None:
+    def _put_unless_present(self, record: UploadRecord, data: bytes, *, sync: bool = True) -> UploadRecord | None:
         """The record of an earlier upload of these bytes, or None after storing ``record``.
 
         The blob is created only if absent, atomically (``BlobStore.create``): of two
@@ -305,7 +309,7 @@ class APIService:
         gets that record back.
         """
         for _ in range(3):
-            if self._put_upload(record, data, only_if_absent=True):
+            if self._put_upload(record, data, only_if_absent=True, sync=sync):
                 return None
             found = read_upload(self.blobs, record.cv_id)
             if found is not None:
@@ -313,8 +317,65 @@ class APIService:
             if self.blobs.exists("upload", record.cv_id):
                 break  # there, but unreadable: replaced below
             # Deleted between the two calls: try again.
-        self._put_upload(record, data)
+        self._put_upload(record, data, sync=sync)
         return None
+
+    async def _store_upload(self, record: UploadRecord, data: bytes) -> UploadRecord | None:
+        """``_put_unless_present``, in a group commit with the uploads that arrive meanwhile.
+
+        Uploads wait in line while a batch is being written; the next batch is written
+        in one thread hop and made durable by one barrier (``BlobStore.sync``) for all.
+        """
+        future: asyncio.Future[UploadRecord | None] = asyncio.get_running_loop().create_future()
+        self._to_store.append((record, data, future))
+        if self._storing is None:
+            self._storing = asyncio.get_running_loop().create_task(self._store_batches())
+        return await future
+
+    async def _store_batches(self) -> None:
+        try:
+            while self._to_store:
+                batch, self._to_store = self._to_store, []
+                try:
+                    outcomes = await self._blocking(self._put_batch, [(r, d) for r, d, _ in batch])
+                except ServiceUnavailable as e:
+                    outcomes = [e] * len(batch)
+                for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(outcome, ServiceUnavailable):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            self._storing = None
+
+    def _put_batch(self, uploads: list[tuple[UploadRecord, bytes]]) -> list[UploadRecord | ServiceUnavailable | None]:
+        """``_put_unless_present`` for each upload, then one durability barrier for all.
+
+        Returns, per upload: None (stored), the earlier upload's record, or the error.
+
+        Raises:
+            ServiceUnavailable: the barrier failed; the blobs this call wrote are removed.
+        """
+        outcomes: list[UploadRecord | ServiceUnavailable | None] = []
+        for record, data in uploads:
+            try:
+                outcomes.append(self._put_unless_present(record, data, sync=False))
+            except ServiceUnavailable as e:
+                outcomes.append(e)
+        written = [record.cv_id for (record, _), outcome in zip(uploads, outcomes, strict=True) if outcome is None]
+        try:
+            self.blobs.sync(self.blobs.path("upload", cv_id) for cv_id in written)
+        except BlobStoreError as e:
+            logger.error("%d uploads not made durable: %s", len(written), e.__cause__ or e)
+            for cv_id in written:
+                try:
+                    self.blobs.delete("upload", cv_id)
+                except BlobStoreError:
+                    pass  # unacknowledged; the recovery round requeues it if it lasted
+            raise ServiceUnavailable("the upload could not be stored; try again") from e
+        return outcomes
 
     async def _existing_upload(self, cv_id: str, record: UploadRecord) -> UploadProgress | None:
         """The state of the earlier upload ``record`` if it still stands, else None (a new attempt)."""
