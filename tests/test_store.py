@@ -449,3 +449,36 @@ def test_lookup_indexes_answer_for_rows_written_before_and_after(tmp_path):
     assert store.has_cv(f"{3:032x}") and store.has_cv(f"{99:032x}") and not store.has_cv("f" * 32)
     store.delete_cv(f"{3:032x}")
     assert not store.has_cv(f"{3:032x}")
+
+
+def _fragments(store: Store, name: str) -> int:
+    return len(store._table(name, create=False).to_lance().get_fragments())
+
+
+def test_small_commits_are_compacted_as_they_come(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "db"), dim=DIM, compact_every=5)
+    never = Store(str(tmp_path / "other"), dim=DIM, compact_every=None)
+    for i in range(12):
+        store.upsert_cvs([_cv(i)])
+        never.upsert_cvs([_cv(i)])
+    store.ensure_lookup_indexes()
+    assert _fragments(never, "cvs") == 12
+    # Compacted at the 5th and 10th commits: one fragment, and the two commits since.
+    assert _fragments(store, "cvs") == 1 + 2
+    for i in range(12, 15):  # the 15th commit compacts again and indexes the rows since the index
+        store.upsert_cvs([_cv(i)])
+    # (Lance keeps rows its index covers apart from those it does not.)
+    assert _fragments(store, "cvs") <= 2
+    table = store._table("cvs", create=False)
+    assert table.to_lance().stats.index_stats("cv_id_idx")["num_unindexed_rows"] == 0
+    # Nothing is lost or changed by compaction.
+    assert sorted(store.list_cv_ids()) == sorted(_cv(i).cv_id for i in range(15))
+    assert store.get_cv(_cv(3).cv_id).profile == _profile(3)
+    assert store.delete_cv(_cv(3).cv_id) and not store.has_cv(_cv(3).cv_id)
+    # Match results written chunk by chunk are compacted the same way.
+    for i in range(10):
+        store.write_matches("job_1", [_match(_cv(i).cv_id, _jd(1).jd_id, i / 10)])
+    assert _fragments(store, "matches") <= 1 + 4
+    assert [m.cv_id for m in store.read_matches("job_1", limit=2)] == [_cv(9).cv_id, _cv(8).cv_id]
+    # A store that crosses process boundaries keeps its setting.
+    assert pickle.loads(pickle.dumps(store))._compact_every == 5
