@@ -336,14 +336,19 @@ class APIService:
         try:
             while self._to_store:
                 batch, self._to_store = self._to_store, []
+                futures = [future for _, _, future in batch]
                 try:
                     outcomes = await self._blocking(self._put_batch, [(r, d) for r, d, _ in batch])
-                except ServiceUnavailable as e:
+                except asyncio.CancelledError:
+                    for future in futures:
+                        future.cancel()
+                    raise
+                except Exception as e:  # the whole batch fails with it; no request is left waiting
                     outcomes = [e] * len(batch)
-                for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                for future, outcome in zip(futures, outcomes, strict=True):
                     if future.done():
-                        continue
-                    if isinstance(outcome, ServiceUnavailable):
+                        continue  # its request went away
+                    if isinstance(outcome, Exception):
                         future.set_exception(outcome)
                     else:
                         future.set_result(outcome)
