@@ -208,43 +208,47 @@ async def hammer(url: str, paths: Sequence[str], n_clients: int, stop: Callable[
 # ---------------------------------------------------------- 1. raw-bytes storage
 
 
-GROUP_COMMIT = "blob files, one barrier per group"
+LANCE_PUT, BLOB_PUT, GROUP_COMMIT = "lancedb put_document", "blob file (fsync + rename)", "blob files, one barrier per group"
 
 
-def bench_raw_storage(docs: Sequence[bytes], writers: int) -> dict[str, list[float]]:
-    """Per-call latency of storing each document durably, ``writers`` at a time."""
+def bench_raw_storage(docs: Sequence[bytes], writers: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Per-call latency of storing each document durably, ``writers`` at a time, and the
+    CPU seconds per document (this process, all threads) of each way."""
     from cvmatch_ray.serve.blobs import BlobStore
     from cvmatch_ray.store import Store, document_id
 
-    out: dict[str, list[float]] = {}
+    def put_group(blobs: BlobStore, group: Sequence[bytes]) -> None:
+        # What the API does (``APIService._put_batch``): the uploads that arrive together
+        # are written by one thread and made durable by one barrier.
+        ids = [document_id(data) for data in group]
+        for blob_id, data in zip(ids, group, strict=True):
+            blobs.put("upload", blob_id, data, sync=False)
+        blobs.sync(blobs.path("upload", blob_id) for blob_id in ids)
+
+    latency: dict[str, list[float]] = {}
+    cpu: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
         store = Store(d, dim=8)
-        blobs = BlobStore(d)
         store.put_document(b"warm-up", kind="cv")
-        for name, put in (
-            ("lancedb put_document", lambda data: store.put_document(data, kind="cv")),
-            ("blob file (pyarrow.fs)", lambda data: blobs.put("upload", document_id(data), data)),
-        ):
-            def timed(data: bytes, put=put) -> float:
+        blobs, grouped = BlobStore(os.path.join(d, "single")), BlobStore(os.path.join(d, "grouped"))
+        groups = [docs[i : i + writers] for i in range(0, len(docs), writers)]
+        ways: dict[str, tuple[Callable[[Sequence[bytes]], None], list[Sequence[bytes]], int]] = {
+            LANCE_PUT: (lambda data: store.put_document(data[0], kind="cv"), [[doc] for doc in docs], writers),
+            BLOB_PUT: (lambda data: blobs.put("upload", document_id(data[0]), data[0]), [[doc] for doc in docs], writers),
+            # One writer: each document waits for its whole group.
+            GROUP_COMMIT: (lambda group: put_group(grouped, group), groups, 1),
+        }
+        for name, (put, items, threads) in ways.items():
+            def timed(item: Sequence[bytes], put=put) -> list[float]:
                 start = time.perf_counter()
-                put(data)
-                return time.perf_counter() - start
+                put(item)
+                return [time.perf_counter() - start] * len(item)
 
-            with ThreadPoolExecutor(writers) as pool:
-                out[name] = list(pool.map(timed, docs))
-        # What the API does (``APIService._put_batch``): the uploads that arrive together
-        # are written by one thread and made durable by one barrier; each waits for its group.
-        grouped = BlobStore(os.path.join(d, "grouped"))
-        out[GROUP_COMMIT] = []
-        for i in range(0, len(docs), writers):
-            group = docs[i : i + writers]
-            start = time.perf_counter()
-            ids = [document_id(data) for data in group]
-            for blob_id, data in zip(ids, group, strict=True):
-                grouped.put("upload", blob_id, data, sync=False)
-            grouped.sync(grouped.path("upload", blob_id) for blob_id in ids)
-            out[GROUP_COMMIT] += [time.perf_counter() - start] * len(group)
-    return out
+            cpu_start = time.process_time()
+            with ThreadPoolExecutor(threads) as pool:
+                latency[name] = [t for ts in pool.map(timed, items) for t in ts]
+            cpu[name] = (time.process_time() - cpu_start) / len(docs)
+    return latency, cpu
 
 
 # ----------------------------------------------------------------- 3. synthetic CVs
@@ -324,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     single_files = files[need - single : need]
     load_start = os.getloadavg()[0]
 
-    raw = bench_raw_storage([f.read_bytes() for f in files[: max(64, args.uploads)]], args.clients)
+    raw, raw_cpu = bench_raw_storage([f.read_bytes() for f in files[: max(64, args.uploads)]], args.clients)
 
     tmp = tempfile.TemporaryDirectory(prefix="bench_api_")
     data_dir = str(args.db or tmp.name)
@@ -429,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp.cleanup()
 
     # ---- report
-    lance, blob = raw["lancedb put_document"], raw["blob file (pyarrow.fs)"]
+    lance = raw[LANCE_PUT]
     mode = args.ingress if args.ingress == "direct" else resolve_ingress(args.ingress)
     print(f"\nServe app up in {startup:.1f} s (ingress: {mode}); {args.clients} concurrent clients; "
           f"{len(files)} files in {args.data_path}")
@@ -442,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name:<52} {ms(pct(values, 50)):>9} {ms(pct(values, 99)):>9} {len(values):>7} {ratio:>10}")
 
     row("raw bytes: LanceDB Store.put_document", lance, None)
-    row("raw bytes: blob file (fsync + rename)", blob, lance)
+    row("raw bytes: blob file (fsync + rename)", raw[BLOB_PUT], lance)
     row(f"raw bytes: blob files, {args.clients} per barrier", raw[GROUP_COMMIT], lance)
     row("upload-cv background_processing=false", sync_lat, None)
     row("upload-cv background_processing=true", bg_lat, sync_lat)
@@ -460,7 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("-" * 62)
     print(f"{'background: accepted -> all done':<52} {bg_rate:>9.1f}")
     print(f"{'synchronous: request -> stored':<52} {sync_rate:>9.1f}   ratio bg/sync {bg_rate / sync_rate:.2f}x")
-    print(f"\nbackground uploads: {len(bg_walls)} bursts of {len(background_files)}; accepting one took "
+    print("\nraw bytes, CPU per document: " + ", ".join(f"{name} {1000 * sec:.2f} ms" for name, sec in raw_cpu.items()))
+    print(f"background uploads: {len(bg_walls)} bursts of {len(background_files)}; accepting one took "
           f"{min(bg_walls):.2f}-{max(bg_walls):.2f} s, processing it {min(bg_dones):.1f}-{max(bg_dones):.1f} s; "
           f"p50 by burst: {', '.join(ms(x) for x in burst_p50s)} ms")
     print(f"match job: {final['total']} CVs in {final['total_chunks']} chunks, {final['status']} in {job_s:.1f} s "

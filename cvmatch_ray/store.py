@@ -647,7 +647,7 @@ def _reopen(
     dim: int,
     read_consistency_interval: timedelta | None,
     storage_options: dict[str, str] | None,
-    compact_every: int | None = COMPACT_EVERY,
+    compact_every: int | None,
 ) -> Store:
     return Store(
         uri,

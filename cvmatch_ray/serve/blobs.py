@@ -13,10 +13,10 @@ matching request's options. Writes are atomic: readers never see half a blob.
 
 Many blobs written at once share one durability barrier: write them with ``sync=False``,
 then ``sync()`` them together. On Linux that barrier is one ``syncfs`` of the blob area's
-filesystem (one journal commit) instead of two ``fsync`` calls per blob: a quarter of the
-CPU per blob in a batch of 8-16 on this machine's ext4 (``benchmarks/bench_api.py``). It
-also flushes whatever else is dirty on that filesystem, so a data directory on a volume of
-its own keeps the barrier short.
+filesystem (one journal commit) instead of two ``fsync`` calls per blob: 100 CVs stored 16
+at a time took 1.4 ms of CPU per blob one by one, 0.3 ms in groups of 16 behind one barrier
+(ext4, ``benchmarks/bench_api.py``). It also flushes whatever else is dirty on that
+filesystem, so a data directory on a volume of its own keeps the barrier short.
 """
 
 from __future__ import annotations
