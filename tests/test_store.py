@@ -382,8 +382,9 @@ def test_store_pickles_and_sees_other_writers(store: Store) -> None:
 
 
 def _upsert_worker(uri: str, start: int, barrier) -> None:
-    """One writer process: several batches that overlap the other writer's CVs."""
-    store = Store(uri, dim=DIM)
+    """One writer process: several batches that overlap the other writer's CVs, compacting
+    the table after every other commit, so that compactions race the other's inserts."""
+    store = Store(uri, dim=DIM, compact_every=2)
     barrier.wait()
     for batch in range(4):
         first = start + batch * 3
