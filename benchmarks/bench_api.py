@@ -367,13 +367,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise RuntimeError(f"upload: HTTP {r.status} {answer[:200]!r}")
 
         async def wait_processed() -> None:
+            # Uploads are processed about in the order they were accepted: asking from the
+            # oldest on and stopping at the first unfinished one keeps the polling light
+            # (asking for all 100 every round took CPU from the processing it measures).
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-                pending = set(cv_ids)
+                pending = list(dict.fromkeys(cv_ids))
                 while pending:
-                    for cv_id in list(pending):
-                        r = await client.get(f"/api/cv-upload-progress/{cv_id}")
-                        if r.json()["step"] in ("done", "failed"):
-                            pending.discard(cv_id)
+                    while pending:
+                        r = await client.get(f"/api/cv-upload-progress/{pending[0]}")
+                        if r.json()["step"] not in ("done", "failed"):
+                            break
+                        pending.pop(0)
                     await asyncio.sleep(0.2)
 
         async def background_phase(n_clients: int, batch: Sequence[Path], copy: int = 0) -> tuple[list[float], float, float]:

@@ -29,7 +29,7 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 import pyarrow as pa
@@ -45,7 +45,7 @@ _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.
 _BLOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,127}")
 
 
-def _find_syncfs() -> ctypes._CFuncPtr | None:
+def _find_syncfs() -> Callable[[int], int] | None:
     """libc's ``syncfs(fd)`` (Linux), or None where there is none."""
     if not sys.platform.startswith("linux"):
         return None
