@@ -301,15 +301,16 @@ class APIService:
             logger.error("upload %s: not stored: %s", record.cv_id, e.__cause__ or e)
             raise ServiceUnavailable("the upload could not be stored; try again") from e
 
-    def _put_unless_present(self, record: UploadRecord, data: bytes, *, sync: bool = True) -> UploadRecord | None:
-        """The record of an earlier upload of these bytes, or None after storing ``record``.
+    def _put_unless_present(self, record: UploadRecord, data: bytes) -> UploadRecord | None:
+        """The record of an earlier upload of these bytes, or None after writing ``record``
+        (not yet durable: ``_put_batch`` syncs what it wrote).
 
         The blob is created only if absent, atomically (``BlobStore.create``): of two
         replicas accepting the same bytes at once, one stores its record and the other
         gets that record back.
         """
         for _ in range(3):
-            if self._put_upload(record, data, only_if_absent=True, sync=sync):
+            if self._put_upload(record, data, only_if_absent=True, sync=False):
                 return None
             found = read_upload(self.blobs, record.cv_id)
             if found is not None:
@@ -317,7 +318,7 @@ class APIService:
             if self.blobs.exists("upload", record.cv_id):
                 break  # there, but unreadable: replaced below
             # Deleted between the two calls: try again.
-        self._put_upload(record, data, sync=sync)
+        self._put_upload(record, data, sync=False)
         return None
 
     async def _store_upload(self, record: UploadRecord, data: bytes) -> UploadRecord | None:
@@ -366,7 +367,7 @@ class APIService:
         outcomes: list[UploadRecord | ServiceUnavailable | None] = []
         for record, data in uploads:
             try:
-                outcomes.append(self._put_unless_present(record, data, sync=False))
+                outcomes.append(self._put_unless_present(record, data))
             except ServiceUnavailable as e:
                 outcomes.append(e)
         written = [record.cv_id for (record, _), outcome in zip(uploads, outcomes, strict=True) if outcome is None]
