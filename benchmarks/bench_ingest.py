@@ -38,16 +38,16 @@ def _child(mode: str, files: list[str], db: str) -> dict:
     settings = Settings(data_dir=db)
     start = time.perf_counter()
     if mode == "local":
-        from cvmatch_ray.ingest import Ingestor
+        from cvmatch_ray.local_ingest import LocalIngestor
 
-        ingestor = Ingestor.from_settings(settings)
+        ingestor = LocalIngestor.from_settings(settings)
         loaded = time.perf_counter()
         outcomes = ingestor.ingest((f, Path(f).read_bytes()) for f in files)
         ok = sum(o.ok for o in outcomes)
     else:
         import ray
 
-        from cvmatch_ray.pipelines.ingest import run_ingest
+        from cvmatch_ray.pipelines.ray_ingest import run_ingest
 
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         loaded = time.perf_counter()

@@ -252,7 +252,7 @@ CVMATCH_MODULES = (
     "cvmatch_ray.extract",
     "cvmatch_ray.standardize",
     "cvmatch_ray.embed",
-    "cvmatch_ray.ingest",
+    "cvmatch_ray.process",
     "cvmatch_ray.match.scoring",
 )
 #: Where ``--cache-dir`` keeps prepared documents and section embeddings between runs
@@ -294,12 +294,12 @@ class _CachingEmbedder:
 
 #: The packages whose code decides a prepared document (extraction, standardization and
 #: their taxonomy); the prepared cache is keyed by a hash of their files.
-PREPARE_CODE = ("extract", "standardize", "taxonomy", "schemas.py", "ingest.py")
+PREPARE_CODE = ("extract", "standardize", "taxonomy", "schemas.py", "process.py")
 
 
 @functools.cache
 def prepare_fingerprint() -> str:
-    """A short hash of the code and data that ``ingest.prepare`` runs on.
+    """A short hash of the code and data that ``_prepare`` runs on.
 
     Prepared documents are cached by document id; without this in the key, a change to the
     standardizer would be evaluated on the profiles of the code before it.
@@ -317,11 +317,25 @@ def prepare_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
+def _prepare(data: bytes, *, kind: str, filename: str | None, settings, standardizer, doc_id: str):
+    """One document through extract -> standardize -> features (``cvmatch_ray.process``):
+    its ``Standardized`` outcome, or its ``Failed`` one."""
+    from cvmatch_ray.process import (
+        RawDocument,
+        extract_batch,
+        features_batch,
+        standardize_batch,
+    )
+
+    extracted = extract_batch([RawDocument(data, kind, filename, doc_id=doc_id)], settings)
+    return features_batch(standardize_batch(extracted, standardizer))[0]
+
+
 def _prepare_cached(items, kind: str, settings, standardizer, cache: Path | None):
-    """``ingest.prepare`` each ``(name, bytes)``, reusing pickles in ``cache``; failures stay None."""
+    """``_prepare`` each ``(name, bytes)``, reusing pickles in ``cache``; failures stay None."""
     import pickle
 
-    from cvmatch_ray.ingest import IngestError, prepare
+    from cvmatch_ray.process import Failed
     from cvmatch_ray.store import document_id
 
     out = []
@@ -331,15 +345,13 @@ def _prepare_cached(items, kind: str, settings, standardizer, cache: Path | None
         if path is not None and path.is_file():
             prepared = pickle.loads(path.read_bytes())  # our own cache file, written below
         else:
-            try:
-                prepared = prepare(data, kind=kind, filename=name, settings=settings, standardizer=standardizer, doc_id=doc_id)
-            except IngestError as e:
-                prepared = e
+            prepared = _prepare(data, kind=kind, filename=name, settings=settings, standardizer=standardizer,
+                                doc_id=doc_id)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(pickle.dumps(prepared))
-        if isinstance(prepared, Exception):
-            logger.warning("%s %s not ingested: %s", kind, name or doc_id, prepared)
+        if isinstance(prepared, Failed):
+            logger.warning("%s %s not ingested: %s", kind, name or doc_id, prepared.error())
             prepared = None
         out.append(prepared)
     return out
@@ -348,17 +360,18 @@ def _prepare_cached(items, kind: str, settings, standardizer, cache: Path | None
 class CvmatchPool:
     """The pool ingested through cvmatch_ray into a temporary store, and its JDs on demand.
 
-    CVs go through the project's own stages (``ingest.prepare`` = extract + standardize,
-    ``ingest.embed``, ``ingest.write``); each posting is prepared, embedded and stored the
-    same way, then scored by ``score_table`` against every stored CV.
+    CVs go through the project's own steps (``cvmatch_ray.process``: extract, standardize
+    and features in ``_prepare``, then ``embed_batch`` and ``write_records``); each posting
+    is prepared, embedded and stored the same way, then scored by ``score_table`` against
+    every stored CV.
     """
 
     def __init__(self, pool: el.CVPool, cache: Path | None) -> None:
         import tempfile
 
         from cvmatch_ray.config import Settings
-        from cvmatch_ray.ingest import embed, write
-        from cvmatch_ray.standardize.base import make_standardizer
+        from cvmatch_ray.process import embed_batch, write_records
+        from cvmatch_ray.standardize import make_standardizer
         from cvmatch_ray.store import Store
 
         self.settings = Settings()
@@ -371,7 +384,7 @@ class CvmatchPool:
         prepared = _prepare_cached([(p.name, p.read_bytes()) for p in pool.pdf_paths], "cv", self.settings,
                                    self.standardizer, cache)
         ok = [p for p in prepared if p is not None]
-        write(embed(ok, self.embedder), self.store)
+        write_records(embed_batch(ok, self.embedder), self.store)
         self.doc_ids = [p.doc_id if p is not None else None for p in prepared]
         self.failed = sum(p is None for p in prepared)
         self.table = self.store.read_cv_features()
@@ -379,7 +392,7 @@ class CvmatchPool:
         # Pool position -> row of the feature table (-1: not ingested, scored last).
         self.rows = np.array([row_of.get(d, -1) if d else -1 for d in self.doc_ids], dtype=np.int64)
         self._jds: dict[str, object] = {}
-        self._embed, self._write = embed, write
+        self._embed, self._write = embed_batch, write_records
         logger.info("cvmatch: %d CVs stored, %d failed", len(ok), self.failed)
 
     def prepare_jds(self, jd_texts: Sequence[str]) -> None:

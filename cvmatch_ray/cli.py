@@ -138,10 +138,10 @@ class _Local:
     def ingestor(self):
         if self._ingestor is None:  # the encoder and taxonomy load only when something is ingested
             from cvmatch_ray.embed import Embedder
-            from cvmatch_ray.ingest import Ingestor
-            from cvmatch_ray.standardize.base import make_standardizer
+            from cvmatch_ray.local_ingest import LocalIngestor
+            from cvmatch_ray.standardize import make_standardizer
 
-            self._ingestor = Ingestor(
+            self._ingestor = LocalIngestor(
                 settings=self.settings, store=self.store,
                 standardizer=make_standardizer(self.settings), embedder=Embedder.from_settings(self.settings),
             )
@@ -202,7 +202,7 @@ class _OnRay:
     def ingest(self, files: list[Path], kind: str, label: str):
         import uuid
 
-        from cvmatch_ray.pipelines.ingest import run_ingest
+        from cvmatch_ray.pipelines.ray_ingest import run_ingest
 
         job_id = f"ingest_{uuid.uuid4().hex[:16]}"
         report = self._follow(
@@ -277,19 +277,20 @@ def parse(
     jd: Annotated[bool, typer.Option("--jd", help="Parse the files as job descriptions.")] = False,
 ) -> None:
     """Standardize files into profiles without storing anything."""
-    from cvmatch_ray.ingest import IngestError, extract_text, standardize
-    from cvmatch_ray.standardize.base import make_standardizer
+    from cvmatch_ray.process import Failed, RawDocument, extract_batch, standardize_batch
+    from cvmatch_ray.standardize import make_standardizer
 
     settings = Settings()
     standardizer = make_standardizer(settings)
     kind = "jd" if jd else "cv"
     results: list[dict[str, Any]] = []
     for path in _files(files):
-        try:
-            text, _, _ = extract_text(path.read_bytes(), filename=path.name, settings=settings)
-            results.append({"file": str(path), "profile": standardize(text, kind, standardizer).model_dump(mode="json")})
-        except IngestError as e:
-            results.append({"file": str(path), "error": str(e)})
+        extracted = extract_batch([RawDocument(path.read_bytes(), kind, path.name)], settings)
+        [result] = standardize_batch(extracted, standardizer)
+        if isinstance(result, Failed):
+            results.append({"file": str(path), "error": str(result.error())})
+        else:
+            results.append({"file": str(path), "profile": result.profile.model_dump(mode="json")})
     if as_json:
         _print_json(results)
     else:

@@ -16,7 +16,7 @@ import ray
 
 from cvmatch_ray.config import Settings
 from cvmatch_ray.pipelines.export import export_outcomes
-from cvmatch_ray.pipelines.ingest import run_ingest
+from cvmatch_ray.pipelines.ray_ingest import run_ingest
 from cvmatch_ray.progress import JobStatus
 
 logger = logging.getLogger("cvmatch.jobs.bulk_ingest")

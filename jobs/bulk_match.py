@@ -19,7 +19,7 @@ import ray
 from cvmatch_ray.config import Settings
 from cvmatch_ray.embed import embedding_dim
 from cvmatch_ray.pipelines.export import export_results
-from cvmatch_ray.pipelines.ingest import run_ingest
+from cvmatch_ray.pipelines.ray_ingest import run_ingest
 from cvmatch_ray.match.rank import UnknownDocument
 from cvmatch_ray.pipelines.matching import create_match_job, run_plan
 from cvmatch_ray.progress import JobStatus

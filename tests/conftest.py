@@ -105,6 +105,48 @@ def ray_cluster(tmp_path_factory) -> Iterator[RayCluster]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+#: The API's upload limit in tests: small, so that "too large" is cheap to send.
+API_MAX_UPLOAD = 256 * 1024
+API_TIMEOUT = 120.0
+
+
+class Server:
+    """The Serve application under test: its URL, data directory and an HTTP client."""
+
+    def __init__(self, url: str, data_dir: Path, port: int) -> None:
+        import httpx
+
+        self.url = url
+        self.data_dir = data_dir
+        self.port = port
+        self.client = httpx.Client(base_url=url, timeout=httpx.Timeout(API_TIMEOUT))
+
+    def args(self, **overrides):
+        """The app's arguments (``AppArgs``), with ``overrides``."""
+        from cvmatch_ray.serve.app import AppArgs
+
+        return AppArgs(data_dir=str(self.data_dir), max_upload_bytes=API_MAX_UPLOAD, recover_every_s=0, **overrides)
+
+
+@pytest.fixture(scope="module")
+def server(ray_cluster: RayCluster, tmp_path_factory) -> Iterator[Server]:
+    """The real Serve app on a free loopback port with its own data directory, per module."""
+    from ray import serve
+
+    from cvmatch_ray.serve.app import APP_NAME, build_app
+
+    data_dir = tmp_path_factory.mktemp("api_data")
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    srv = Server(f"http://127.0.0.1:{port}", data_dir, port)
+    serve.run(build_app(srv.args()), name=APP_NAME, route_prefix="/")
+    try:
+        yield srv
+    finally:
+        srv.client.close()
+        serve.shutdown()
+
+
 @pytest.fixture(scope="session")
 def embedder():
     """The bundled all-MiniLM-L6-v2, loaded once per session."""

@@ -20,25 +20,31 @@ import httpx
 import lancedb
 import pytest
 import ray
+from conftest import API_MAX_UPLOAD, Server
+from conftest import API_TIMEOUT as TIMEOUT
 from ray import serve
 from ray.actor import ActorHandle
 
 from cvmatch_ray.config import Settings
 from cvmatch_ray.match.rank import rank_stored
-from cvmatch_ray.progress import JobNotFoundError, JobStatus, UploadStep, get_progress_actor
+from cvmatch_ray.progress import (
+    JobNotFoundError,
+    JobStatus,
+    UploadStep,
+    get_progress_actor,
+)
 from cvmatch_ray.schemas import MatchResult
 from cvmatch_ray.serve.app import APP_NAME, AppArgs, build_app
 from cvmatch_ray.serve.blobs import BlobStore
 from cvmatch_ray.serve.deployments import EMBEDDER, EXTRACTOR, STANDARDIZER
-from cvmatch_ray.serve.pipeline import UPLOAD_PIPELINE, UploadRecord
 from cvmatch_ray.serve.service import APIService, new_upload_job_id
+from cvmatch_ray.serve.upload_worker import UPLOAD_PIPELINE, UploadRecord
 from cvmatch_ray.store import Store, document_id
 
 pytestmark = pytest.mark.slow
 
-MAX_UPLOAD = 256 * 1024  # small, so that "too large" is cheap to send
+MAX_UPLOAD = API_MAX_UPLOAD
 N_MATCH_CVS = 300
-TIMEOUT = httpx.Timeout(120.0)
 
 SKILL_POOL = [
     "Python", "SQL", "Java", "Docker", "Kubernetes", "AWS", "React", "JavaScript", "TypeScript",
@@ -146,37 +152,6 @@ PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
 
 
 # ------------------------------------------------------------------------- fixtures
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, url: str, data_dir: Path, port: int) -> None:
-        self.url = url
-        self.data_dir = data_dir
-        self.port = port
-        self.client = httpx.Client(base_url=url, timeout=TIMEOUT)
-
-    def args(self, **overrides: Any) -> AppArgs:
-        return AppArgs(data_dir=str(self.data_dir), max_upload_bytes=MAX_UPLOAD, recover_every_s=0, **overrides)
-
-
-@pytest.fixture(scope="module")
-def server(ray_cluster: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("api_data")
-    port = _free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    srv = Server(f"http://127.0.0.1:{port}", data_dir, port)
-    serve.run(build_app(srv.args()), name=APP_NAME, route_prefix="/")
-    try:
-        yield srv
-    finally:
-        srv.client.close()
-        serve.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -504,9 +479,9 @@ def test_best_cvs_of_the_pool_equal_the_full_ranking(client: httpx.Client, store
 def test_match_job_moves_chunk_by_chunk_and_equals_in_process_ranking(
     client: httpx.Client, server: Server, store: Store
 ) -> None:
-    from cvmatch_ray.ingest import Ingestor
+    from cvmatch_ray.local_ingest import LocalIngestor
 
-    ingestor = Ingestor.from_settings(Settings(data_dir=str(server.data_dir)))
+    ingestor = LocalIngestor.from_settings(Settings(data_dir=str(server.data_dir)))
     outcomes = ingestor.ingest(((f"cv{i}.txt", cv_text(1000 + i).encode()) for i in range(N_MATCH_CVS)), batch_size=64)
     assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok][:3]
     jd_id = client.post("/api/upload-jd", json={"text": JD_TEXT}).json()["jd_id"]

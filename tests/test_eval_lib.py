@@ -352,15 +352,13 @@ def test_prepared_cache_is_keyed_by_the_prepare_code(tmp_path, monkeypatch):
     assert len(fingerprint) == 12 and int(fingerprint, 16) >= 0
     assert em.prepare_fingerprint() == fingerprint  # computed once, stable
 
-    import cvmatch_ray.ingest as ingest
-
     calls = []
 
     def fake_prepare(data, **kwargs):
         calls.append(data)
         return {"doc": data}
 
-    monkeypatch.setattr(ingest, "prepare", fake_prepare)
+    monkeypatch.setattr(em, "_prepare", fake_prepare)
     items = [(None, b"posting text")]
     first = em._prepare_cached(items, "jd", None, None, tmp_path)
     again = em._prepare_cached(items, "jd", None, None, tmp_path)

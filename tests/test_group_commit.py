@@ -11,7 +11,7 @@ import pytest
 
 from cvmatch_ray.config import Settings
 from cvmatch_ray.serve.blobs import BlobStore, BlobStoreError
-from cvmatch_ray.serve.pipeline import UploadRecord, new_upload_job_id, read_upload
+from cvmatch_ray.serve.upload_worker import UploadRecord, new_upload_job_id, read_upload
 from cvmatch_ray.serve.service import APIService, ServiceUnavailable
 from cvmatch_ray.store import Store, document_id
 

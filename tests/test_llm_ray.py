@@ -9,8 +9,9 @@ import pytest
 from llm_fixtures import require, tiny_model_dir  # noqa: F401  (pytest fixture)
 
 from cvmatch_ray.config import Settings
-from cvmatch_ray.pipelines.ingest import run_ingest
+from cvmatch_ray.pipelines.ray_ingest import run_ingest
 from cvmatch_ray.pipelines.resources import stage_options
+from cvmatch_ray.process import Extracted, Standardized
 from cvmatch_ray.progress import JobStatus
 from cvmatch_ray.schemas import CVProfile
 from cvmatch_ray.store import Store
@@ -93,9 +94,13 @@ def test_serve_deployment_standardizes_one_upload_with_vllm(ray_cluster, tmp_pat
     handle = serve.run(app, name="llm-standardizer", route_prefix=None)
     try:
         text = CV.format(name="Eve Adams", user="eve", n=7)
-        profile, provenance = handle.standardize.remote(text, "cv").result(timeout_s=600)
+        extracted = Extracted("0" * 32, "cv", None, text, [], "text")
+        standardized = handle.standardize.remote(extracted).result(timeout_s=600)
+        assert isinstance(standardized, Standardized)
+        profile, provenance = standardized.profile, standardized.provenance
         assert isinstance(profile, CVProfile)
         assert profile.contact.email == "eve@example.com"
         assert provenance.backend == "vllm" and provenance.model == str(tiny_model_dir)
+        assert provenance.extractor == "text"
     finally:
         serve.delete("llm-standardizer")

@@ -14,7 +14,7 @@ from fpdf import FPDF
 
 from cvmatch_ray.config import ScoreWeights, Settings
 from cvmatch_ray.embed import blind_text, cv_section_texts
-from cvmatch_ray.ingest import Ingestor
+from cvmatch_ray.local_ingest import LocalIngestor
 from cvmatch_ray.match.rank import rank_jobs, rank_stored
 from cvmatch_ray.match.scoring import CVFeatures, features_table, score_pair, score_table
 from cvmatch_ray.standardize.rules import RuleStandardizer
@@ -88,12 +88,12 @@ PEOPLE = [
 
 
 @pytest.fixture(scope="module")
-def ingestor(tmp_path_factory, embedder) -> Ingestor:
+def ingestor(tmp_path_factory, embedder) -> LocalIngestor:
     store = Store(str(tmp_path_factory.mktemp("quality")), dim=embedder.dim)
-    return Ingestor(settings=Settings(), store=store, standardizer=RuleStandardizer(), embedder=embedder)
+    return LocalIngestor(settings=Settings(), store=store, standardizer=RuleStandardizer(), embedder=embedder)
 
 
-def _ingest(ingestor: Ingestor, files: list[tuple[str, bytes]], kind: str) -> list[str]:
+def _ingest(ingestor: LocalIngestor, files: list[tuple[str, bytes]], kind: str) -> list[str]:
     outcomes = ingestor.ingest(files, kind=kind)
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
     return [o.id for o in outcomes]

@@ -13,7 +13,7 @@ import ray
 
 from cvmatch_ray.config import Settings
 from cvmatch_ray.match.rank import rank_stored
-from cvmatch_ray.pipelines.ingest import run_ingest
+from cvmatch_ray.pipelines.ray_ingest import run_ingest
 from cvmatch_ray.pipelines.matching import create_match_job, run_plan, submit_match_job
 from cvmatch_ray.pipelines.resources import stage_options
 from cvmatch_ray.progress import ACTOR_NAME, JobStatus, get_progress_actor
@@ -114,11 +114,11 @@ def test_ray_data_ingest_stores_good_files_and_reports_bad_ones(ray_cluster, tmp
 
 
 def test_ingest_pipeline_matches_the_in_process_path(ray_cluster, tmp_path, examples_dir):
-    from cvmatch_ray.ingest import Ingestor
+    from cvmatch_ray.local_ingest import LocalIngestor
 
     settings = _settings(tmp_path)
     report = run_ingest([str(examples_dir / "cvs")], settings)
-    local = Ingestor.from_settings(settings.model_copy(update={"data_dir": str(tmp_path / "local")}))
+    local = LocalIngestor.from_settings(settings.model_copy(update={"data_dir": str(tmp_path / "local")}))
     local.ingest([(str(p), p.read_bytes()) for p in sorted((examples_dir / "cvs").iterdir())])
     ray_store = Store(settings.data_dir, dim=DIM)
     for o in report.outcomes:

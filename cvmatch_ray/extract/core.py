@@ -35,8 +35,8 @@ def extract_document(
         flags.
 
     Raises:
-        ExtractionError: One of its subclasses, each with a stable ``code`` and an
-            ``http_status``: ``DocumentTooLarge``, ``TooManyPages``, ``ArchiveTooLarge``,
+        ExtractionError: One of its subclasses, each with a stable ``code``:
+            ``DocumentTooLarge``, ``TooManyPages``, ``ArchiveTooLarge``,
             ``EncryptedDocument``, ``NoTextLayer``, ``EmptyDocument``,
             ``UnsupportedDocumentType``, ``CorruptDocument``.
     """

@@ -1,19 +1,19 @@
 """Why a document could not be turned into text.
 
-Every failure has its own class with a stable ``code`` (for API bodies, pipeline ``error``
-columns and logs) and an ``http_status`` so the HTTP edge translates them in one place:
-too large -> 413, unsupported type -> 415, anything else wrong with the content -> 422.
-All derive from ``ValueError``: the input, not the server, is at fault.
+Every failure has its own class with a stable ``code`` from ``cvmatch_ray.errors`` (for
+API bodies, pipeline ``error`` columns and logs); the HTTP edge maps codes to statuses
+(``serve/http.py``). All derive from ``ValueError``: the input, not the server, is at fault.
 """
 
 from __future__ import annotations
+
+from cvmatch_ray.errors import ErrorCode
 
 
 class ExtractionError(ValueError):
     """Base class: the document's bytes cannot be turned into text."""
 
-    code: str = "extraction_failed"
-    http_status: int = 422
+    code: ErrorCode = ErrorCode.extraction_failed
 
     def __init__(self, message: str, *, filename: str | None = None) -> None:
         super().__init__(message)
@@ -29,53 +29,49 @@ class ExtractionError(ValueError):
 class DocumentTooLarge(ExtractionError):
     """More bytes than ``Settings.max_upload_bytes``."""
 
-    code = "document_too_large"
-    http_status = 413
+    code = ErrorCode.document_too_large
 
 
 class TooManyPages(ExtractionError):
     """A PDF with more pages than ``Settings.max_pdf_pages``."""
 
-    code = "too_many_pages"
-    http_status = 413
+    code = ErrorCode.too_many_pages
 
 
 class ArchiveTooLarge(ExtractionError):
     """A DOCX that would inflate past ``Settings.max_docx_inflated_bytes`` (zip bomb guard)."""
 
-    code = "archive_too_large"
-    http_status = 413
+    code = ErrorCode.archive_too_large
 
 
 class EncryptedDocument(ExtractionError):
     """A password-protected PDF (or an encrypted Office file)."""
 
-    code = "encrypted_document"
+    code = ErrorCode.encrypted_document
 
 
 class NoTextLayer(ExtractionError):
     """A PDF with pages but no text at all: a scan or an image export."""
 
-    code = "no_text_layer"
+    code = ErrorCode.no_text_layer
 
 
 class EmptyDocument(ExtractionError):
     """Zero bytes, or nothing but whitespace once extracted."""
 
-    code = "empty_document"
+    code = ErrorCode.empty_document
 
 
 class UnsupportedDocumentType(ExtractionError):
     """Bytes that are none of PDF, DOCX, plain text, Markdown or HTML."""
 
-    code = "unsupported_document_type"
-    http_status = 415
+    code = ErrorCode.unsupported_document_type
 
 
 class CorruptDocument(ExtractionError):
     """Looks like a PDF or DOCX but cannot be parsed."""
 
-    code = "corrupt_document"
+    code = ErrorCode.corrupt_document
 
 
 __all__ = [

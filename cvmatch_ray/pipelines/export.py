@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from cvmatch_ray.ingest import Outcome
+from cvmatch_ray.process import Outcome
 from cvmatch_ray.schemas import MatchResult
 
 

@@ -29,7 +29,7 @@ from cvmatch_ray.progress import resolve_data_dir
 from cvmatch_ray.serve.env import IngressMode, haproxy_binary, ray_env, resolve_ingress
 from cvmatch_ray.serve.deployments import EmbedderDeployment, ExtractorDeployment, StandardizerDeployment
 from cvmatch_ray.serve.ingress import APIIngress
-from cvmatch_ray.serve.pipeline import UploadPipelineDeployment
+from cvmatch_ray.serve.upload_worker import UploadPipelineDeployment
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,9 @@
 """The model deployments behind the API: extraction, standardization, embedding.
 
-Each one wraps a core object that is loaded once per replica in ``__init__``; the API
-ingress holds a ``DeploymentHandle`` to each and awaits ``handle.method.remote(...)``.
+Each one wraps a core object that is loaded once per replica in ``__init__`` and runs one
+step of ``cvmatch_ray.process`` with it, answering the step's typed outcome (a
+``process.Failed`` for a refused document, never an exception); the upload worker and the
+API ingress hold a ``DeploymentHandle`` to each and await ``handle.method.remote(...)``.
 Resources (CPUs, GPU shares, replicas) are not fixed here: ``serve_config.yaml`` and
 ``serve_config.gpu.yaml`` set them per deployment, and the defaults below are the laptop's.
 
@@ -21,20 +23,23 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from ray import serve
 
 from cvmatch_ray.config import Settings
 from cvmatch_ray.embed import Embedder
-from cvmatch_ray.ingest import IngestError, Kind, extract_text
 from cvmatch_ray.priority import lower_priority
-from cvmatch_ray.schemas import CVProfile, JDProfile, Provenance
-from cvmatch_ray.standardize.base import (
-    StandardizationError,
-    make_standardizer,
-    standardize_cvs,
-    standardize_jds,
+from cvmatch_ray.process import (
+    Extracted,
+    Failed,
+    Processed,
+    RawDocument,
+    Standardized,
+    embed_batch,
+    extract_batch,
+    standardize_batch,
 )
+from cvmatch_ray.schemas import Provenance
+from cvmatch_ray.standardize import make_standardizer
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +64,13 @@ class ExtractorDeployment:
         lower_priority(settings.background_niceness)
         self._settings = settings
 
-    def extract(self, data: bytes, filename: str | None = None) -> tuple[str, list[str], str]:
-        """``(text, flags, extractor)`` of one document.
+    def extract(self, document: RawDocument) -> Extracted | Failed:
+        """The text of one document (``process.extract_batch``).
 
         A sync method: Serve runs it on the replica's thread pool, so a slow PDF does not
         stall the replica's event loop.
-
-        Raises:
-            IngestError: stage ``extract``, with the extraction error's code and HTTP status.
         """
-        return extract_text(data, filename=filename, settings=self._settings)
+        return extract_batch([document], self._settings)[0]
 
 
 @serve.deployment(name=STANDARDIZER, ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
@@ -88,38 +90,21 @@ class StandardizerDeployment:
         """Backend, model and prompt version of the profiles this replica produces."""
         return self._standardizer.provenance
 
-    async def standardize(self, text: str, kind: Kind) -> tuple[CVProfile | JDProfile, Provenance]:
-        """The profile of one CV or JD text, and the provenance to store with it.
-
-        Raises:
-            IngestError: stage ``standardize`` when no valid profile can be built.
-        """
-        result = await self._batch((kind, text))
-        if isinstance(result, StandardizationError):
-            raise IngestError("standardize", "standardization_failed", str(result))
-        return result, self._standardizer.provenance
+    async def standardize(self, item: Extracted | Failed) -> Standardized | Failed:
+        """The profile of one CV or JD (``process.standardize_batch``), batched with the
+        documents of concurrent requests."""
+        return await self._batch(item)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
-    async def _batch(
-        self, items: list[tuple[Kind, str]]
-    ) -> list[CVProfile | JDProfile | StandardizationError]:
-        # A text that fails comes back as its error in place: one bad CV must not fail the
-        # other uploads that happen to share its batch.
-        return await asyncio.to_thread(self._standardize_many, items)
-
-    def _standardize_many(self, items: list[tuple[Kind, str]]) -> list[CVProfile | JDProfile | StandardizationError]:
-        out: list[CVProfile | JDProfile | StandardizationError | None] = [None] * len(items)
-        for kind, fn in (("cv", standardize_cvs), ("jd", standardize_jds)):
-            idx = [i for i, (k, _) in enumerate(items) if k == kind]
-            if idx:
-                for i, result in zip(idx, fn(self._standardizer, [items[i][1] for i in idx])):
-                    out[i] = result
-        return out  # type: ignore[return-value]
+    async def _batch(self, items: list[Extracted | Failed]) -> list[Standardized | Failed]:
+        # A text that fails comes back as its Failed in place: one bad CV must not fail
+        # the other uploads that happen to share its batch.
+        return await asyncio.to_thread(standardize_batch, items, self._standardizer)
 
 
 @serve.deployment(name=EMBEDDER, ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64)
 class EmbedderDeployment:
-    """Section texts -> ``[3, dim]`` vectors, batching concurrent documents."""
+    """Standardized documents -> records with their ``[3, dim]`` vectors, batching concurrent documents."""
 
     def __init__(self, settings: Settings) -> None:
         lower_priority(settings.background_niceness)
@@ -127,24 +112,17 @@ class EmbedderDeployment:
 
     def reconfigure(self, config: Mapping[str, Any]) -> None:
         """Live batching settings from ``user_config``."""
-        _set_batching(self.embed_sections, config)
+        _set_batching(self.embed, config)
 
     def info(self) -> dict[str, Any]:
         """``{"model", "dim", "device"}`` of the loaded encoder."""
         return {"model": self._embedder.model_name, "dim": self._embedder.dim, "device": self._embedder.device}
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
-    async def embed_sections(self, documents: list[dict[str, str]]) -> list[np.ndarray]:
-        """Vectors of one document's section texts (see ``Embedder.embed_sections``).
+    async def embed(self, items: list[Standardized | Failed]) -> list[Processed | Failed]:
+        """The record of one standardized document, its vectors in it (``process.embed_batch``).
 
         Callers send one document; ``@serve.batch`` hands this method every document
         waiting at that moment, so concurrent uploads share one encoder call.
-
-        Raises:
-            IngestError: stage ``embed`` if the encoder fails (for the whole batch).
         """
-        try:
-            vectors = await asyncio.to_thread(self._embedder.embed_sections, documents)
-        except (RuntimeError, ValueError) as e:
-            raise IngestError("embed", "embedding_failed", str(e), http_status=500) from e
-        return list(vectors)
+        return await asyncio.to_thread(embed_batch, items, self._embedder)

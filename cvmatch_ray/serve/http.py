@@ -7,7 +7,8 @@ unauthenticated upload would be read in full before being refused.
 - ``RequestGuard`` refuses a request whose ``Content-Length`` is over the limit before
   reading a byte of it, counts bytes as they stream in when there is no such header (or
   it lies), and checks the ``X-API-Key`` header when keys are configured.
-- ``install_error_handlers`` maps the service's exceptions to precise statuses.
+- ``install_error_handlers`` maps the service's exceptions to precise statuses; the
+  status of each processing error code is in ``STATUS_BY_CODE``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ray.serve.exceptions import RayServeException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cvmatch_ray.ingest import IngestError
+from cvmatch_ray.errors import ErrorCode, ProcessingError
 from cvmatch_ray.match.rank import UnknownDocument
 from cvmatch_ray.progress import JobNotFoundError
 from cvmatch_ray.serve.blobs import BlobStoreError
@@ -41,6 +42,23 @@ api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description
 OPEN_PATHS: frozenset[str] = frozenset({"/api/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 #: Room for the multipart envelope (boundaries, part headers, form fields) around a file.
 MULTIPART_OVERHEAD = 64 * 1024
+
+#: The HTTP status of each error code a document can fail with; any other code is the
+#: document's content at fault, 422.
+STATUS_BY_CODE: dict[ErrorCode, int] = {
+    ErrorCode.document_too_large: 413,
+    ErrorCode.too_many_pages: 413,
+    ErrorCode.archive_too_large: 413,
+    ErrorCode.unsupported_document_type: 415,
+    # Not the document's fault.
+    ErrorCode.embedding_failed: 500,
+    ErrorCode.internal_error: 500,
+}
+
+
+def http_status(code: ErrorCode) -> int:
+    """The HTTP status a document refused with ``code`` is answered with."""
+    return STATUS_BY_CODE.get(code, 422)
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -154,10 +172,11 @@ def error_response(e: Exception) -> JSONResponse | None:
 
     Checked by ``isinstance`` in this order because an error raised in another deployment
     arrives as a class deriving from both ``RayTaskError`` and the original exception:
-    an ``IngestError`` from the extractor must stay a 4xx, not become a backend 503.
+    a ``ProcessingError`` from another deployment must stay a 4xx, not become a backend 503.
     """
-    if isinstance(e, IngestError):
-        return JSONResponse(_error(e.http_status, e.code, e.message, e.stage), status_code=e.http_status)
+    if isinstance(e, ProcessingError):
+        status = http_status(e.code)
+        return JSONResponse(_error(status, e.code, e.message, e.stage), status_code=status)
     if isinstance(e, (UnknownDocument, JobNotFoundError)):
         # A remote error's str() carries its traceback; only a local one is worth echoing.
         return JSONResponse({"detail": "not found" if isinstance(e, RayError) else str(e)}, status_code=404)
@@ -178,7 +197,7 @@ def install_error_handlers(app: FastAPI) -> None:
             raise e
         return response
 
-    for cls in (IngestError, UnknownDocument, JobNotFoundError, InvalidRequest, ServiceUnavailable,
+    for cls in (ProcessingError, UnknownDocument, JobNotFoundError, InvalidRequest, ServiceUnavailable,
                 BlobStoreError, RayError, RayServeException):
         app.add_exception_handler(cls, _known)
 

@@ -12,8 +12,8 @@ One CV upload, in the order its data flows:
    answered 202;
 5. a background upload's job is put in line on the progress actor (the jobs of uploads
    accepted within a few milliseconds go in one call), where an ``UploadPipeline``
-   replica (``pipeline.py``) claims it: extract -> standardize -> embed on the model
-   deployments, each step reported, the row written to LanceDB, the job ends ``done``
+   replica (``upload_worker.py``) claims it: the steps of ``cvmatch_ray.process`` on the
+   model deployments, each step reported, the row written to LanceDB, the job ends ``done``
    with the CV's stats. A synchronous upload is handed to the pipeline directly and
    waited for. None of that CPU work runs in this replica, whose event loop only accepts
    and answers.
@@ -46,22 +46,20 @@ from ray.serve.exceptions import RayServeException
 
 from cvmatch_ray import __version__
 from cvmatch_ray.config import Settings
-from cvmatch_ray.extract import ExtractionError, detect_kind
-from cvmatch_ray.ingest import IngestError, Prepared
+from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage
 from cvmatch_ray.match.rank import UnknownDocument, rank_jobs
 from cvmatch_ray.match.retrieve import match_pool
 from cvmatch_ray.pipelines.matching import submit_match_job
-from cvmatch_ray.progress import JobNotFoundError, JobProgress, JobStatus, ProgressError, UploadStep
+from cvmatch_ray.process import RawDocument, features_batch, sniff, unwrap
+from cvmatch_ray.progress import (
+    JobNotFoundError,
+    JobProgress,
+    JobStatus,
+    ProgressError,
+    UploadStep,
+)
 from cvmatch_ray.schemas import CVPublic, JDPublic
 from cvmatch_ray.serve.blobs import BlobStore, BlobStoreError
-from cvmatch_ray.serve.pipeline import (
-    INTERNAL_ERROR,
-    UploadRecord,
-    new_upload_job_id,
-    read_upload,
-    section_texts,
-    upload_job_prefix,
-)
 from cvmatch_ray.serve.models import (
     Deleted,
     Health,
@@ -75,6 +73,12 @@ from cvmatch_ray.serve.models import (
     PoolMatchResults,
     UploadAccepted,
     UploadProgress,
+)
+from cvmatch_ray.serve.upload_worker import (
+    UploadRecord,
+    new_upload_job_id,
+    read_upload,
+    upload_job_prefix,
 )
 from cvmatch_ray.store import JDRecord, Store, document_id, validate_id
 
@@ -99,30 +103,6 @@ class ServiceUnavailable(RuntimeError):
 
 class InvalidRequest(ValueError):
     """Request data that no handler's validation caught (a malformed id in a list...)."""
-
-
-def _http_status_by_code() -> dict[str, int]:
-    """HTTP status of every extraction error code, from the error classes themselves."""
-    out: dict[str, int] = {}
-    pending: list[type[ExtractionError]] = [ExtractionError]
-    while pending:
-        cls = pending.pop()
-        out[cls.code] = cls.http_status
-        pending.extend(cls.__subclasses__())
-    return out
-
-
-_STATUS_BY_CODE = _http_status_by_code()
-
-
-def _error_from_failure(text: str | None) -> IngestError:
-    """Rebuild the ``IngestError`` a failed upload recorded with ``pipeline.failure_text``."""
-    code, _, message = (text or "").partition(": ")
-    if not message:
-        return IngestError("store", INTERNAL_ERROR, text or "the upload failed", http_status=500)
-    status = _STATUS_BY_CODE.get(code, 500 if code in (INTERNAL_ERROR, "embedding_failed") else 422)
-    stage = "extract" if code in _STATUS_BY_CODE else "standardize" if code == "standardization_failed" else "store"
-    return IngestError(stage, code, message, http_status=status)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -220,17 +200,16 @@ class APIService:
         CVPublic`` once the CV is stored.
 
         Raises:
-            IngestError: the document is refused (its ``http_status`` says why); for a
+            ProcessingError: the document is refused (its ``code`` says why); for a
                 background upload only the checks that need no parsing raise here.
             ServiceUnavailable: the bytes could not be stored durably.
         """
         if not data:
-            raise IngestError("extract", "empty_document", "the file is empty (0 bytes)")
+            raise ProcessingError(Stage.extract, ErrorCode.empty_document, "the file is empty (0 bytes)")
         if len(data) > self.settings.max_upload_bytes:
-            raise IngestError(
-                "read", "document_too_large",
+            raise ProcessingError(
+                Stage.read, ErrorCode.document_too_large,
                 f"the file has {len(data)} bytes, more than the limit of {self.settings.max_upload_bytes}",
-                http_status=413,
             )
         # A CV-sized file is sniffed and hashed at once (well under a millisecond); a large
         # one in a thread, so that it never stalls the event loop for the other requests.
@@ -416,7 +395,7 @@ class APIService:
             job = await self._job(job_id) if job_id else None
             if job is not None and job.status.is_terminal():
                 if job.status != JobStatus.succeeded:
-                    raise _error_from_failure(job.error)
+                    raise ProcessingError.from_failure_text(job.error)
                 return
             if job is None and await self._blocking(self.store.has_cv, cv_id):
                 return
@@ -447,14 +426,14 @@ class APIService:
         """A synchronous upload: the pipeline deployment's run of it, waited for."""
         try:
             return await self.pipeline.process.remote(record, data)
-        except IngestError:
+        except ProcessingError:
             raise
         except (RayError, RayServeException) as e:
             # The pipeline replica died or is gone: the upload stays accepted (its blob)
             # and ``recover_uploads`` puts it in line.
             logger.error("upload %s: pipeline unavailable: %s", record.cv_id, type(e).__name__)
-            raise IngestError(
-                "store", INTERNAL_ERROR, f"processing failed ({type(e).__name__})", http_status=500
+            raise ProcessingError(
+                Stage.store, ErrorCode.internal_error, f"processing failed ({type(e).__name__})"
             ) from e
 
     def _sync_finished(self, cv_id: str, task: asyncio.Task[CVPublic]) -> None:
@@ -576,22 +555,23 @@ class APIService:
     async def upload_jd(self, data: bytes, *, filename: str | None, content_type: str | None) -> JDAccepted:
         """Standardize, embed and store one JD (text as UTF-8 bytes, or a file).
 
+        The steps of ``cvmatch_ray.process`` on the model deployments, as for a CV upload.
+
         Raises:
-            IngestError: the document is refused.
+            ProcessingError: the document is refused.
         """
         if not data.strip():
-            raise IngestError("extract", "empty_document", "the job description is empty")
+            raise ProcessingError(Stage.extract, ErrorCode.empty_document, "the job description is empty")
         if len(data) > self.settings.max_upload_bytes:
-            raise IngestError("read", "document_too_large", "the job description is too large", http_status=413)
+            raise ProcessingError(Stage.read, ErrorCode.document_too_large, "the job description is too large")
         jd_id = document_id(data)
         existing = await self._blocking(self.store.get_jd, jd_id)
         if existing is not None:
             return JDAccepted(jd_id=jd_id, profile=existing.profile, duplicate=True)
-        text, flags, extractor = await self.extractor.extract.remote(data, None)
-        profile, provenance = await self.standardizer.standardize.remote(text, "jd")
-        prepared = Prepared(jd_id, "jd", filename, text, profile, provenance.model_copy(update={"extractor": extractor}), list(flags))
-        vectors = await self.embedder.embed_sections.remote(section_texts(prepared))
-        record = prepared.to_record(vectors)
+        extracted = unwrap(await self.extractor.extract.remote(RawDocument(data, "jd", filename, doc_id=jd_id)))
+        standardized = unwrap(await self.standardizer.standardize.remote(extracted))
+        [standardized] = await self._blocking(features_batch, [standardized])
+        record = unwrap(await self.embedder.embed.remote(standardized)).record
         assert isinstance(record, JDRecord)
 
         def store() -> None:
@@ -733,12 +713,11 @@ class APIService:
 
 def _inspect(data: bytes) -> str:
     """The ``cv_id`` of an upload; refuses types that are not CVs (before any parsing)."""
-    try:
-        # Bytes-only sniffing: the filename is never used, so no name reaches a message.
-        detect_kind(data)
-    except ExtractionError as e:
-        raise IngestError("extract", e.code, e.message, http_status=e.http_status) from e
-    return document_id(data)
+    document = RawDocument(data, "cv")
+    refused = sniff(document)
+    if refused is not None:
+        raise refused.error()
+    return document.doc_id
 
 
 def _checked_id(value: str, what: str) -> str:

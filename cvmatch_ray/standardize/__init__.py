@@ -3,9 +3,9 @@
 from cvmatch_ray.standardize.base import (
     StandardizationError,
     Standardizer,
-    make_standardizer,
     standardize_cvs,
     standardize_jds,
 )
+from cvmatch_ray.standardize.factory import make_standardizer
 
 __all__ = ["StandardizationError", "Standardizer", "make_standardizer", "standardize_cvs", "standardize_jds"]

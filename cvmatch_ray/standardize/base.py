@@ -1,8 +1,9 @@
 """The standardizer interface: document text in, a validated profile out.
 
-Every backend (the rule-based one here, the vLLM / OpenAI-compatible ones in
+Every backend (the rule-based one in ``standardize/rules``, the vLLM / OpenAI-compatible ones in
 ``standardize/llm.py``) satisfies :class:`Standardizer`, and the rest of the pipeline only
-sees this protocol, :func:`make_standardizer` and :class:`StandardizationError`.
+sees this protocol and :class:`StandardizationError`; ``standardize/factory.py`` picks the
+backend, so this interface imports none of them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Protocol, runtime_checkable
 
-from cvmatch_ray.config import Settings
 from cvmatch_ray.schemas import CVProfile, JDProfile, Provenance
 
 logger = logging.getLogger(__name__)
@@ -18,7 +18,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "StandardizationError",
     "Standardizer",
-    "make_standardizer",
     "standardize_cvs",
     "standardize_jds",
 ]
@@ -75,19 +74,3 @@ def standardize_cvs(standardizer: Standardizer, texts: list[str]) -> list[CVProf
 def standardize_jds(standardizer: Standardizer, texts: list[str]) -> list[JDProfile | StandardizationError]:
     """Standardize many JDs; same contract as :func:`standardize_cvs`."""
     return _batched(standardizer, "jd", texts)
-
-
-def make_standardizer(settings: Settings) -> Standardizer:
-    """The standardizer that ``settings.standardizer`` names.
-
-    Raises:
-        StandardizationError: the named backend is not available in this installation.
-    """
-    if settings.standardizer == "rules":
-        # Imported here so that picking an LLM backend never loads the taxonomy twice.
-        from cvmatch_ray.standardize.rules import RuleStandardizer
-
-        return RuleStandardizer()
-    from cvmatch_ray.standardize.llm import make_llm_standardizer
-
-    return make_llm_standardizer(settings)

@@ -2,10 +2,10 @@
 
 The ingress only accepts uploads (record and bytes durable in one blob, see
 ``service.py``) and answers; everything after that runs here, in a replica of its own
-that lowers its CPU priority (``priority.py``): extract -> standardize -> embed on the
-model deployments, the blinded section texts and the LanceDB row built here, each step
-reported to the progress actor, and the rows of concurrent uploads written in one commit
-(``@serve.batch``). So an upload's CPU work never runs on the event loop that accepts the
+that lowers its CPU priority (``priority.py``): the steps of ``cvmatch_ray.process`` on
+the model deployments (extract, standardize, embed) and here (the scorer's features),
+each step reported to the progress actor, and the rows of concurrent uploads written in
+one commit (``@serve.batch``). So an upload's CPU work never runs on the event loop that accepts the
 next upload.
 
 Work reaches a replica two ways:
@@ -36,10 +36,16 @@ from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 
 from cvmatch_ray.config import Settings
-from cvmatch_ray.embed import EmptyDocumentError
-from cvmatch_ray.ingest import IngestError, Prepared
+from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage
 from cvmatch_ray.priority import lower_priority
-from cvmatch_ray.progress import JobStatus, ProgressError, StepReport, UploadStep, get_progress_actor
+from cvmatch_ray.process import RawDocument, features_batch, unwrap
+from cvmatch_ray.progress import (
+    JobStatus,
+    ProgressError,
+    StepReport,
+    UploadStep,
+    get_progress_actor,
+)
 from cvmatch_ray.schemas import CVPublic, CVStats
 from cvmatch_ray.serve.blobs import BlobStore, BlobStoreError
 from cvmatch_ray.store import CVRecord, Store
@@ -47,8 +53,6 @@ from cvmatch_ray.store import CVRecord, Store
 logger = logging.getLogger(__name__)
 
 UPLOAD_PIPELINE = "UploadPipeline"
-#: Code of failures that are the server's fault (a replica died, storage failed).
-INTERNAL_ERROR = "internal_error"
 #: How long one claim waits on the progress actor for new uploads (a long poll).
 CLAIM_WAIT_S = 5.0
 #: The longest a new upload waits for a burst of uploads to settle (``settle_s``).
@@ -113,16 +117,10 @@ def upload_cv_id(job_id: str) -> str | None:
     return parts[1] if len(parts) == 3 and parts[0] == "upload" and parts[1] else None
 
 
-def failure_text(err: IngestError) -> str:
-    """How a failed upload's error is recorded in its progress job: ``"code: message"``
-    (enough for a later duplicate request to rebuild the error and its status)."""
-    return f"{err.code}: {err.message}"
-
-
 #: The error an upload job ends with when its upload can no longer be processed.
-LOST_UPLOAD = failure_text(
-    IngestError("store", INTERNAL_ERROR, "the upload was lost; upload the file again", http_status=500)
-)
+LOST_UPLOAD = ProcessingError(
+    Stage.store, ErrorCode.internal_error, "the upload was lost; upload the file again"
+).failure_text()
 
 
 async def report_progress(call: Any, *args: Any, **kwargs: Any) -> None:
@@ -173,14 +171,6 @@ class StepReporter:
                         done.set_result(None)
         finally:
             self._sending = None
-
-
-def section_texts(prepared: Prepared) -> dict[str, str]:
-    """The blinded section texts to embed; a CV with nothing to embed is refused."""
-    try:
-        return prepared.section_texts()
-    except EmptyDocumentError as e:
-        raise IngestError("embed", "empty_document", str(e)) from e
 
 
 @serve.deployment(name=UPLOAD_PIPELINE, ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
@@ -276,7 +266,7 @@ class UploadPipelineDeployment:
             return
         try:
             await self._run(*found)
-        except IngestError:
+        except ProcessingError:
             pass  # reported to the job by _run()
 
     # -------------------------------------------------------------- the steps
@@ -292,7 +282,7 @@ class UploadPipelineDeployment:
             The stored CV, as the API shows it.
 
         Raises:
-            IngestError: the document is refused (its ``http_status`` says why), or stage
+            ProcessingError: the document is refused (its ``code`` says why), or stage
                 ``store`` with code ``internal_error`` when a backend failed; either way the
                 failure is reported to the upload's progress job first.
         """
@@ -310,30 +300,25 @@ class UploadPipelineDeployment:
             # Intermediate steps are sent without waiting; the last one is waited for, so
             # that whoever reads the job after this returns sees it ended.
             self.steps.report(job_id, UploadStep.extracting)
-            # No filename into extraction: error messages then carry no personal names.
-            text, flags, extractor = await self.extractor.extract.remote(data, None)
+            document = RawDocument(data, "cv", record.filename, doc_id=cv_id)
+            extracted = unwrap(await self.extractor.extract.remote(document))
             self.steps.report(job_id, UploadStep.standardizing)
-            profile, provenance = await self.standardizer.standardize.remote(text, "cv")
-            prepared = Prepared(
-                cv_id, "cv", record.filename, text, profile,
-                provenance.model_copy(update={"extractor": extractor}), list(flags),
-            )
-            sections = section_texts(prepared)
+            standardized = unwrap(await self.standardizer.standardize.remote(extracted))
+            [standardized] = await asyncio.to_thread(features_batch, [standardized])
             self.steps.report(job_id, UploadStep.embedding)
-            vectors = await self.embedder.embed_sections.remote(sections)
-            cv = prepared.to_record(vectors)
+            cv = unwrap(await self.embedder.embed.remote(standardized)).record
             assert isinstance(cv, CVRecord)
             # Stamped here so the synchronous answer carries the time the row will have.
             cv.created_at = datetime.now(UTC)
             self.steps.report(job_id, UploadStep.storing, cv.stats)
             await self._write_cv(cv)
-        except IngestError as e:
+        except ProcessingError as e:
             await self._fail(record, e)
             raise
         except (RayError, RayServeException, OSError, ValueError, RuntimeError) as e:
             # Not the document's fault: report it as ours, keep the class name only (the
             # message of a backend error may quote document content).
-            err = IngestError("store", INTERNAL_ERROR, f"processing failed ({type(e).__name__})", http_status=500)
+            err = ProcessingError(Stage.store, ErrorCode.internal_error, f"processing failed ({type(e).__name__})")
             logger.error("upload %s: %s", cv_id, type(e).__name__)
             await self._fail(record, err)
             raise err from e
@@ -341,8 +326,8 @@ class UploadPipelineDeployment:
         logger.info("upload %s stored (%d skills)", cv_id, cv.stats.skills_count)
         return cv.to_public()
 
-    async def _fail(self, record: UploadRecord, err: IngestError) -> None:
-        await self.steps.report(record.job_id, UploadStep.failed, error=failure_text(err))
+    async def _fail(self, record: UploadRecord, err: ProcessingError) -> None:
+        await self.steps.report(record.job_id, UploadStep.failed, error=err.failure_text())
         # The failure stays readable through the progress job, which the upload record
         # keeps pointing at; the bytes and the client's file name are not kept.
         anonymous = record.model_copy(update={"filename": None, "content_type": None})

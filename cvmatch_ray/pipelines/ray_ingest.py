@@ -1,28 +1,31 @@
 """Bulk ingest on Ray Data: read -> extract -> standardize -> embed -> write.
 
-Each stage runs the same functions as the in-process path (``cvmatch_ray.ingest``):
+Every stage runs a batch step of ``cvmatch_ray.process``, the same code as every other
+front end:
 
 - extract: stateless CPU tasks (``map_batches`` of a function);
-- standardize: a callable class on an actor pool (the rules load the taxonomy once per
-  actor; the vLLM backend holds an engine per actor on a GPU share);
+- standardize (and the scorer's features): a callable class on an actor pool (the rules
+  load the taxonomy once per actor; the vLLM backend holds an engine per actor on a GPU
+  share);
 - embed: a callable class on an actor pool with fractional ``num_gpus``;
 - write: the driver consumes the stream and upserts batches into LanceDB (one writer, so
   no commit conflicts), reporting each batch to the progress actor.
 
+Between stages a row carries the step's outcome for its document, pickled in ``item``.
 A document that fails at any stage travels on as a row with ``error``/``stage``/``code``
 set; the pipeline never fails because of one file.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import pickle
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import ray
@@ -31,20 +34,34 @@ import ray.data
 from cvmatch_ray import metrics
 from cvmatch_ray.config import Settings
 from cvmatch_ray.embed import Embedder, embedding_dim
-from cvmatch_ray.ingest import IngestError, Kind, Outcome, Prepared, embed, extract_text, write
+from cvmatch_ray.errors import Stage
 from cvmatch_ray.pipelines.reporting import JobReporter
 from cvmatch_ray.pipelines.resources import stage_options
 from cvmatch_ray.priority import lower_priority
+from cvmatch_ray.process import (
+    Failed,
+    Kind,
+    Outcome,
+    Processed,
+    RawDocument,
+    embed_batch,
+    extract_batch,
+    features_batch,
+    standardize_batch,
+    write_records,
+)
 from cvmatch_ray.progress import JobStatus, get_progress_actor
-from cvmatch_ray.schemas import CVProfile, JDProfile, Provenance
-from cvmatch_ray.standardize.base import StandardizationError, make_standardizer, standardize_cvs, standardize_jds
+from cvmatch_ray.standardize import make_standardizer
 from cvmatch_ray.store import Store, document_id
 
 logger = logging.getLogger(__name__)
 
-# Columns every stage passes on; a failed row keeps its error and carries empty payloads.
+#: ``code`` of a row whose bytes are stored already: it passes every stage untouched.
 ALREADY_STORED = "already_stored"
-_ROW = ("path", "doc_id", "text", "flags", "extractor", "profile_json", "provenance_json", "error", "stage", "code")
+_ROW_SCHEMA = pa.schema(
+    [("path", pa.string()), ("doc_id", pa.string()), ("item", pa.large_binary()),
+     ("stage", pa.string()), ("code", pa.string()), ("error", pa.string())]
+)
 
 
 def list_files(inputs: Sequence[str]) -> tuple[list[str], pafs.FileSystem | None]:
@@ -68,107 +85,78 @@ def list_files(inputs: Sequence[str]) -> tuple[list[str], pafs.FileSystem | None
     return sorted(files), None
 
 
-def _empty_row(path: str, doc_id: str) -> dict[str, object]:
-    return {k: "" for k in _ROW} | {"path": path, "doc_id": doc_id}
+def _row(path: str, doc_id: str, item: object | None) -> dict[str, Any]:
+    """A row carrying ``item`` (a step's outcome), or a stored document's row when None."""
+    if item is None:
+        return {"path": path, "doc_id": doc_id, "item": b"", "stage": "", "code": ALREADY_STORED, "error": ""}
+    failed = item if isinstance(item, Failed) else None
+    return {
+        "path": path,
+        "doc_id": doc_id,
+        "item": pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL),
+        "stage": failed.stage.value if failed else "",
+        "code": failed.code.value if failed else "",
+        "error": failed.message if failed else "",
+    }
 
 
-def _table(rows: list[dict[str, object]]) -> pa.Table:
-    return pa.table({k: pa.array([str(r[k]) for r in rows], pa.string()) for k in _ROW})
+def _apply(rows: list[dict[str, Any]], step: Callable[[list[Any]], list[Any]], stage: Stage) -> pa.Table:
+    """Run ``step`` over the items the ``rows`` carry (not the stored ones'), as one table.
+
+    Counts the failures the step adds, and the time of its call.
+    """
+    todo = [i for i, r in enumerate(rows) if r["code"] != ALREADY_STORED]
+    if todo:
+        # Our own rows, pickled by the previous stage of this pipeline.
+        items = [pickle.loads(rows[i]["item"]) for i in todo]
+        with metrics.timed(stage):
+            results = step(items)
+        for i, before, after in zip(todo, items, results, strict=True):
+            if isinstance(after, Failed) and not isinstance(before, Failed):
+                metrics.record_failure(stage, after.code)
+            rows[i] = _row(rows[i]["path"], rows[i]["doc_id"], after)
+    return pa.Table.from_pylist(rows, schema=_ROW_SCHEMA)
 
 
 # ----------------------------------------------------------------------- stages
 
 
-def extract_batch(batch: pa.Table, *, settings: Settings, existing: frozenset[str]) -> pa.Table:
+def extract_stage(batch: pa.Table, *, settings: Settings, kind: Kind, existing: frozenset[str]) -> pa.Table:
     """Bytes -> text. Documents already stored (same bytes, same id) are marked and passed by."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for data, path in zip(batch.column("bytes").to_pylist(), batch.column("path").to_pylist()):
-        doc_id = document_id(data)
-        row = _empty_row(path, doc_id)
-        if doc_id in existing:
-            row["code"] = ALREADY_STORED
-            rows.append(row)
-            continue
-        try:
-            text, flags, extractor = extract_text(data, filename=Path(path).name, settings=settings)
-            row.update(text=text, flags=json.dumps(flags), extractor=extractor)
-        except IngestError as e:
-            row.update(error=e.message, stage=e.stage, code=e.code)
-            metrics.record_failure("extract", e.code)
-        rows.append(row)
-    return _table(rows)
+        doc = RawDocument(data, kind, Path(path).name)
+        rows.append(_row(path, doc.doc_id, None if doc.doc_id in existing else doc))
+    return _apply(rows, lambda docs: extract_batch(docs, settings), Stage.extract)
 
 
 class StandardizeStage:
-    """Text -> profile JSON; holds one standardizer per actor (the rules' taxonomy, or a vLLM engine).
+    """Text -> profile and the scorer's features; one standardizer per actor (the rules'
+    taxonomy, or a vLLM engine).
 
     The whole batch goes to the backend at once: the LLM backends turn it into one engine
     call, which is where their throughput comes from.
     """
 
-    def __init__(self, settings: Settings, kind: Kind) -> None:
+    def __init__(self, settings: Settings) -> None:
         # A bulk batch yields the CPU to the API on the same node (see priority.py).
         lower_priority(settings.background_niceness)
         self.standardizer = make_standardizer(settings)
-        self.kind = kind
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
-        todo = [r for r in rows if not r["error"] and r["code"] != ALREADY_STORED]
-        if todo:
-            start = time.perf_counter()
-            batch_fn = standardize_cvs if self.kind == "cv" else standardize_jds
-            for row, profile in zip(todo, batch_fn(self.standardizer, [r["text"] for r in todo])):
-                if isinstance(profile, StandardizationError):
-                    row.update(error=str(profile), stage="standardize", code="standardization_failed")
-                    metrics.record_failure("standardize", "standardization_failed")
-                    continue
-                provenance = self.standardizer.provenance.model_copy(update={"extractor": row["extractor"]})
-                row.update(profile_json=profile.model_dump_json(), provenance_json=provenance.model_dump_json())
-            metrics.observe_latency("standardize", (time.perf_counter() - start) / len(todo))
-        return _table(rows)
+        step = lambda items: features_batch(standardize_batch(items, self.standardizer))
+        return _apply(batch.to_pylist(), step, Stage.standardize)
 
 
 class EmbedStage:
-    """Profiles -> section vectors, one encoder call per batch; one encoder per actor."""
+    """Profiles -> section vectors -> records, one encoder call per batch; one encoder per actor."""
 
-    def __init__(self, settings: Settings, kind: Kind) -> None:
+    def __init__(self, settings: Settings) -> None:
         lower_priority(settings.background_niceness)
         self.embedder = Embedder.from_settings(settings)
-        self.kind = kind
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
-        ok = [r for r in rows if not r["error"] and r["code"] != ALREADY_STORED]
-        vectors = np.zeros((len(rows), 3 * self.embedder.dim), dtype=np.float32)
-        if ok:
-            start = time.perf_counter()
-            try:
-                records = embed([_prepared(r, self.kind) for r in ok], self.embedder)
-            except IngestError as e:
-                for r in ok:
-                    r.update(error=e.message, stage=e.stage, code=e.code)
-            else:
-                where = {id(r): i for i, r in enumerate(rows)}
-                for r, rec in zip(ok, records):
-                    vectors[where[id(r)]] = rec.vectors.reshape(-1)
-                metrics.observe_latency("embed", time.perf_counter() - start)
-        table = _table(rows)
-        flat = pa.array(vectors.reshape(-1), pa.float32())
-        return table.append_column("vectors", pa.FixedSizeListArray.from_arrays(flat, 3 * self.embedder.dim))
-
-
-def _prepared(row: dict, kind: Kind) -> Prepared:
-    model = CVProfile if kind == "cv" else JDProfile
-    return Prepared(
-        doc_id=row["doc_id"],
-        kind=kind,
-        filename=Path(row["path"]).name,
-        text=row["text"],
-        profile=model.model_validate_json(row["profile_json"]),
-        provenance=Provenance.model_validate_json(row["provenance_json"]),
-        flags=json.loads(row["flags"] or "[]"),
-    )
+        return _apply(batch.to_pylist(), lambda items: embed_batch(items, self.embedder), Stage.embed)
 
 
 # -------------------------------------------------------------------- the pipeline
@@ -181,15 +169,15 @@ def build_dataset(
     opts = stage_options(settings)
     ds = ray.data.read_binary_files(list(files), include_paths=True, filesystem=filesystem)
     ds = ds.map_batches(
-        extract_batch, batch_format="pyarrow", fn_kwargs={"settings": settings, "existing": existing},
+        extract_stage, batch_format="pyarrow", fn_kwargs={"settings": settings, "kind": kind, "existing": existing},
         **opts["extract"].map_batches_kwargs(),
     )
     ds = ds.map_batches(
-        StandardizeStage, batch_format="pyarrow", fn_constructor_kwargs={"settings": settings, "kind": kind},
+        StandardizeStage, batch_format="pyarrow", fn_constructor_kwargs={"settings": settings},
         **opts["standardize"].map_batches_kwargs(),
     )
     return ds.map_batches(
-        EmbedStage, batch_format="pyarrow", fn_constructor_kwargs={"settings": settings, "kind": kind},
+        EmbedStage, batch_format="pyarrow", fn_constructor_kwargs={"settings": settings},
         **opts["embed"].map_batches_kwargs(),
     )
 
@@ -209,15 +197,14 @@ class IngestReport:
         return [o for o in self.outcomes if not o.ok]
 
 
-def _outcomes_and_records(batch: pa.Table, kind: Kind, dim: int) -> Iterator[tuple[Outcome, Prepared | None, np.ndarray | None]]:
-    vectors = batch.column("vectors").combine_chunks().values.to_numpy(zero_copy_only=False).reshape(-1, 3, dim)
-    for i, row in enumerate(batch.drop_columns(["vectors"]).to_pylist()):
+def _outcomes(batch: pa.Table, kind: Kind) -> Iterator[tuple[Outcome, Processed | None]]:
+    """Each row's outcome, with what to store for the processed ones."""
+    for row in batch.to_pylist():
         if row["code"] == ALREADY_STORED:
-            yield Outcome(file=row["path"], kind=kind, id=row["doc_id"], skipped=True), None, None
-        elif row["error"]:
-            yield Outcome(file=row["path"], kind=kind, id=row["doc_id"], error=row["error"], stage=row["stage"], code=row["code"]), None, None
-        else:
-            yield Outcome(file=row["path"], kind=kind, id=row["doc_id"]), _prepared(row, kind), vectors[i]
+            yield Outcome(file=row["path"], kind=kind, id=row["doc_id"], skipped=True), None
+            continue
+        result: Processed | Failed = pickle.loads(row["item"])  # our own row, from EmbedStage
+        yield Outcome.of(row["path"], result), (result if isinstance(result, Processed) else None)
 
 
 def run_ingest(
@@ -242,21 +229,19 @@ def run_ingest(
     progress = JobReporter(settings, job_id)
     progress.start()
 
-    dim = embedding_dim(settings)
-    store = Store(settings.data_dir, dim=dim)
+    store = Store(settings.data_dir, dim=embedding_dim(settings))
     existing = frozenset(store.list_cv_ids() if kind == "cv" else store.list_jd_ids())
     outcomes: list[Outcome] = []
     if files:
         ds = build_dataset(files, settings, kind=kind, existing=existing, filesystem=fs)
         for chunk_index, batch in enumerate(ds.iter_batches(batch_format="pyarrow", batch_size=batch_size)):
-            triples = list(_outcomes_and_records(batch, kind, dim))
-            good = [(o, p, v) for o, p, v in triples if p is not None]
-            if good:
-                write([p.to_record(v) for _, p, v in good], store)
-            outcomes += [o for o, _, _ in triples]
-            failures = [{"item_id": o.file, "stage": o.stage, "reason": o.error} for o, _, _ in triples if not o.ok]
+            pairs = list(_outcomes(batch, kind))
+            good = [p for _, p in pairs if p is not None]
+            write_records(good, store)
+            outcomes += [o for o, _ in pairs]
+            failures = [{"item_id": o.file, "stage": str(o.stage), "reason": o.error} for o, _ in pairs if not o.ok]
             metrics.record_processed("ingest", len(good))
-            progress.chunk_done(chunk_index, len(triples), failures)
+            progress.chunk_done(chunk_index, len(pairs), failures)
             if on_progress is not None:
                 on_progress(len(outcomes), len(files))
     status = JobStatus.failed if files and all(not o.ok for o in outcomes) else JobStatus.succeeded
