@@ -288,7 +288,8 @@ def parse(
         extracted = extract_batch([RawDocument(path.read_bytes(), kind, path.name)], settings)
         [result] = standardize_batch(extracted, standardizer)
         if isinstance(result, Failed):
-            results.append({"file": str(path), "error": str(result.error())})
+            # The step's message never names the file; this one-file answer does.
+            results.append({"file": str(path), "error": f"{result.stage}: {path.name}: {result.message}"})
         else:
             results.append({"file": str(path), "profile": result.profile.model_dump(mode="json")})
     if as_json:
