@@ -553,8 +553,8 @@ def test_delete_removes_the_cv_everywhere(
     cv_id = upload(client, data, background=False).json()["cv_id"]
     upload_job = client.get(f"/api/cv-upload-progress/{cv_id}").json()["job_id"]
     # An earlier, failed attempt: its job is no longer named by the upload record.
-    earlier_job = new_upload_job_id(cv_id)
-    ray.get(progress.create.remote(earlier_job, "upload", 1))
+    earlier_job = new_upload_job_id()
+    ray.get(progress.create.remote(earlier_job, "upload", 1, cv_id=cv_id))
     ray.get(progress.finish.remote(earlier_job, JobStatus.failed, "internal_error: processing failed"))
     jd_id = document_id(JD_TEXT)
     job_id = client.post("/api/match", json={"jd_id": jd_id, "cv_ids": [cv_id]}).json()["job_id"]
@@ -621,12 +621,12 @@ def _abandoned_upload(
     """What a replica that died mid-upload leaves: the upload blob and (with ``job``) its job."""
     cv_id = document_id(data)
     record = UploadRecord(
-        cv_id=cv_id, job_id=new_upload_job_id(cv_id), filename="stalled.pdf", content_type="application/pdf",
+        cv_id=cv_id, job_id=new_upload_job_id(), filename="stalled.pdf", content_type="application/pdf",
         size=len(data), accepted_at=datetime.now(UTC) - age,
     )
     BlobStore(str(server.data_dir)).put("upload", cv_id, record.pack(data if raw else None))
     if job:
-        ray.get(progress.create.remote(record.job_id, "upload", 1))
+        ray.get(progress.create.remote(record.job_id, "upload", 1, cv_id=cv_id))
     if step is not None:
         ray.get(progress.set_step.remote(record.job_id, step))
     if end is not None:

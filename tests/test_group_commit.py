@@ -51,7 +51,7 @@ def service(tmp_path: Path) -> APIService:
 
 def _upload(data: bytes) -> UploadRecord:
     cv_id = document_id(data)
-    return UploadRecord(cv_id=cv_id, job_id=new_upload_job_id(cv_id), size=len(data), accepted_at=datetime.now(UTC))
+    return UploadRecord(cv_id=cv_id, job_id=new_upload_job_id(), size=len(data), accepted_at=datetime.now(UTC))
 
 
 def _blob_files(root: Path) -> list[Path]:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import lancedb
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from cvmatch_ray.cli import app as cli_app

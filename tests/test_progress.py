@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import pickle
 import threading
 import time
 import uuid
@@ -27,14 +27,15 @@ from cvmatch_ray.progress import (
     JobTable,
     ProgressActorConflictError,
     ProgressBook,
-    ProgressReporter,
+    ProgressClient,
     ProgressStoreError,
     StepReport,
     UploadStep,
-    _ChunkSet,
+    WorkQueue,
     get_progress_actor,
     resolve_data_dir,
 )
+from cvmatch_ray.progress.records import ChunkSet
 from cvmatch_ray.schemas import CVStats
 
 
@@ -198,8 +199,9 @@ def test_upload_steps(book: ProgressBook) -> None:
 
 def test_step_reports_in_one_call_are_applied_in_order_with_one_write(tmp_path: Path, clock: FakeClock) -> None:
     book = ProgressBook(JobTable(str(tmp_path)), clock=clock, coalesce_s=1.0)
-    book.enqueue("upload", ["u1", "u2", "u3"])
-    assert book.claim_queued("upload", 3) == ["u1", "u2", "u3"]
+    queue = WorkQueue(book, "upload", clock=clock)
+    queue.put(_jobs("u1", "u2", "u3"))
+    assert _ids(queue.claim(3)) == ["u1", "u2", "u3"]
     book.flush()
     before = _versions(tmp_path)
     stats = CVStats(skills_count=5)
@@ -246,7 +248,7 @@ def test_local_data_dirs_are_made_absolute(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_chunk_set_ranges() -> None:
-    s = _ChunkSet()
+    s = ChunkSet()
     for i in (5, 3, 4, 0, 9, 1):
         assert s.add(i)
     assert not s.add(4)
@@ -255,7 +257,7 @@ def test_chunk_set_ranges() -> None:
     assert 2 not in s and 3 in s and 9 in s and 10 not in s
     s.add(2)
     assert s.ranges() == [[0, 5], [9, 9]]
-    again = _ChunkSet(s.ranges())
+    again = ChunkSet(s.ranges())
     assert again.ranges() == s.ranges() and again.count == 7
 
 
@@ -347,7 +349,7 @@ def test_only_evicted_jobs_are_looked_up_in_the_table(tmp_path: Path, clock: Fak
     assert book.get("m0").status == JobStatus.succeeded
     assert book.get("m0").status == JobStatus.succeeded
     assert CountingTable.finds == 1
-    assert book.job_ids("m") == ["m0", "m1", "m2"]  # evicted or not
+    assert book.known(["m0", "m1", "m2", "m3"]) == ["m0", "m1", "m2"]  # evicted or not
 
 
 def test_concurrent_reports_share_writes(tmp_path: Path) -> None:
@@ -411,36 +413,48 @@ def test_store_errors_keep_changes_for_the_next_write(tmp_path: Path) -> None:
     assert ProgressBook(JobTable(str(tmp_path))).get("m1").processed == 10
 
 
+def _jobs(*job_ids: str) -> list[tuple[str, str]]:
+    """Upload jobs with the CV each works on (``cv_<job id>``)."""
+    return [(job_id, f"cv_{job_id}") for job_id in job_ids]
+
+
+def _ids(claimed: list[tuple[str, str | None]]) -> list[str]:
+    return [job_id for job_id, _ in claimed]
+
+
 def test_queued_jobs_are_claimed_once_oldest_first(tmp_path: Path, clock: FakeClock) -> None:
     book = ProgressBook(JobTable(str(tmp_path)), clock=clock)
-    assert book.enqueue("upload", ["u1", "u2"]) == 2
+    queue = WorkQueue(book, "upload", clock=clock)
+    assert queue.put(_jobs("u1", "u2")) == 2
     clock.advance(1)
-    assert book.enqueue("upload", ["u3", "u1"]) == 1  # an existing id is left alone
-    book.create("u_sync", "upload", total=1)  # created by its own worker: never handed out
+    assert queue.put(_jobs("u3", "u1")) == 1  # an existing id is left alone
+    book.create("u_sync", "upload", total=1, cv_id="cv_sync")  # created by its own worker: never handed out
     book.set_step("u_sync", UploadStep.extracting)
     assert book.get("u1").step == UploadStep.queued and book.get("u1").status == JobStatus.queued
+    assert book.get("u1").cv_id == "cv_u1"
 
-    assert book.claim_queued("upload", 2) == ["u1", "u2"]
+    assert queue.claim(2) == [("u1", "cv_u1"), ("u2", "cv_u2")]
     book.flush()  # readers see what is written; claims are written with the next batch
     assert book.get("u1").status == JobStatus.running and book.get("u1").started_at is not None
     book.forget(["u3"])  # gone before anyone took it
-    assert book.claim_queued("upload", 10) == []
-    assert book.claim_queued("match", 10) == []
+    assert queue.claim(10) == []
+    assert WorkQueue(book, "match", clock=clock).claim(10) == []
 
-    # Not written through by enqueue; the flusher's write makes a reloaded book hand out
-    # what was still waiting.
-    book.enqueue("upload", ["u4"])
+    # Not written through by put; the flusher's write makes a reloaded book's queue hand
+    # out what was still waiting, with the CV it names.
+    queue.put(_jobs("u4"))
     book.flush()
     reloaded = ProgressBook(JobTable(str(tmp_path)), clock=clock)
-    assert reloaded.claim_queued("upload", 10) == ["u4"]
+    assert WorkQueue(reloaded, "upload", clock=clock).claim(10) == [("u4", "cv_u4")]
 
 
 def test_readers_see_an_unwritten_job_as_created(tmp_path: Path, clock: FakeClock) -> None:
     # Until its first write a job reads as it was created: showing its live state could
     # be taken back when a write of an earlier state lands (progress seen going backwards).
     book = ProgressBook(JobTable(str(tmp_path)), clock=clock, coalesce_s=3600)
-    book.enqueue("upload", ["u1"])
-    assert book.claim_queued("upload", 1) == ["u1"]
+    queue = WorkQueue(book, "upload", clock=clock)
+    queue.put(_jobs("u1"))
+    assert _ids(queue.claim(1)) == ["u1"]
     book.set_step("u1", UploadStep.embedding)
     seen = book.get("u1")
     assert (seen.status, seen.step) == (JobStatus.queued, UploadStep.queued)
@@ -449,55 +463,44 @@ def test_readers_see_an_unwritten_job_as_created(tmp_path: Path, clock: FakeCloc
 
 
 def test_claim_waits_for_work(book: ProgressBook) -> None:
+    queue = WorkQueue(book, "upload")
     got: list[list[str]] = []
-    waiter = threading.Thread(target=lambda: got.append(book.claim_queued("upload", 5, wait_s=30)))
+    waiter = threading.Thread(target=lambda: got.append(_ids(queue.claim(5, wait_s=60))))
     waiter.start()
-    time.sleep(0.2)
-    assert waiter.is_alive()  # waiting, not polling an empty queue
-    book.enqueue("upload", ["late"])
-    waiter.join(10)
+    queue.put(_jobs("late"))
+    waiter.join(60)
+    # Woken by the put (or, if the put came first, served at once): never polling.
     assert got == [["late"]]
-    start = time.monotonic()
-    assert book.claim_queued("upload", 5, wait_s=0.2) == []
-    assert time.monotonic() - start >= 0.2
+    assert queue.claim(5, wait_s=0.05) == []  # nothing came: an empty answer, not a hang
 
 
 def test_claims_wait_for_a_burst_to_settle(book: ProgressBook) -> None:
-    book.enqueue("upload", ["a"])
+    mono = FakeClock(start=100.0)
+    queue = WorkQueue(book, "upload", clock=mono)
+    queue.put(_jobs("a"))
     # Just put in line: not handed out while more may be arriving.
-    assert book.claim_queued("upload", 5, settle_s=0.3) == []
-    start = time.monotonic()
-    assert book.claim_queued("upload", 5, wait_s=10, settle_s=0.3) == ["a"]
-    assert time.monotonic() - start >= 0.2
+    assert queue.claim(5, settle_s=0.3) == []
+    mono.advance(0.3)
+    assert _ids(queue.claim(5, settle_s=0.3)) == ["a"]
     # Without settle_s, work goes out at once.
-    book.enqueue("upload", ["b"])
-    assert book.claim_queued("upload", 5) == ["b"]
+    queue.put(_jobs("b"))
+    assert _ids(queue.claim(5)) == ["b"]
 
     # A burst that keeps arriving is not waited out: once the oldest job has waited
     # max_delay_s, the claim takes what is there.
-    stop = threading.Event()
-
-    def burst() -> None:
-        i = 0
-        while not stop.is_set():
-            book.enqueue("upload", [f"burst{i}"])
-            i += 1
-            time.sleep(0.05)
-
-    feeder = threading.Thread(target=burst)
-    feeder.start()
-    try:
-        got = book.claim_queued("upload", 100, wait_s=30, settle_s=0.3, max_delay_s=0.5)
-        assert feeder.is_alive() and got and got[0] == "burst0"
-    finally:
-        stop.set()
-        feeder.join()
+    for i in range(4):  # a new upload every 0.125 s: never quiet for settle_s
+        queue.put(_jobs(f"burst{i}"))
+        assert queue.claim(100, settle_s=0.3, max_delay_s=0.5) == []
+        mono.advance(0.125)
+    queue.put(_jobs("burst4"))  # the oldest has now waited max_delay_s
+    assert _ids(queue.claim(100, settle_s=0.3, max_delay_s=0.5)) == [f"burst{i}" for i in range(5)]
 
 
 def test_stalled_jobs_are_put_back_in_line(tmp_path: Path, clock: FakeClock) -> None:
     book = ProgressBook(JobTable(str(tmp_path)), clock=clock)
-    book.enqueue("upload", ["u_old", "u_done", "u_waiting"])
-    assert book.claim_queued("upload", 2) == ["u_old", "u_done"]
+    queue = WorkQueue(book, "upload", clock=clock)
+    queue.put(_jobs("u_old", "u_done", "u_waiting"))
+    assert _ids(queue.claim(2)) == ["u_old", "u_done"]
     book.set_step("u_old", UploadStep.standardizing)
     book.finish("u_done", JobStatus.failed, "extract: no text")
     book.create("m_old", "match", total=10, total_chunks=1)
@@ -508,52 +511,52 @@ def test_stalled_jobs_are_put_back_in_line(tmp_path: Path, clock: FakeClock) -> 
     clock.advance(5)
 
     # Running, stalled uploads only: not finished, fresh, still queued or other kinds.
-    assert book.requeue_stale("upload", 30) == ["u_old"]
+    assert queue.requeue_stalled(30) == ["u_old"]
     book.flush()
     old = book.get("u_old")
     assert (old.status, old.step) == (JobStatus.queued, UploadStep.standardizing)  # no step back
-    assert book.requeue_stale("upload", 30) == []  # touched: not put back twice
-    assert book.claim_queued("upload", 10) == ["u_waiting", "u_old"]
+    assert queue.requeue_stalled(30) == []  # touched: not put back twice
+    assert queue.claim(10) == [("u_waiting", "cv_u_waiting"), ("u_old", "cv_u_old")]
     assert book.known(["u_old", "nope", "m_old"]) == ["u_old", "m_old"]
 
 
 def test_forget_removes_jobs_from_memory_and_table(tmp_path: Path, clock: FakeClock) -> None:
     book = ProgressBook(JobTable(str(tmp_path)), clock=clock, coalesce_s=3600, max_cached_jobs=1)
     for attempt in ("a1", "a2"):
-        book.create(f"upload_cv1_{attempt}", "upload", total=1)
+        book.create(attempt, "upload", total=1, cv_id="cv1")
         clock.advance(1)
-        book.finish(f"upload_cv1_{attempt}", JobStatus.failed, "extract: no text")
-    book.create("upload_cv1_a3", "upload", total=1)
-    book.set_step("upload_cv1_a3", UploadStep.extracting)  # coalesced: not written yet
-    book.create("upload_cv10_x", "upload", total=1)  # another CV sharing the prefix "upload_cv1"
-    book.create("uploadXcv1Yz", "upload", total=1)  # "_" is not a wildcard
+        book.finish(attempt, JobStatus.failed, "extract: no text")
+    book.create("a3", "upload", total=1, cv_id="cv1")
+    book.set_step("a3", UploadStep.extracting)  # coalesced: not written yet
+    book.create("x", "upload", total=1, cv_id="cv10")  # another CV
     book.create("m1", "match", total=1, jd_id="jd1")
-    assert book.get("upload_cv1_a1").status == JobStatus.failed  # evicted, read back from the table
+    assert book.get("a1").status == JobStatus.failed  # evicted, read back from the table
 
-    ids = book.job_ids("upload_cv1_")
-    assert ids == ["upload_cv1_a1", "upload_cv1_a2", "upload_cv1_a3"]
+    ids = book.jobs_of_cv("cv1")
+    assert ids == ["a1", "a2", "a3"]  # evicted or not
     assert book.forget([*ids, "unknown"]) == 3
     assert book.forget(ids) == 0  # idempotent (a replayed actor call)
-    assert book.job_ids("upload_cv1_") == []
+    assert book.jobs_of_cv("cv1") == []
     for job_id in ids:
         with pytest.raises(JobNotFoundError):
             book.get(job_id)
     # A late report on a forgotten job finds nothing, and flush() writes nothing back.
     with pytest.raises(JobNotFoundError):
-        book.set_step("upload_cv1_a3", UploadStep.embedding)
+        book.set_step("a3", UploadStep.embedding)
     book.flush()
 
     reloaded = ProgressBook(JobTable(str(tmp_path)), clock=clock)
-    assert reloaded.job_ids("upload_cv1_") == []
-    assert {p.job_id for p in reloaded.list(limit=100)} == {"upload_cv10_x", "uploadXcv1Yz", "m1"}
+    assert reloaded.jobs_of_cv("cv1") == []
+    assert reloaded.jobs_of_cv("cv10") == ["x"]
+    assert {p.job_id for p in reloaded.list(limit=100)} == {"x", "m1"}
     rows = lancedb.connect(str(tmp_path)).open_table(JobTable.NAME).to_arrow().column("job_id").to_pylist()
-    assert set(rows) == {"m1", "upload_cv10_x", "uploadXcv1Yz"}
+    assert set(rows) == {"m1", "x"}
 
 
 def test_forget_in_memory_only(book: ProgressBook) -> None:
-    book.create("u1", "upload", total=1)
-    book.create("u2", "upload", total=1)
-    assert book.job_ids("u") == ["u1", "u2"]
+    book.create("u1", "upload", total=1, cv_id="cv1")
+    book.create("u2", "upload", total=1, cv_id="cv2")
+    assert book.jobs_of_cv("cv1") == ["u1"]
     assert book.forget(["u1"]) == 1
     assert [p.job_id for p in book.list()] == ["u2"]
 
@@ -636,31 +639,33 @@ def test_metrics_record_inside_ray(ray_local: None, monkeypatch: pytest.MonkeyPa
 def test_actor_reports_and_cancel(settings: Settings) -> None:
     actor = get_progress_actor(settings)
     assert get_progress_actor(settings)._actor_id == actor._actor_id
-    ray.get(actor.create.remote("m1", "match", 30, total_chunks=3, jd_id="jd1"))
-    reporter = ProgressReporter(actor, "m1")
-    p = reporter.chunk_done(0, 10, [FailureRecord(item_id="cv1", stage="score", reason="no skills")])
+    client = ProgressClient(settings)
+    client.call("create", "m1", "match", 30, total_chunks=3, jd_id="jd1")
+    p = client.call("chunk_done", "m1", 0, 10, [FailureRecord(item_id="cv1", stage="score", reason="no skills")])
     assert (p.processed, p.failed) == (10, 1)
-    assert not reporter.cancelled
     ray.get(actor.cancel.remote("m1"))
-    assert reporter.chunk_done(1, 10).status == JobStatus.cancelled
-    assert reporter.cancelled
+    # A pipeline learns of the cancel from the status its next report returns.
+    assert client.call("chunk_done", "m1", 1, 10).status == JobStatus.cancelled
     assert ray.get(actor.latest_for_jd.remote("jd1")).processed == 10
 
-    # The reporter travels into tasks without its in-flight refs.
-    ray.get(actor.create.remote("u1", "upload", 1))
-    up = ProgressReporter(actor, "u1")
-    up.set_step(UploadStep.extracting)
-    assert pickle.loads(pickle.dumps(up))._pending == []
 
-    @ray.remote(num_cpus=0)
-    def remote_upload(r: ProgressReporter) -> JobStatus:
-        r.set_step(UploadStep.standardizing)
-        r.set_step(UploadStep.embedding)
-        return r.finish(JobStatus.succeeded, stats=CVStats(skills_count=3)).status
+@pytest.mark.slow
+def test_client_batches_step_reports(settings: Settings) -> None:
+    client = ProgressClient(settings)
+    for job_id in ("u1", "u2"):
+        client.call("create", job_id, "upload", 1, cv_id=f"cv_{job_id}")
 
-    assert ray.get(remote_upload.remote(up)) == JobStatus.succeeded
-    final = up.get()
-    assert (final.step, final.stats.skills_count) == (UploadStep.done, 3)
+    async def upload_steps() -> None:
+        for step in (UploadStep.extracting, UploadStep.standardizing, UploadStep.embedding):
+            client.report_step("u1", step)
+            client.report_step("u2", step)
+        client.report_step("u2", UploadStep.failed, error="no_text_layer: no text")
+        await client.report_step("u1", UploadStep.done, CVStats(skills_count=3))
+
+    asyncio.run(upload_steps())
+    u1, u2 = client.call("get", "u1"), client.call("get", "u2")
+    assert (u1.step, u1.stats.skills_count, u1.cv_id) == (UploadStep.done, 3, "cv_u1")
+    assert (u2.status, u2.error) == (JobStatus.failed, "no_text_layer: no text")
 
 
 @pytest.mark.slow
@@ -679,10 +684,12 @@ def test_actor_killed_for_good_is_recreated_from_lancedb(settings: Settings) -> 
     after = ray.get(fresh.get.remote("m1"))
     assert after.status == JobStatus.running
     assert (after.processed, after.current_chunk, after.started_at) == (20, 2, before.started_at)
-    reporter = ProgressReporter(fresh, "m1")
-    assert reporter.chunk_done(1, 10).processed == 20  # counted before the crash
-    assert reporter.chunk_done(2, 10).processed == 30
-    assert reporter.finish(JobStatus.succeeded).percent == 100.0
+    # A client that still holds the dead actor's handle gets the new one and resends.
+    client = ProgressClient(settings, actor=actor)
+    assert client.call("chunk_done", "m1", 1, 10).processed == 20  # counted before the crash
+    assert client.actor._actor_id == fresh._actor_id
+    assert client.call("chunk_done", "m1", 2, 10).processed == 30
+    assert client.call("finish", "m1", JobStatus.succeeded).percent == 100.0
 
 
 @pytest.mark.slow

@@ -24,9 +24,8 @@ from cvmatch_ray import metrics
 from cvmatch_ray.config import ScoreWeights, Settings
 from cvmatch_ray.match.rank import UnknownDocument, jd_features
 from cvmatch_ray.match.scoring import JDFeatures, score_table
-from cvmatch_ray.pipelines.reporting import JobReporter
 from cvmatch_ray.pipelines.resources import stage_options
-from cvmatch_ray.progress import JobStatus, get_progress_actor
+from cvmatch_ray.progress import JobStatus, ProgressClient
 from cvmatch_ray.schemas import MatchResult
 from cvmatch_ray.store import Store
 
@@ -92,18 +91,18 @@ def run_match_job(
     The job must already exist in the progress actor (``create_match_job``), with the
     same ``cv_ids`` and ``chunk_size``.
     """
-    progress = JobReporter(settings, job_id)
+    progress = ProgressClient(settings)
     store = _store(settings.data_dir, dim)
     try:
         jd = jd_features(store, jd_id)
     except (LookupError, ValueError) as e:
-        progress.finish(JobStatus.failed, str(e))
+        progress.call("finish", job_id, JobStatus.failed, str(e))
         return JobStatus.failed
     ids = list(cv_ids)
     chunks = chunked(ids, chunk_size or settings.match_chunk_size)
     limit = parallelism or settings.match_parallelism
     task = _score_chunk_task.options(**stage_options(settings)["match_chunk"].remote_options())
-    progress.start()
+    progress.call("start", job_id)
     logger.info("match job %s: %d CVs in %d chunks", job_id, len(ids), len(chunks))
 
     in_flight: dict[ray.ObjectRef, int] = {}
@@ -131,10 +130,10 @@ def run_match_job(
         metrics.observe_latency("match_chunk", out.seconds)
         metrics.record_match_chunks()
         metrics.record_processed("match", len(out.results))
-        progress.chunk_done(index, len(chunks[index]), failures)
+        progress.call("chunk_done", job_id, index, len(chunks[index]), failures)
 
     status = JobStatus.failed if ids and failed_items == len(ids) else JobStatus.succeeded
-    progress.finish(status, "every CV failed" if status is JobStatus.failed else None)
+    progress.call("finish", job_id, status, "every CV failed" if status is JobStatus.failed else None)
     return status
 
 
@@ -174,11 +173,7 @@ def create_match_job(
         raise UnknownDocument(f"no JD with id {jd_id!r}")
     ids = list(dict.fromkeys(cv_ids)) if cv_ids is not None else store.list_cv_ids()
     plan = MatchPlan(job_id or new_job_id(), jd_id, ids, chunk_size or settings.match_chunk_size)
-    ray.get(
-        get_progress_actor(settings).create.remote(
-            plan.job_id, "match", len(ids), total_chunks=plan.total_chunks, jd_id=jd_id
-        )
-    )
+    ProgressClient(settings).call("create", plan.job_id, "match", len(ids), total_chunks=plan.total_chunks, jd_id=jd_id)
     return plan
 
 

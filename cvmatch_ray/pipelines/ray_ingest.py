@@ -35,7 +35,6 @@ from cvmatch_ray import metrics
 from cvmatch_ray.config import Settings
 from cvmatch_ray.embed import Embedder, embedding_dim
 from cvmatch_ray.errors import Stage
-from cvmatch_ray.pipelines.reporting import JobReporter
 from cvmatch_ray.pipelines.resources import stage_options
 from cvmatch_ray.priority import lower_priority
 from cvmatch_ray.process import (
@@ -50,7 +49,7 @@ from cvmatch_ray.process import (
     standardize_batch,
     write_records,
 )
-from cvmatch_ray.progress import JobStatus, get_progress_actor
+from cvmatch_ray.progress import JobStatus, ProgressClient
 from cvmatch_ray.standardize import make_standardizer
 from cvmatch_ray.store import Store, document_id
 
@@ -223,11 +222,9 @@ def run_ingest(
     files, fs = list_files(inputs)
     job_id = job_id or "ingest_" + document_id("\n".join(files).encode() + str(time.time_ns()).encode())[:16]
     batch_size = settings.ingest_batch_size
-    ray.get(
-        get_progress_actor(settings).create.remote(job_id, "ingest", len(files), total_chunks=-(-len(files) // batch_size))
-    )
-    progress = JobReporter(settings, job_id)
-    progress.start()
+    progress = ProgressClient(settings)
+    progress.call("create", job_id, "ingest", len(files), total_chunks=-(-len(files) // batch_size))
+    progress.call("start", job_id)
 
     store = Store(settings.data_dir, dim=embedding_dim(settings))
     existing = frozenset(store.list_cv_ids() if kind == "cv" else store.list_jd_ids())
@@ -241,7 +238,7 @@ def run_ingest(
             outcomes += [o for o, _ in pairs]
             failures = [{"item_id": o.file, "stage": str(o.stage), "reason": o.error} for o, _ in pairs if not o.ok]
             metrics.record_processed("ingest", len(good))
-            progress.chunk_done(chunk_index, len(pairs), failures)
+            progress.call("chunk_done", job_id, chunk_index, len(pairs), failures)
             if on_progress is not None:
                 on_progress(len(outcomes), len(files))
     status = JobStatus.failed if files and all(not o.ok for o in outcomes) else JobStatus.succeeded
@@ -250,6 +247,6 @@ def run_ingest(
         # indexes once the pool is past retrieval.ann_min_rows. After the writes, not per batch.
         r = settings.retrieval
         store.ensure_search_indexes(ann_min_rows=r.ann_min_rows, ann_index_type=r.ann_index_type)
-    progress.finish(status, "every file failed" if status is JobStatus.failed else None)
+    progress.call("finish", job_id, status, "every file failed" if status is JobStatus.failed else None)
     logger.info("ingest job %s: %d files, %d stored, %d failed", job_id, len(files), sum(o.ok and not o.skipped for o in outcomes), sum(not o.ok for o in outcomes))
     return IngestReport(job_id=job_id, status=status, outcomes=sorted(outcomes, key=lambda o: o.file or ""))

@@ -78,7 +78,6 @@ from cvmatch_ray.serve.upload_worker import (
     UploadRecord,
     new_upload_job_id,
     read_upload,
-    upload_job_prefix,
 )
 from cvmatch_ray.store import JDRecord, Store, document_id, validate_id
 
@@ -164,8 +163,8 @@ class APIService:
         # instead of starting another.
         self._admitting: dict[str, asyncio.Future[_Admission]] = {}
         self._processing: dict[str, asyncio.Task[CVPublic]] = {}
-        # Job ids of accepted background uploads not yet put in line (see _enqueue).
-        self._to_enqueue: list[str] = []
+        # (job id, cv id) of accepted background uploads not yet put in line (see _enqueue).
+        self._to_enqueue: list[tuple[str, str]] = []
         self._enqueuing: asyncio.Task[None] | None = None
         # Uploads waiting for their blob to be written (see _store_upload).
         self._to_store: list[tuple[UploadRecord, bytes, asyncio.Future[UploadRecord | None]]] = []
@@ -251,7 +250,7 @@ class APIService:
         directly (tracked in ``_processing``).
         """
         record = UploadRecord(
-            cv_id=cv_id, job_id=new_upload_job_id(cv_id), filename=filename, content_type=content_type,
+            cv_id=cv_id, job_id=new_upload_job_id(), filename=filename, content_type=content_type,
             size=len(data), accepted_at=datetime.now(UTC),
         )
         earlier = await self._store_upload(record, data)
@@ -262,7 +261,7 @@ class APIService:
             # Failed, cancelled or deleted since: a new attempt replaces its record.
             await self._blocking(self._put_upload, record, data)
         if queue:
-            self._enqueue(record.job_id)
+            self._enqueue(record.job_id, cv_id)
         else:
             task = asyncio.ensure_future(self._process_now(record, data))
             self._processing[cv_id] = task
@@ -403,9 +402,9 @@ class APIService:
             delay = min(1.0, delay * 2)
         raise ServiceUnavailable(f"upload {cv_id} is still being processed elsewhere")
 
-    def _enqueue(self, job_id: str) -> None:
+    def _enqueue(self, job_id: str, cv_id: str) -> None:
         """Put an accepted upload's job in line; uploads accepted together share one call."""
-        self._to_enqueue.append(job_id)
+        self._to_enqueue.append((job_id, cv_id))
         if self._enqueuing is None:
             self._enqueuing = asyncio.get_running_loop().create_task(self._flush_enqueued())
 
@@ -413,12 +412,12 @@ class APIService:
         try:
             await asyncio.sleep(ENQUEUE_BATCH_S)
             while self._to_enqueue:
-                job_ids, self._to_enqueue = self._to_enqueue, []
+                jobs, self._to_enqueue = self._to_enqueue, []
                 try:
-                    await self.progress.enqueue.remote("upload", job_ids)
+                    await self.progress.enqueue.remote("upload", jobs)
                 except (ProgressError, RayError) as e:
                     # Their blobs are durable: the next recovery round puts them in line.
-                    logger.error("%d accepted uploads not put in line: %s", len(job_ids), type(e).__name__)
+                    logger.error("%d accepted uploads not put in line: %s", len(jobs), type(e).__name__)
         finally:
             self._enqueuing = None
 
@@ -460,24 +459,24 @@ class APIService:
             "upload", stale_after.total_seconds(), limit=limit
         )
         candidates = await self._blocking(self._unstored_uploads, stale_after, limit)
-        known = set(await self.progress.known.remote(candidates)) if candidates else set()
-        orphans = [job_id for job_id in candidates if job_id not in known]
+        known = set(await self.progress.known.remote([job_id for job_id, _ in candidates])) if candidates else set()
+        orphans = [(job_id, cv_id) for job_id, cv_id in candidates if job_id not in known]
         if orphans:
             logger.warning("%d accepted uploads had no job; putting them in line", len(orphans))
             await self.progress.enqueue.remote("upload", orphans)
         return len(requeued) + len(orphans)
 
-    def _unstored_uploads(self, older_than: timedelta, limit: int) -> list[str]:
-        """Job ids of accepted uploads older than ``older_than`` whose CV is not stored."""
+    def _unstored_uploads(self, older_than: timedelta, limit: int) -> list[tuple[str, str]]:
+        """(job id, cv id) of accepted uploads older than ``older_than`` whose CV is not stored."""
         stored = set(self.store.list_cv_ids())
         cutoff = datetime.now(UTC) - older_than
-        out: list[str] = []
+        out: list[tuple[str, str]] = []
         for cv_id in self.blobs.ids("upload"):
             if cv_id in stored:
                 continue
             found = read_upload(self.blobs, cv_id)
             if found is not None and found[0].accepted_at <= cutoff:
-                out.append(found[0].job_id)
+                out.append((found[0].job_id, cv_id))
                 if len(out) >= limit:
                     break
         return out
@@ -539,8 +538,8 @@ class APIService:
 
         found = await self._blocking(delete)
         try:
-            # Every attempt's job, found by id prefix: the record named only the latest.
-            job_ids: list[str] = await self.progress.job_ids.remote(upload_job_prefix(cv_id))
+            # Every attempt's job (the record names only the latest).
+            job_ids: list[str] = await self.progress.jobs_of_cv.remote(cv_id)
             forgotten: int = await self.progress.forget.remote(job_ids) if job_ids else 0
         except (ProgressError, RayError) as e:
             logger.error("CV %s: upload jobs not forgotten: %s", cv_id, type(e).__name__)

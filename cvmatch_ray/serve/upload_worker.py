@@ -39,14 +39,8 @@ from cvmatch_ray.config import Settings
 from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage
 from cvmatch_ray.priority import lower_priority
 from cvmatch_ray.process import RawDocument, features_batch, unwrap
-from cvmatch_ray.progress import (
-    JobStatus,
-    ProgressError,
-    StepReport,
-    UploadStep,
-    get_progress_actor,
-)
-from cvmatch_ray.schemas import CVPublic, CVStats
+from cvmatch_ray.progress import JobStatus, ProgressClient, ProgressError, UploadStep
+from cvmatch_ray.schemas import CVPublic
 from cvmatch_ray.serve.blobs import BlobStore, BlobStoreError
 from cvmatch_ray.store import CVRecord, Store
 
@@ -101,20 +95,9 @@ def read_upload(blobs: BlobStore, cv_id: str, *, with_data: bool = False) -> tup
     return unpacked
 
 
-def upload_job_prefix(cv_id: str) -> str:
-    """What the progress job id of every upload attempt of ``cv_id`` starts with."""
-    return f"upload_{cv_id}_"
-
-
-def new_upload_job_id(cv_id: str) -> str:
-    """A fresh progress job id for one upload attempt of ``cv_id``."""
-    return f"{upload_job_prefix(cv_id)}{uuid.uuid4().hex[:8]}"
-
-
-def upload_cv_id(job_id: str) -> str | None:
-    """The ``cv_id`` an upload job id names (see :func:`new_upload_job_id`), or None."""
-    parts = job_id.split("_")
-    return parts[1] if len(parts) == 3 and parts[0] == "upload" and parts[1] else None
+def new_upload_job_id() -> str:
+    """A fresh progress job id for one upload attempt (the job names its CV in ``cv_id``)."""
+    return f"upload_{uuid.uuid4().hex[:16]}"
 
 
 #: The error an upload job ends with when its upload can no longer be processed.
@@ -123,54 +106,6 @@ LOST_UPLOAD = ProcessingError(
 ).failure_text()
 
 
-async def report_progress(call: Any, *args: Any, **kwargs: Any) -> None:
-    """``await call.remote(...)`` on the progress actor; a progress outage slows nobody's
-    upload down (it is logged, not raised)."""
-    try:
-        await call.remote(*args, **kwargs)
-    except (ProgressError, RayError) as e:
-        logger.warning("progress report %s failed: %s", args[0] if args else "", type(e).__name__)
-
-
-class StepReporter:
-    """Sends the upload steps of one replica to the progress actor, in order, in as few
-    calls as the load allows.
-
-    A report goes out at once when no call is in flight; reports made while one is in
-    flight go together in the next (``report_steps``). With 16 uploads in hand, a replica
-    makes one call per batch of steps instead of one per step, and the progress actor,
-    which answers the API's requests too, spends its time on them.
-    """
-
-    def __init__(self, progress: Any) -> None:
-        self._progress = progress
-        self._pending: list[tuple[StepReport, asyncio.Future[None]]] = []
-        self._sending: asyncio.Task[None] | None = None
-
-    def report(
-        self, job_id: str, step: UploadStep, stats: CVStats | None = None, *, error: str | None = None
-    ) -> asyncio.Future[None]:
-        """Queue a step report; the future resolves once it reached the actor (or failed
-        to: a progress outage is logged, never raised into an upload)."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((StepReport(job_id, step, stats, error), done))
-        if self._sending is None:
-            self._sending = asyncio.get_running_loop().create_task(self._send_pending())
-        return done
-
-    async def _send_pending(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    await self._progress.report_steps.remote([report for report, _ in batch])
-                except (ProgressError, RayError) as e:
-                    logger.warning("%d progress reports failed: %s", len(batch), type(e).__name__)
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
-        finally:
-            self._sending = None
 
 
 @serve.deployment(name=UPLOAD_PIPELINE, ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
@@ -204,9 +139,8 @@ class UploadPipelineDeployment:
         info: dict[str, Any] = await embedder.info.remote()
         self.store = Store(settings.data_dir, dim=int(info["dim"]))
         self.blobs = BlobStore(settings.data_dir)
-        # get_progress_actor blocks on a name lookup (and on the actor's first start).
-        self.progress = await asyncio.to_thread(get_progress_actor, settings)
-        self.steps = StepReporter(self.progress)
+        # Getting the actor blocks on a name lookup (and on the actor's first start).
+        self.progress = await asyncio.to_thread(ProgressClient, settings)
         self.extractor = extractor
         self.standardizer = standardizer
         self.embedder = embedder
@@ -224,7 +158,11 @@ class UploadPipelineDeployment:
             puller.cancel()
 
     async def _report(self, method: str, *args: Any, **kwargs: Any) -> None:
-        await report_progress(getattr(self.progress, method), *args, **kwargs)
+        """A call on the progress actor; a progress outage slows no upload down (logged)."""
+        try:
+            await self.progress.acall(method, *args, **kwargs)
+        except (ProgressError, RayError) as e:
+            logger.warning("progress report %s failed: %s", args[0] if args else "", type(e).__name__)
 
     # ------------------------------------------------------------- pulled work
 
@@ -237,15 +175,16 @@ class UploadPipelineDeployment:
                 await self._slot_freed.wait()
                 continue
             try:
-                job_ids: list[str] = await self.progress.claim_queued.remote(
+                jobs: list[tuple[str, str]] = await self.progress.acall(
+                    "claim_queued",
                     "upload", free, wait_s=CLAIM_WAIT_S, settle_s=self._settle_s, max_delay_s=CLAIM_MAX_DELAY_S
                 )
             except (ProgressError, RayError) as e:
                 logger.warning("claiming uploads failed: %s; retrying", type(e).__name__)
                 await asyncio.sleep(1.0)
                 continue
-            for job_id in job_ids:
-                task = asyncio.create_task(self._process_claimed(job_id))
+            for job_id, cv_id in jobs:
+                task = asyncio.create_task(self._process_claimed(job_id, cv_id))
                 self._claimed.add(task)
                 task.add_done_callback(self._claim_finished)
 
@@ -255,10 +194,9 @@ class UploadPipelineDeployment:
         if not task.cancelled() and task.exception() is not None:
             logger.error("upload worker failed: %s", type(task.exception()).__name__)
 
-    async def _process_claimed(self, job_id: str) -> None:
+    async def _process_claimed(self, job_id: str, cv_id: str) -> None:
         """Process the upload a claimed job names, reading its bytes from its blob."""
-        cv_id = upload_cv_id(job_id)
-        found = await asyncio.to_thread(read_upload, self.blobs, cv_id, with_data=True) if cv_id else None
+        found = await asyncio.to_thread(read_upload, self.blobs, cv_id, with_data=True)
         if found is None or found[0].job_id != job_id or found[1] is None:
             # Deleted meanwhile, or a later attempt took over the record: nothing to do.
             logger.warning("upload job %s: its upload is gone; ending it", job_id)
@@ -287,7 +225,7 @@ class UploadPipelineDeployment:
                 failure is reported to the upload's progress job first.
         """
         # The job of a synchronous upload starts here, never queued for the claim loop.
-        await self._report("create", record.job_id, "upload", 1, durable=False)
+        await self._report("create", record.job_id, "upload", 1, cv_id=record.cv_id, durable=False)
         return await self._run(record, data)
 
     async def _run(self, record: UploadRecord, data: bytes) -> CVPublic:
@@ -295,22 +233,22 @@ class UploadPipelineDeployment:
         try:
             stored = await asyncio.to_thread(self.store.get_cv, cv_id)
             if stored is not None:
-                await self.steps.report(job_id, UploadStep.done, stored.stats)
+                await self.progress.report_step(job_id, UploadStep.done, stored.stats)
                 return stored.to_public()
             # Intermediate steps are sent without waiting; the last one is waited for, so
             # that whoever reads the job after this returns sees it ended.
-            self.steps.report(job_id, UploadStep.extracting)
+            self.progress.report_step(job_id, UploadStep.extracting)
             document = RawDocument(data, "cv", record.filename, doc_id=cv_id)
             extracted = unwrap(await self.extractor.extract.remote(document))
-            self.steps.report(job_id, UploadStep.standardizing)
+            self.progress.report_step(job_id, UploadStep.standardizing)
             standardized = unwrap(await self.standardizer.standardize.remote(extracted))
             [standardized] = await asyncio.to_thread(features_batch, [standardized])
-            self.steps.report(job_id, UploadStep.embedding)
+            self.progress.report_step(job_id, UploadStep.embedding)
             cv = unwrap(await self.embedder.embed.remote(standardized)).record
             assert isinstance(cv, CVRecord)
             # Stamped here so the synchronous answer carries the time the row will have.
             cv.created_at = datetime.now(UTC)
-            self.steps.report(job_id, UploadStep.storing, cv.stats)
+            self.progress.report_step(job_id, UploadStep.storing, cv.stats)
             await self._write_cv(cv)
         except ProcessingError as e:
             await self._fail(record, e)
@@ -322,12 +260,12 @@ class UploadPipelineDeployment:
             logger.error("upload %s: %s", cv_id, type(e).__name__)
             await self._fail(record, err)
             raise err from e
-        await self.steps.report(job_id, UploadStep.done, cv.stats)
+        await self.progress.report_step(job_id, UploadStep.done, cv.stats)
         logger.info("upload %s stored (%d skills)", cv_id, cv.stats.skills_count)
         return cv.to_public()
 
     async def _fail(self, record: UploadRecord, err: ProcessingError) -> None:
-        await self.steps.report(record.job_id, UploadStep.failed, error=err.failure_text())
+        await self.progress.report_step(record.job_id, UploadStep.failed, error=err.failure_text())
         # The failure stays readable through the progress job, which the upload record
         # keeps pointing at; the bytes and the client's file name are not kept.
         anonymous = record.model_copy(update={"filename": None, "content_type": None})

@@ -1,0 +1,117 @@
+"""The durable copy of the progress book: the ``jobs`` LanceDB table, one row per job."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import pyarrow as pa
+
+
+def resolve_data_dir(uri: str) -> str:
+    """Make a local LanceDB path absolute; object-store URIs (``s3://``...) pass through.
+
+    The actor may run with another working directory than the caller, so a relative
+    ``./cvmatch_data`` must be pinned to the caller's meaning before it travels.
+    """
+    if "://" in uri:
+        return uri
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class JobTable:
+    """The ``jobs`` LanceDB table: one row per job, upserted by ``job_id``.
+
+    Columns other than ``state_json`` are there to filter on without parsing JSON.
+    """
+
+    NAME = "jobs"
+    SCHEMA = pa.schema(
+        [
+            pa.field("job_id", pa.string(), nullable=False),
+            pa.field("kind", pa.string()),
+            pa.field("jd_id", pa.string()),
+            pa.field("status", pa.string()),
+            pa.field("updated_at", pa.timestamp("us", tz="UTC")),
+            pa.field("state_json", pa.string()),
+        ]
+    )
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        optimize_every: int = 500,
+        keep_versions_for: timedelta = timedelta(minutes=10),
+    ) -> None:
+        """Open (or create) the table.
+
+        Args:
+            uri: LanceDB database URI (a folder, or ``s3://...``); made absolute if local.
+            optimize_every: compact and prune old versions after this many writes. Each
+                upsert adds a table version and small files; left alone, reads slow down.
+            keep_versions_for: how old a version must be before it is pruned.
+        """
+        # Imported here, not at module import: lancedb starts a runtime that warns when a
+        # process forks afterwards, and drivers that only hold a reporter never need it.
+        import lancedb
+
+        self.uri = resolve_data_dir(uri)
+        self._db = lancedb.connect(self.uri)
+        self._table = self._db.create_table(self.NAME, schema=self.SCHEMA, exist_ok=True)
+        self._optimize_every = optimize_every
+        self._keep_versions_for = keep_versions_for
+        self._writes_since_optimize = 0
+
+    def upsert(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert or replace ``rows`` (from ``JobRecord.to_row``) in one merge."""
+        if not rows:
+            return
+        data = pa.Table.from_pylist(rows, schema=self.SCHEMA)
+        (
+            self._table.merge_insert("job_id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute(data)
+        )
+        self._writes_since_optimize += 1
+
+    def optimize_if_due(self) -> bool:
+        """Compact the table when enough writes have piled up; True if it did."""
+        if self._writes_since_optimize < self._optimize_every:
+            return False
+        self._table.optimize(cleanup_older_than=self._keep_versions_for)
+        self._writes_since_optimize = 0
+        return True
+
+    def load_all(self) -> list[str]:
+        """The state JSON of every stored job."""
+        return self._table.to_arrow().column("state_json").to_pylist()
+
+    def find(self, job_id: str) -> str | None:
+        """The state JSON of the stored job ``job_id``, or None."""
+        rows = self._query(f"job_id = {_sql_str(job_id)}")
+        return rows[0] if rows else None
+
+    def find_by_jd(self, jd_id: str) -> list[str]:
+        """The state JSON of the stored jobs of one JD."""
+        return self._query(f"jd_id = {_sql_str(jd_id)}")
+
+    def delete(self, job_ids: Sequence[str]) -> int:
+        """Remove the rows of ``job_ids`` in one commit; returns how many there were."""
+        if not job_ids:
+            return 0
+        result = self._table.delete(f"job_id IN ({', '.join(_sql_str(i) for i in job_ids)})")
+        self._writes_since_optimize += 1
+        return result.num_deleted_rows
+
+    def _query(self, where: str) -> list[str]:
+        table = self._table.search().where(where).select(["state_json"]).to_arrow()
+        return table.column("state_json").to_pylist()
+
