@@ -119,13 +119,19 @@ class Server:
         self.url = url
         self.data_dir = data_dir
         self.port = port
+        # A namespace of its own: the progress actor is detached and outlives the module,
+        # and one actor serves one data directory.
+        self.namespace = f"api{port}"
         self.client = httpx.Client(base_url=url, timeout=httpx.Timeout(API_TIMEOUT))
 
     def args(self, **overrides):
         """The app's arguments (``AppArgs``), with ``overrides``."""
         from cvmatch_ray.serve.app import AppArgs
 
-        return AppArgs(data_dir=str(self.data_dir), max_upload_bytes=API_MAX_UPLOAD, recover_every_s=0, **overrides)
+        return AppArgs(
+            data_dir=str(self.data_dir), max_upload_bytes=API_MAX_UPLOAD, recover_every_s=0,
+            ray_namespace=self.namespace, **overrides,
+        )
 
 
 @pytest.fixture(scope="module")
