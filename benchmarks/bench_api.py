@@ -337,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     url = f"http://127.0.0.1:{port}"
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     t0 = time.perf_counter()
-    serve.run(build_app(AppArgs(data_dir=data_dir, recover_every_s=0)), name=APP_NAME, route_prefix="/")
+    serve.run(build_app(AppArgs(data_dir=data_dir, upload={"recover_every_s": 0})), name=APP_NAME, route_prefix="/")
     startup = time.perf_counter() - t0
     if args.ingress == "direct":
         url = direct_ingress_url(APP_NAME, "127.0.0.1")

@@ -155,7 +155,10 @@ class _Local:
     def rank(self, jd_id: str, cv_ids: list[str] | None, top: int | None) -> list[MatchResult]:
         from cvmatch_ray.match.rank import rank_stored
 
-        return rank_stored(self.store, jd_id, cv_ids, top_k=top, weights=self.settings.weights)
+        return rank_stored(
+            self.store, jd_id, cv_ids, top_k=top, weights=self.settings.weights,
+            idf_sample=self.settings.retrieval.lexical_idf_sample,
+        )
 
 
 class _OnRay:
@@ -426,7 +429,10 @@ def rank_jobs_command(
         raise _fail(f"the CV could not be read: {cv_outcome.stage}: {cv_outcome.error}")
     outcomes = runner.ingest(list(_files(jds)), "jd", "ingesting JDs")
     good = {o.id: o.file for o in outcomes if o.ok}
-    results = rank_jobs(runner.store, cv_outcome.id, list(good), top_k=top, weights=settings.weights) if good else []
+    results = rank_jobs(
+        runner.store, cv_outcome.id, list(good), top_k=top, weights=settings.weights,
+        idf_sample=settings.retrieval.lexical_idf_sample,
+    ) if good else []
     rows = [_result_row(r, good[r.jd_id]) | {"jd_id": r.jd_id} for r in results]
     rows += [{"jd_id": o.id, "file": o.file, "error": f"{o.stage}: {o.error}"} for o in outcomes if not o.ok]
     _emit_ranking(rows, f"Jobs ranked for {cv.name}", as_json, all_failed=bool(outcomes) and not good)

@@ -78,6 +78,51 @@ class RetrievalSettings(BaseModel):
     lexical_idf_sample: int = Field(50_000, gt=0, description="CVs counted for BM25 document frequencies.")
 
 
+class LLMSettings(BaseModel):
+    """The LLM standardizers: a vLLM engine per actor, or an OpenAI-compatible server."""
+
+    model: str | None = Field(None, description="vLLM: a Hugging Face model name or local folder.")
+    max_model_len: int = Field(8192, gt=0, description="Context length of the vLLM engine.")
+    max_tokens: int = Field(2048, gt=0, description="Most tokens generated per document.")
+    gpu_memory_utilization: float = Field(
+        0.85, gt=0, le=1, description="Share of a GPU's memory one engine takes; ~0.4 for two engines per GPU."
+    )
+    tensor_parallel_size: int = Field(1, gt=0, description="GPUs one vLLM engine spans.")
+    num_gpus: float = Field(
+        1.0, ge=0, description="GPUs per vLLM engine actor (0.5 = two engines per GPU); 0 on a CPU-only node."
+    )
+    engines: int = Field(1, gt=0, description="vLLM engine actors in the Ray Data pool.")
+    dtype: str = Field("auto", description="vLLM weight dtype.")
+    enforce_eager: bool = Field(False, description="Skip CUDA graphs (needed by the CPU build of vLLM).")
+    seed: int = Field(0, description="Sampling seed (decoding is greedy; the retry samples).")
+    retry_temperature: float = Field(
+        0.3, ge=0, description="Temperature of the one retry after an output that failed validation."
+    )
+    openai_base_url: str | None = Field(None, description="Any OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
+    openai_model: str | None = Field(None, description="The model name the OpenAI-compatible server serves.")
+    openai_api_key: str | None = Field(None, description="Bearer token for the OpenAI-compatible server.")
+
+
+class UploadSettings(BaseModel):
+    """How the API takes accepted uploads through processing (``serve/upload_worker.py``)."""
+
+    concurrency: int = Field(
+        16, gt=0, description="Queued uploads one UploadPipeline replica processes at once; more wait, accepted, in line."
+    )
+    settle_s: float = Field(
+        0.25,
+        ge=0,
+        description="Background processing of new uploads starts once none has arrived for this long (at most "
+        "2 s after the first), so a burst is accepted before its processing competes for the CPU; 0 = at once.",
+    )
+    recover_every_s: float = Field(
+        60.0, ge=0, description="How often the ingress looks for uploads a dead replica left unfinished; 0 = never."
+    )
+    stale_after_s: float = Field(
+        600.0, gt=0, description="An unfinished upload whose progress has not moved for this long is taken over."
+    )
+
+
 class Settings(BaseSettings):
     """cvmatch-ray configuration (environment prefix ``CVMATCH_``).
 
@@ -106,23 +151,7 @@ class Settings(BaseSettings):
 
     # --- standardization -----------------------------------------------------------
     standardizer: Literal["rules", "vllm", "openai"] = "rules"
-    llm_model: str | None = Field(None, description="vLLM: a Hugging Face model name or local folder.")
-    llm_max_model_len: int = Field(8192, gt=0)
-    llm_max_tokens: int = Field(2048, gt=0, description="Most tokens generated per document.")
-    llm_gpu_memory_utilization: float = Field(
-        0.85, gt=0, le=1, description="Share of a GPU's memory one engine takes; ~0.4 for two engines per GPU."
-    )
-    llm_tensor_parallel_size: int = Field(1, gt=0)
-    llm_num_gpus: float = Field(
-        1.0, ge=0, description="GPUs per vLLM engine actor (0.5 = two engines per GPU); 0 on a CPU-only node."
-    )
-    llm_engines: int = Field(1, gt=0, description="vLLM engine actors in the Ray Data pool.")
-    llm_dtype: str = "auto"
-    llm_enforce_eager: bool = Field(False, description="Skip CUDA graphs (needed by the CPU build of vLLM).")
-    llm_seed: int = 0
-    openai_base_url: str | None = Field(None, description="Any OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
-    openai_model: str | None = None
-    openai_api_key: str | None = None
+    llm: LLMSettings = Field(default_factory=LLMSettings)
 
     # --- embeddings ----------------------------------------------------------------
     embedding_model: str | None = Field(
@@ -134,6 +163,9 @@ class Settings(BaseSettings):
     embedding_max_tokens: int | None = Field(
         128, gt=0, description="Word pieces read per section text; None = the model's own limit."
     )
+
+    # --- background uploads ----------------------------------------------------------
+    upload: UploadSettings = Field(default_factory=UploadSettings)
 
     # --- scoring -------------------------------------------------------------------
     weights: ScoreWeights = Field(default_factory=ScoreWeights)

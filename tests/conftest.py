@@ -129,7 +129,7 @@ class Server:
         from cvmatch_ray.serve.app import AppArgs
 
         return AppArgs(
-            data_dir=str(self.data_dir), max_upload_bytes=API_MAX_UPLOAD, recover_every_s=0,
+            data_dir=str(self.data_dir), max_upload_bytes=API_MAX_UPLOAD, upload={"recover_every_s": 0},
             ray_namespace=self.namespace, **overrides,
         )
 

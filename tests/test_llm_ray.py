@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from llm_fixtures import require, tiny_model_dir  # noqa: F401  (pytest fixture)
 
-from cvmatch_ray.config import Settings
+from cvmatch_ray.config import LLMSettings, Settings
 from cvmatch_ray.pipelines.ray_ingest import run_ingest
 from cvmatch_ray.pipelines.resources import stage_options
 from cvmatch_ray.process import Extracted, Standardized
@@ -37,21 +37,23 @@ def llm_settings(tmp_path: Path, model: Path, **kw) -> Settings:
         data_dir=str(tmp_path / "db"),
         ray_namespace=f"llm{uuid.uuid4().hex[:8]}",
         standardizer="vllm",
-        llm_model=str(model),
-        llm_max_model_len=4096,
-        llm_max_tokens=256,
-        llm_dtype="float32",
-        llm_enforce_eager=True,
-        llm_num_gpus=0,  # CPU build of vLLM: the engine actor asks for no GPU
+        llm=LLMSettings(
+            model=str(model),
+            max_model_len=4096,
+            max_tokens=256,
+            dtype="float32",
+            enforce_eager=True,
+            num_gpus=0,  # CPU build of vLLM: the engine actor asks for no GPU
+        ),
         **kw,
     )
 
 
 def test_vllm_stage_resources_follow_settings(tmp_path):
-    s = Settings(standardizer="vllm", llm_model="m", llm_num_gpus=0.5, llm_engines=2, llm_tensor_parallel_size=1)
+    s = Settings(standardizer="vllm", llm=LLMSettings(model="m", num_gpus=0.5, engines=2, tensor_parallel_size=1))
     opts = stage_options(s)["standardize"]
     assert (opts.num_gpus, opts.actors) == (0.5, 2)
-    assert stage_options(s.model_copy(update={"llm_num_gpus": 1.0, "llm_tensor_parallel_size": 2}))["standardize"].num_gpus == 2.0
+    assert stage_options(s.model_copy(update={"llm": LLMSettings(model="m", num_gpus=1.0, tensor_parallel_size=2)}))["standardize"].num_gpus == 2.0
 
 
 @pytest.mark.vllm

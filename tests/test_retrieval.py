@@ -164,3 +164,27 @@ def test_top_k_past_the_candidate_setting_still_gets_k_results(small):
     settings = RetrievalSettings(candidates=10, per_source=10)
     for weights in (WEIGHTS, WEIGHTS.model_copy(update={"lexical": 0.0})):  # fused, and prescore only
         assert len(match_pool(store, jd_id, top_k=40, weights=weights, settings=settings).results) == 40
+
+
+@pytest.mark.slow
+def test_whole_pool_and_a_match_job_agree_under_a_non_default_retrieval_setting(small, ray_cluster):
+    """Both read ``RetrievalSettings`` (here: BM25's idf from 5 of the 400 CVs), so a recruiter
+    sees one score for a CV whichever way it was ranked."""
+    import uuid
+
+    from cvmatch_ray.config import Settings
+    from cvmatch_ray.pipelines.matching import create_match_job, run_plan
+
+    store, jd_id = small
+    settings = Settings(
+        data_dir=store.uri, weights=WEIGHTS, ray_namespace=f"r{uuid.uuid4().hex[:8]}",
+        retrieval=RetrievalSettings(lexical_idf_sample=5), match_chunk_size=100,
+    )
+    pool = {r.cv_id: r.score for r in match_pool(store, jd_id, top_k=20, weights=WEIGHTS, settings=settings.retrieval).results}
+    plan = create_match_job(settings, jd_id=jd_id, cv_ids=list(pool), dim=DIM)
+    run_plan(settings, plan, dim=DIM)
+    job = {r.cv_id: r.score for r in Store(store.uri, dim=DIM).read_matches(plan.job_id)}
+    assert job == pool
+    # The setting matters: with every CV counted, the same CVs score otherwise.
+    default = {r.cv_id: r.score for r in rank_stored(store, jd_id, list(pool), weights=WEIGHTS)}
+    assert default != pool

@@ -373,7 +373,7 @@ def test_factory_and_provenance() -> None:
     assert st.provenance.backend == "rules"
 
 
-@pytest.mark.parametrize(("backend", "setting"), [("vllm", "CVMATCH_LLM_MODEL"), ("openai", "CVMATCH_OPENAI_BASE_URL")])
+@pytest.mark.parametrize(("backend", "setting"), [("vllm", "CVMATCH_LLM__MODEL"), ("openai", "CVMATCH_LLM__OPENAI_BASE_URL")])
 def test_factory_names_what_an_unconfigured_llm_backend_needs(backend: str, setting: str) -> None:
     from cvmatch_ray.standardize.llm import LLMBackendError
 

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cvmatch_ray.config import ScoreWeights
+from cvmatch_ray.config import RetrievalSettings, ScoreWeights
 from cvmatch_ray.match.scoring import JDFeatures, ScoredBatch, score_table
 from cvmatch_ray.schemas import MatchResult
 from cvmatch_ray.store import JDRecord, Store
 
-#: CVs counted for BM25's document frequencies (``Store.lexical_stats``); see
-#: ``RetrievalSettings.lexical_idf_sample``.
-LEXICAL_IDF_SAMPLE = 50_000
+#: CVs counted for BM25's document frequencies when the caller does not say (the setting's default).
+_IDF_SAMPLE = RetrievalSettings.model_fields["lexical_idf_sample"].default
 
 
 class UnknownDocument(LookupError):
     """A JD or CV id that is not in the store."""
 
 
-def features_of(store: Store, record: JDRecord, *, idf_sample: int = LEXICAL_IDF_SAMPLE) -> JDFeatures:
+def features_of(store: Store, record: JDRecord, *, idf_sample: int = _IDF_SAMPLE) -> JDFeatures:
     """The scoring features of a loaded JD record (idf from the stored CVs, see ``jd_features``)."""
     return JDFeatures.from_profile(
         record.jd_id, record.profile, record.vectors, text=record.text,
@@ -31,7 +30,7 @@ def features_of(store: Store, record: JDRecord, *, idf_sample: int = LEXICAL_IDF
     )
 
 
-def jd_features(store: Store, jd_id: str, *, idf_sample: int = LEXICAL_IDF_SAMPLE) -> JDFeatures:
+def jd_features(store: Store, jd_id: str, *, idf_sample: int = _IDF_SAMPLE) -> JDFeatures:
     """Load a stored JD's scoring features, or raise ``UnknownDocument``.
 
     The lexical component's idf comes from the stored CVs (cached per table version), so
@@ -60,9 +59,10 @@ def rank_stored(
     *,
     top_k: int | None = None,
     weights: ScoreWeights | None = None,
+    idf_sample: int = _IDF_SAMPLE,
 ) -> list[MatchResult]:
     """Ranked results of a stored JD against stored CVs, best first (ties by cv_id)."""
-    return score_stored(store, jd_features(store, jd_id), cv_ids, weights).top(top_k)
+    return score_stored(store, jd_features(store, jd_id, idf_sample=idf_sample), cv_ids, weights).top(top_k)
 
 
 def rank_jobs(
@@ -71,6 +71,7 @@ def rank_jobs(
     jd_ids: Sequence[str] | None = None,
     top_k: int | None = None,
     weights: ScoreWeights | None = None,
+    idf_sample: int = _IDF_SAMPLE,
 ) -> list[MatchResult]:
     """The best stored JDs for a stored CV, best first (ties by jd_id).
 
@@ -83,6 +84,7 @@ def rank_jobs(
         jd_ids: the JDs to rank; ``None`` for every stored JD. Unknown ids are skipped.
         top_k: at most this many results; ``None`` for all.
         weights: score weights; ``None`` for the defaults.
+        idf_sample: CVs counted for BM25's document frequencies (``RetrievalSettings``).
 
     Raises:
         UnknownDocument: no CV ``cv_id`` is stored.
@@ -91,7 +93,7 @@ def rank_jobs(
     row = store.read_cv_features([cv_id])
     if row.num_rows == 0:
         raise UnknownDocument(f"no CV with id {cv_id!r}")
-    results = [score_table(features_of(store, rec), row, weights).result(0)
+    results = [score_table(features_of(store, rec, idf_sample=idf_sample), row, weights).result(0)
                for rec in store.get_jds(jd_ids)]
     results.sort(key=lambda r: (-r.score, r.jd_id))
     return results if top_k is None else results[:top_k]

@@ -94,7 +94,7 @@ def run_match_job(
     progress = ProgressClient(settings)
     store = _store(settings.data_dir, dim)
     try:
-        jd = jd_features(store, jd_id)
+        jd = jd_features(store, jd_id, idf_sample=settings.retrieval.lexical_idf_sample)
     except (LookupError, ValueError) as e:
         progress.call("finish", job_id, JobStatus.failed, str(e))
         return JobStatus.failed

@@ -44,8 +44,8 @@ def _standardize_options(settings: Settings) -> StageOptions:
         # spans several GPUs. Larger batches keep vLLM's continuous batching busy.
         return StageOptions(
             num_cpus=1,
-            num_gpus=settings.llm_num_gpus * settings.llm_tensor_parallel_size,
-            actors=settings.llm_engines,
+            num_gpus=settings.llm.num_gpus * settings.llm.tensor_parallel_size,
+            actors=settings.llm.engines,
             batch_size=max(settings.ingest_batch_size, 64),
         )
     # The rule-based standardizer (and the OpenAI client) load the taxonomy once per actor.

@@ -55,19 +55,10 @@ class AppArgs(BaseModel):
     match_chunk_size: Optional[int] = Field(None, gt=0)
     match_parallelism: Optional[int] = Field(None, gt=0)
     match_chunk_cpus: Optional[float] = Field(None, gt=0)
-    recover_every_s: float = Field(
-        60.0, ge=0, description="How often the ingress looks for uploads a dead replica left unfinished; 0 = never."
+    upload: Optional[dict] = Field(
+        None, description="Overrides of ``Settings.upload`` (concurrency, settle_s, recover_every_s, stale_after_s)."
     )
-
-    upload_concurrency: int = Field(
-        16, gt=0, description="Queued uploads one UploadPipeline replica processes at once; more wait, accepted, in line."
-    )
-    upload_settle_s: float = Field(
-        0.25,
-        ge=0,
-        description="Background processing of new uploads starts once none has arrived for this long (at most "
-        "2 s after the first), so a burst is accepted before its processing competes for the CPU; 0 = at once.",
-    )
+    llm: Optional[dict] = Field(None, description="Overrides of ``Settings.llm`` (model, num_gpus, ...).")
 
     def to_settings(self, base: Optional[Settings] = None) -> Settings:
         """The settings these arguments describe, ``data_dir`` made absolute.
@@ -75,8 +66,15 @@ class AppArgs(BaseModel):
         Args:
             base: settings to override; ``None`` reads them from the environment now.
         """
-        overrides = self.model_dump(exclude_none=True, exclude={"recover_every_s", "upload_concurrency", "upload_settle_s"})
-        settings = (base or Settings()).model_copy(update=overrides)
+        base = base or Settings()
+        overrides = self.model_dump(exclude_none=True, exclude={"upload", "llm"})
+        # Nested sections merge field by field: what the config leaves out keeps its value.
+        for section in ("upload", "llm"):
+            fields = getattr(self, section)
+            if fields:
+                current = getattr(base, section)
+                overrides[section] = type(current).model_validate(current.model_dump() | fields)
+        settings = base.model_copy(update=overrides)
         # Replicas and Ray tasks run in other working directories: pin a relative path
         # to what it means here.
         return settings.model_copy(update={"data_dir": resolve_data_dir(settings.data_dir)})
@@ -101,18 +99,8 @@ def build_app(args: AppArgs) -> Application:
     extractor = ExtractorDeployment.bind(model_settings)
     standardizer = StandardizerDeployment.bind(model_settings)
     embedder = EmbedderDeployment.bind(model_settings)
-    pipeline = UploadPipelineDeployment.bind(
-        model_settings, extractor, standardizer, embedder,
-        concurrency=args.upload_concurrency, settle_s=args.upload_settle_s,
-    )
-    return APIIngress.bind(
-        settings,
-        extractor,
-        standardizer,
-        embedder,
-        pipeline,
-        recover_every_s=args.recover_every_s,
-    )
+    pipeline = UploadPipelineDeployment.bind(model_settings, extractor, standardizer, embedder)
+    return APIIngress.bind(settings, extractor, standardizer, embedder, pipeline)
 
 
 def run_app(

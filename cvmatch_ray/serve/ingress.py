@@ -44,8 +44,6 @@ class APIIngress:
         standardizer: DeploymentHandle,
         embedder: DeploymentHandle,
         pipeline: DeploymentHandle,
-        *,
-        recover_every_s: float = 60.0,
     ) -> None:
         info: dict[str, Any] = await embedder.info.remote()
         provenance = await standardizer.provenance.remote()
@@ -64,7 +62,7 @@ class APIIngress:
             standardizer_backend=provenance.backend,
         )
         await self._index_lookups()
-        self._recovery = asyncio.get_running_loop().create_task(self._recover_forever(recover_every_s))
+        self._recovery = asyncio.get_running_loop().create_task(self._recover_forever(settings.upload.recover_every_s))
         logger.info("API ready (encoder dim %d, standardizer %s)", info["dim"], provenance.backend)
 
     def __serve_build_asgi_app__(self) -> FastAPI:

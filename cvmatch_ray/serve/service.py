@@ -83,8 +83,6 @@ from cvmatch_ray.store import JDRecord, Store, document_id, validate_id
 
 logger = logging.getLogger(__name__)
 
-#: An unfinished upload whose progress has not moved for this long is taken over.
-STALE_UPLOAD_AFTER = timedelta(minutes=10)
 #: How long accepted uploads wait to share one ``enqueue`` call to the progress actor.
 ENQUEUE_BATCH_S = 0.05
 #: Uploads up to this size are inspected on the event loop, larger ones in a thread.
@@ -443,7 +441,7 @@ class APIService:
             # no request awaited is not logged again by asyncio as "never retrieved".
             logger.info("upload %s failed: %s", cv_id, getattr(task.exception(), "code", "error"))
 
-    async def recover_uploads(self, *, stale_after: timedelta = STALE_UPLOAD_AFTER, limit: int = 200) -> int:
+    async def recover_uploads(self, *, stale_after: timedelta | None = None, limit: int = 200) -> int:
         """Put back in line the uploads nobody is processing.
 
         Two kinds: jobs whose progress has not moved for ``stale_after`` (the replica
@@ -455,6 +453,7 @@ class APIService:
         Returns:
             How many uploads were put back in line.
         """
+        stale_after = stale_after or timedelta(seconds=self.settings.upload.stale_after_s)
         requeued: list[str] = await self.progress.requeue_stale.remote(
             "upload", stale_after.total_seconds(), limit=limit
         )
@@ -654,7 +653,8 @@ class APIService:
         except ValueError as e:
             raise InvalidRequest(str(e)) from e
         results = await self._blocking(
-            rank_jobs, self.store, cv_id, jd_ids, top_k=request.top_k, weights=self.settings.weights
+            rank_jobs, self.store, cv_id, jd_ids, top_k=request.top_k, weights=self.settings.weights,
+            idf_sample=self.settings.retrieval.lexical_idf_sample,
         )
         return JobsMatchResults(cv_id=cv_id, count=len(results), results=results)
 

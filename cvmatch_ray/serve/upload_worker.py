@@ -118,22 +118,16 @@ class UploadPipelineDeployment:
         extractor: DeploymentHandle,
         standardizer: DeploymentHandle,
         embedder: DeploymentHandle,
-        *,
-        concurrency: int = 16,
-        settle_s: float = 0.0,
     ) -> None:
         """Start the replica and its loop that claims queued uploads.
 
         Args:
-            settings: the deployment's settings.
+            settings: the deployment's settings; ``settings.upload`` says how many queued
+                uploads a replica processes at once and how long a burst of new uploads
+                may settle before its processing starts.
             extractor: handle of the ``Extractor`` deployment.
             standardizer: handle of the ``Standardizer`` deployment.
             embedder: handle of the ``Embedder`` deployment.
-            concurrency: queued uploads this replica processes at once; the others wait,
-                durably accepted, on the progress actor for whichever replica is free.
-            settle_s: start on new uploads once none has arrived for this long (or the
-                oldest has waited ``CLAIM_MAX_DELAY_S``), so that a burst of uploads is
-                accepted before its processing competes for the CPU; 0 starts at once.
         """
         lower_priority(settings.background_niceness)
         info: dict[str, Any] = await embedder.info.remote()
@@ -144,8 +138,8 @@ class UploadPipelineDeployment:
         self.extractor = extractor
         self.standardizer = standardizer
         self.embedder = embedder
-        self._concurrency = concurrency
-        self._settle_s = settle_s
+        self._concurrency = settings.upload.concurrency
+        self._settle_s = settings.upload.settle_s
         self._claimed: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._puller = asyncio.get_running_loop().create_task(self._claim_forever())

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from cvmatch_ray.config import LLMSettings
+
 from cvmatch_ray.schemas import (
     MAX_SKILLS,
     Contact,
@@ -73,11 +75,8 @@ __all__ = [
 
 P = TypeVar("P", CVProfile, JDProfile)
 
-# Defaults shared with Settings (llm_* / openai_* fields).
-DEFAULT_MAX_MODEL_LEN = 8192
-DEFAULT_MAX_TOKENS = 2048
-DEFAULT_GPU_MEMORY_UTILIZATION = 0.85
-DEFAULT_RETRY_TEMPERATURE = 0.3
+# Constructor defaults come from the one place defaults live (``config.LLMSettings``).
+_DEFAULTS = LLMSettings()
 
 # xgrammar (vLLM's default structured-output backend) rejects a string schema that has both
 # a ``pattern`` and a length bound (xgrammar issue 966), so the bound is folded into the
@@ -396,9 +395,9 @@ class LLMStandardizer(abc.ABC):
         self,
         *,
         model: str,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_tokens: int = _DEFAULTS.max_tokens,
         seed: int = 0,
-        retry_temperature: float = DEFAULT_RETRY_TEMPERATURE,
+        retry_temperature: float = _DEFAULTS.retry_temperature,
         rules: Standardizer | None | Literal[False] = None,
         taxonomy: Taxonomy | None = None,
         today: date | None = None,
@@ -577,9 +576,9 @@ class VLLMStandardizer(LLMStandardizer):
         self,
         *,
         model: str,
-        max_model_len: int = DEFAULT_MAX_MODEL_LEN,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
-        gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+        max_model_len: int = _DEFAULTS.max_model_len,
+        max_tokens: int = _DEFAULTS.max_tokens,
+        gpu_memory_utilization: float = _DEFAULTS.gpu_memory_utilization,
         tensor_parallel_size: int = 1,
         seed: int = 0,
         dtype: str = "auto",
@@ -601,24 +600,26 @@ class VLLMStandardizer(LLMStandardizer):
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> VLLMStandardizer:
-        """A standardizer configured by ``settings.llm_*``; keyword overrides win.
+        """A standardizer configured by ``settings.llm``; keyword overrides win.
 
         Raises:
             LLMBackendError: no model is configured.
         """
+        llm = settings.llm
         kwargs: dict[str, Any] = {
-            "model": getattr(settings, "llm_model", None),
-            "max_model_len": getattr(settings, "llm_max_model_len", DEFAULT_MAX_MODEL_LEN),
-            "max_tokens": getattr(settings, "llm_max_tokens", DEFAULT_MAX_TOKENS),
-            "gpu_memory_utilization": getattr(settings, "llm_gpu_memory_utilization", DEFAULT_GPU_MEMORY_UTILIZATION),
-            "tensor_parallel_size": getattr(settings, "llm_tensor_parallel_size", 1),
-            "dtype": getattr(settings, "llm_dtype", "auto"),
-            "seed": getattr(settings, "llm_seed", 0),
-            "enforce_eager": getattr(settings, "llm_enforce_eager", False),
+            "model": llm.model,
+            "max_model_len": llm.max_model_len,
+            "max_tokens": llm.max_tokens,
+            "gpu_memory_utilization": llm.gpu_memory_utilization,
+            "tensor_parallel_size": llm.tensor_parallel_size,
+            "dtype": llm.dtype,
+            "seed": llm.seed,
+            "enforce_eager": llm.enforce_eager,
+            "retry_temperature": llm.retry_temperature,
         }
         kwargs.update(overrides)
         if not kwargs["model"]:
-            raise LLMBackendError("no LLM model configured: set CVMATCH_LLM_MODEL to a model folder or id")
+            raise LLMBackendError("no LLM model configured: set CVMATCH_LLM__MODEL to a model folder or id")
         return cls(**kwargs)
 
     def load(self) -> Any:
@@ -744,7 +745,7 @@ class OpenAIStandardizer(LLMStandardizer):
         model: str,
         api_key: str | None = None,
         schema_mode: Literal["response_format", "structured_outputs"] = "response_format",
-        max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_tokens: int = _DEFAULTS.max_tokens,
         seed: int = 0,
         timeout_s: float = 300.0,
         concurrency: int = 16,
@@ -765,21 +766,25 @@ class OpenAIStandardizer(LLMStandardizer):
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> OpenAIStandardizer:
-        """A standardizer configured by ``settings.openai_*``; keyword overrides win.
+        """A standardizer configured by ``settings.llm.openai_*``; keyword overrides win.
 
         Raises:
             LLMBackendError: no server URL or model is configured.
         """
+        llm = settings.llm
         kwargs: dict[str, Any] = {
-            "base_url": getattr(settings, "openai_base_url", None),
-            "model": getattr(settings, "openai_model", None),
-            "api_key": getattr(settings, "openai_api_key", None),
-            "max_tokens": getattr(settings, "llm_max_tokens", DEFAULT_MAX_TOKENS),
-            "seed": getattr(settings, "llm_seed", 0),
+            "base_url": llm.openai_base_url,
+            "model": llm.openai_model,
+            "api_key": llm.openai_api_key,
+            "max_tokens": llm.max_tokens,
+            "seed": llm.seed,
+            "retry_temperature": llm.retry_temperature,
         }
         kwargs.update(overrides)
         if not kwargs["base_url"] or not kwargs["model"]:
-            raise LLMBackendError("set CVMATCH_OPENAI_BASE_URL and CVMATCH_OPENAI_MODEL for the openai backend")
+            raise LLMBackendError(
+                "set CVMATCH_LLM__OPENAI_BASE_URL and CVMATCH_LLM__OPENAI_MODEL for the openai backend"
+            )
         return cls(**kwargs)
 
     def close(self) -> None:
