@@ -71,17 +71,5 @@ class ProcessingError(Exception):
     def __reduce__(self):  # keep stage and code when Ray pickles the error across processes
         return (ProcessingError, (self.stage.value, self.code.value, self.message))
 
-    def failure_text(self) -> str:
-        """The error as one line, ``"code: message"`` (what an upload's progress job keeps)."""
-        return f"{self.code}: {self.message}"
-
-    @classmethod
-    def from_failure_text(cls, text: str | None) -> ProcessingError:
-        """Inverse of :meth:`failure_text`; text of no known code is an ``internal_error``."""
-        code, _, message = (text or "").partition(": ")
-        if message and code in ErrorCode.__members__:
-            return cls(ErrorCode(code).stage, code, message)
-        return cls(Stage.store, ErrorCode.internal_error, text or "the upload failed")
-
 
 __all__ = ["ErrorCode", "ProcessingError", "Stage"]

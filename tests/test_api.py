@@ -33,9 +33,10 @@ from cvmatch_ray.progress import (
     UploadStep,
     get_progress_actor,
 )
-from cvmatch_ray.schemas import MatchResult
+from cvmatch_ray.schemas import CVPublic, MatchResult
 from cvmatch_ray.serve.app import APP_NAME, AppArgs, build_app
 from cvmatch_ray.serve.blobs import BlobStore
+from cvmatch_ray.serve.models import UploadAccepted
 from cvmatch_ray.serve.deployments import EMBEDDER, EXTRACTOR, STANDARDIZER
 from cvmatch_ray.serve.service import APIService, new_upload_job_id
 from cvmatch_ray.serve.upload_worker import UPLOAD_PIPELINE, UploadRecord
@@ -648,7 +649,7 @@ def test_unfinished_uploads_are_put_back_in_line(
     fresh = _abandoned_upload(server, progress, pdf_bytes(cv_text(24), title="fresh"))
     young = _abandoned_upload(server, progress, pdf_bytes(cv_text(26), title="young"), job=False)
 
-    async def recover() -> tuple[int, int, tuple[int, Any], tuple[int, Any]]:
+    async def recover() -> tuple[int, int, Any, Any]:
         replica, other = _api_replica(server, store, progress), _api_replica(server, store, progress)
         requeued = await replica.recover_uploads(stale_after=STALE)
         # The same bytes uploaded meanwhile join the upload in line, never start another.
@@ -658,10 +659,10 @@ def test_unfinished_uploads_are_put_back_in_line(
         stored = await replica.upload_cv(stalled_data, filename="again.pdf", content_type=None, background=False)
         return requeued, elsewhere, joined, stored
 
-    requeued, elsewhere, (joined_status, joined), (stored_status, stored) = asyncio.run(recover())
+    requeued, elsewhere, joined, stored = asyncio.run(recover())
     assert (requeued, elsewhere) == (3, 0)  # stalled, lost, orphan (young is too young to judge)
-    assert joined_status in (200, 202) and joined.duplicate is True
-    assert stored_status == 200 and stored.cv_id == stalled.cv_id
+    assert isinstance(joined, UploadAccepted) and joined.duplicate is True
+    assert isinstance(stored, CVPublic) and stored.cv_id == stalled.cv_id
 
     # The app's pipeline claimed them from the line and finished them.
     for record in (stalled, orphan):
@@ -672,6 +673,7 @@ def test_unfinished_uploads_are_put_back_in_line(
         assert cv.status_code == 200 and cv.json()["filename"] == "stalled.pdf"  # the record's, not the duplicate's
     final, _ = wait_upload(client, lost.cv_id)
     assert (final["status"], final["step"]) == ("failed", "failed") and final["error"].startswith("internal_error: ")
+    assert (final["error_code"], final["error_stage"]) == ("internal_error", "store")  # stored as fields
 
     # Neither the ended nor the fresh upload was touched, nor the young one without a job.
     expected = ((ended, "cancelled", "queued"), (fresh, "queued", "queued"), (young, "queued", "queued"))

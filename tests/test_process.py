@@ -105,9 +105,6 @@ def test_errors_cross_processes_and_map_to_http_statuses() -> None:
 
     err = pickle.loads(pickle.dumps(ProcessingError("extract", "no_text_layer", "scanned")))
     assert (err.stage, err.code, err.message) == (Stage.extract, ErrorCode.no_text_layer, "scanned")
-    assert ProcessingError.from_failure_text(err.failure_text()).code == ErrorCode.no_text_layer
-    lost = ProcessingError.from_failure_text("the worker died")
-    assert (lost.stage, lost.code) == (Stage.store, ErrorCode.internal_error)
     assert {c: http_status(c) for c in (ErrorCode.document_too_large, ErrorCode.unsupported_document_type,
                                         ErrorCode.empty_document, ErrorCode.internal_error)} == {
         ErrorCode.document_too_large: 413, ErrorCode.unsupported_document_type: 415,

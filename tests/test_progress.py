@@ -16,6 +16,7 @@ import ray
 
 from cvmatch_ray import metrics
 from cvmatch_ray.config import Settings
+from cvmatch_ray.errors import ProcessingError
 from cvmatch_ray.progress import (
     ACTOR_NAME,
     MAX_FAILURES_KEPT,
@@ -659,13 +660,13 @@ def test_client_batches_step_reports(settings: Settings) -> None:
         for step in (UploadStep.extracting, UploadStep.standardizing, UploadStep.embedding):
             client.report_step("u1", step)
             client.report_step("u2", step)
-        client.report_step("u2", UploadStep.failed, error="no_text_layer: no text")
+        client.report_step("u2", UploadStep.failed, error=ProcessingError("extract", "no_text_layer", "no text"))
         await client.report_step("u1", UploadStep.done, CVStats(skills_count=3))
 
     asyncio.run(upload_steps())
     u1, u2 = client.call("get", "u1"), client.call("get", "u2")
     assert (u1.step, u1.stats.skills_count, u1.cv_id) == (UploadStep.done, 3, "cv_u1")
-    assert (u2.status, u2.error) == (JobStatus.failed, "no_text_layer: no text")
+    assert (u2.status, u2.error, u2.error_code, u2.error_stage) == (JobStatus.failed, "no text", "no_text_layer", "extract")
 
 
 @pytest.mark.slow

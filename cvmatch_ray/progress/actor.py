@@ -87,21 +87,20 @@ class ProgressBookActor:
         """See :meth:`ProgressBook.chunk_done`."""
         return self._book.chunk_done(job_id, chunk_index, processed, failures)
 
-    def set_step(
-        self, job_id: str, step: UploadStep, stats: CVStats | None = None, *, error: str | None = None
-    ) -> JobProgress:
-        """See :meth:`ProgressBook.set_step`."""
-        return self._book.set_step(job_id, step, stats, error=error)
+    def set_step(self, job_id: str, step: UploadStep, stats: CVStats | None = None, **error: str | None) -> JobProgress:
+        """See :meth:`ProgressBook.set_step` (``error``, ``error_code``, ``error_stage``)."""
+        return self._book.set_step(job_id, step, stats, **error)
 
     def report_steps(self, reports: Sequence[StepReport]) -> int:
         """See :meth:`ProgressBook.report_steps`."""
         return self._book.report_steps(reports)
 
     def finish(
-        self, job_id: str, status: JobStatus, error: str | None = None, *, stats: CVStats | None = None
+        self, job_id: str, status: JobStatus, error: str | None = None, *, stats: CVStats | None = None,
+        error_code: str | None = None, error_stage: str | None = None,
     ) -> JobProgress:
         """See :meth:`ProgressBook.finish`."""
-        return self._book.finish(job_id, status, error, stats=stats)
+        return self._book.finish(job_id, status, error, stats=stats, error_code=error_code, error_stage=error_stage)
 
     def cancel(self, job_id: str) -> JobProgress:
         """See :meth:`ProgressBook.cancel`."""

@@ -36,6 +36,10 @@ from cvmatch_ray.schemas import CVStats, clean_line
 
 logger = logging.getLogger(__name__)
 
+#: Why a job failed: (message, error code, stage); all None when it did not.
+_Failure = tuple[str | None, str | None, str | None]
+_NO_FAILURE: _Failure = (None, None, None)
+
 
 class ProgressBook:
     """All jobs' progress, with its rules; optionally written through to a :class:`JobTable`.
@@ -280,6 +284,8 @@ class ProgressBook:
         stats: CVStats | None = None,
         *,
         error: str | None = None,
+        error_code: str | None = None,
+        error_stage: str | None = None,
     ) -> JobProgress:
         """Move an upload to ``step``; an earlier step than the current one is ignored.
 
@@ -291,7 +297,7 @@ class ProgressBook:
         """
         with self._lock:
             record = self._require(job_id)
-            seq = self._set_step(record, UploadStep(step), stats, error)
+            seq = self._set_step(record, UploadStep(step), stats, (error, error_code, error_stage))
             result = self._snapshot(record)
         if seq is not None:
             self._make_durable(seq)
@@ -315,7 +321,9 @@ class ProgressBook:
                 if record is None:
                     logger.info("step report on unknown job %s skipped", report.job_id)
                     continue
-                seq = self._set_step(record, UploadStep(report.step), report.stats, report.error)
+                seq = self._set_step(
+                    record, UploadStep(report.step), report.stats, (report.error, report.error_code, report.error_stage)
+                )
                 applied += 1
                 if seq is not None:
                     due = seq
@@ -330,6 +338,8 @@ class ProgressBook:
         error: str | None = None,
         *,
         stats: CVStats | None = None,
+        error_code: str | None = None,
+        error_stage: str | None = None,
     ) -> JobProgress:
         """End a job; a job already ended keeps its first ending.
 
@@ -342,7 +352,7 @@ class ProgressBook:
             raise InvalidReportError(f"job {job_id}: finish() needs a terminal status, not {status.value}")
         with self._lock:
             record = self._require(job_id)
-            seq = self._finish(record, status, error, stats)
+            seq = self._finish(record, status, (error, error_code, error_stage), stats)
             result = self._snapshot(record)
         if seq is not None:
             self._make_durable(seq)
@@ -486,12 +496,12 @@ class ProgressBook:
         return record
 
     def _set_step(
-        self, record: JobRecord, step: UploadStep, stats: CVStats | None, error: str | None
+        self, record: JobRecord, step: UploadStep, stats: CVStats | None, error: _Failure
     ) -> int | None:
         """Apply one step report (caller holds ``_lock``); returns the sequence number to
         write through now, or None when the change may wait for the flusher."""
         if step == UploadStep.done:
-            return self._finish(record, JobStatus.succeeded, None, stats)
+            return self._finish(record, JobStatus.succeeded, _NO_FAILURE, stats)
         if step == UploadStep.failed:
             return self._finish(record, JobStatus.failed, error, stats)
         p = record.progress
@@ -510,7 +520,7 @@ class ProgressBook:
         return seq if now - record.last_write >= self._coalesce_s else None
 
     def _finish(
-        self, record: JobRecord, status: JobStatus, error: str | None, stats: CVStats | None
+        self, record: JobRecord, status: JobStatus, error: _Failure, stats: CVStats | None
     ) -> int | None:
         """End a job (caller holds ``_lock``); returns the sequence number to write
         through, or None when it had ended already (its first ending stands)."""
@@ -523,8 +533,10 @@ class ProgressBook:
         if p.started_at is not None:
             p.total_seconds = max(0.0, now - p.started_at.timestamp())
         p.eta_seconds = 0.0 if status == JobStatus.succeeded else None
-        if error:
-            p.error = clean_line(error, 2000)
+        message, code, stage = error
+        if message:
+            p.error = clean_line(message, 2000)
+        p.error_code, p.error_stage = code, stage
         if stats is not None:
             p.stats = stats
         if p.kind == "upload":

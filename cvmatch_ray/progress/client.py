@@ -16,6 +16,7 @@ import ray
 from ray.actor import ActorHandle
 
 from cvmatch_ray.config import Settings
+from cvmatch_ray.errors import ProcessingError
 from cvmatch_ray.progress.actor import get_progress_actor
 from cvmatch_ray.progress.models import ProgressError, StepReport, UploadStep
 from cvmatch_ray.schemas import CVStats
@@ -55,7 +56,7 @@ class ProgressClient:
             return await getattr(self.actor, method).remote(*args, **kwargs)
 
     def report_step(
-        self, job_id: str, step: UploadStep, stats: CVStats | None = None, *, error: str | None = None
+        self, job_id: str, step: UploadStep, stats: CVStats | None = None, *, error: ProcessingError | None = None
     ) -> asyncio.Future[None]:
         """Queue an upload step report (call from an event loop).
 
@@ -65,7 +66,8 @@ class ProgressClient:
         into an upload.
         """
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((StepReport(job_id, step, stats, error), done))
+        failure = (error.message, error.code.value, error.stage.value) if error is not None else (None, None, None)
+        self._pending.append((StepReport(job_id, step, stats, *failure), done))
         if self._sending is None:
             self._sending = asyncio.get_running_loop().create_task(self._send_steps())
         return done

@@ -104,6 +104,10 @@ class StepReport(NamedTuple):
     step: UploadStep
     stats: CVStats | None = None
     error: str | None = None
+    error_code: str | None = Field(None, description="Why the job failed, as a code of ``errors.ErrorCode``.")
+    error_stage: str | None = Field(None, description="Where it failed, as a ``errors.Stage``.")
+    error_code: str | None = None
+    error_stage: str | None = None
 
 
 class FailureRecord(BaseModel):
@@ -162,4 +166,6 @@ class JobProgress(BaseModel):
     step: UploadStep | None = None
     stats: CVStats | None = None
     error: str | None = None
+    error_code: str | None = Field(None, description="Why the job failed, as a code of ``errors.ErrorCode``.")
+    error_stage: str | None = Field(None, description="Where it failed, as a ``errors.Stage``.")
 

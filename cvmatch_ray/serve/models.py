@@ -61,6 +61,8 @@ class UploadProgress(BaseModel):
     percent: float = Field(ge=0, le=100)
     stats: CVStats | None = None
     error: str | None = None
+    error_code: str | None = Field(None, description="Why the upload failed (an error code), when it did.")
+    error_stage: str | None = Field(None, description="The step it failed at, when it did.")
     created_at: datetime | None = None
     updated_at: datetime | None = None
     total_seconds: float | None = None
@@ -75,7 +77,10 @@ class UploadProgress(BaseModel):
             step=job.step or UploadStep.queued,
             percent=job.percent,
             stats=job.stats,
-            error=job.error,
+            # "code: message", what a client reads first; the code alone is error_code.
+            error=f"{job.error_code}: {job.error}" if job.error_code and job.error else job.error,
+            error_code=job.error_code,
+            error_stage=job.error_stage,
             created_at=job.created_at,
             updated_at=job.updated_at,
             total_seconds=job.total_seconds,

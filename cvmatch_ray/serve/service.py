@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
@@ -189,12 +188,12 @@ class APIService:
 
     async def upload_cv(
         self, data: bytes, *, filename: str | None, content_type: str | None, background: bool
-    ) -> tuple[int, BaseModel]:
-        """Accept one CV upload; returns ``(http_status, body)``.
+    ) -> UploadAccepted | CVPublic:
+        """Accept one CV upload.
 
-        With ``background`` the answer is ``202 UploadAccepted`` as soon as the bytes are
-        durable (``200`` if these bytes are already a stored CV); otherwise ``200
-        CVPublic`` once the CV is stored.
+        With ``background`` the answer is an ``UploadAccepted`` as soon as the bytes are
+        durable (its ``status`` is ``done`` if these bytes are already a stored CV);
+        otherwise the ``CVPublic`` once the CV is stored.
 
         Raises:
             ProcessingError: the document is refused (its ``code`` says why); for a
@@ -225,19 +224,19 @@ class APIService:
         new = admitted.existing is None and not joined
         if background:
             if new:
-                return 202, UploadAccepted(cv_id=cv_id, status=UploadStep.queued)
+                return UploadAccepted(cv_id=cv_id, status=UploadStep.queued)
             step = admitted.existing.step if admitted.existing is not None else await self._upload_step(cv_id)
-            return (200 if step == UploadStep.done else 202), UploadAccepted(cv_id=cv_id, status=step, duplicate=True)
+            return UploadAccepted(cv_id=cv_id, status=step, duplicate=True)
         processing = self._processing.get(cv_id)
         if processing is not None:  # started by _admit, for this request or another
-            return 200, await asyncio.shield(processing)
+            return await asyncio.shield(processing)
         existing = admitted.existing
         if existing is None or existing.step != UploadStep.done:
             await self._wait_for_upload(cv_id, admitted.record.job_id)
         record = await self._blocking(self.store.get_cv, cv_id)
         if record is None:
             raise UnknownDocument(f"no CV with id {cv_id!r}")
-        return 200, record.to_public()
+        return record.to_public()
 
     async def _admit(
         self, cv_id: str, data: bytes, *, filename: str | None, content_type: str | None, queue: bool
@@ -392,7 +391,10 @@ class APIService:
             job = await self._job(job_id) if job_id else None
             if job is not None and job.status.is_terminal():
                 if job.status != JobStatus.succeeded:
-                    raise ProcessingError.from_failure_text(job.error)
+                    raise ProcessingError(
+                        job.error_stage or Stage.store, job.error_code or ErrorCode.internal_error,
+                        job.error or "the upload failed",
+                    )
                 return
             if job is None and await self._blocking(self.store.has_cv, cv_id):
                 return

@@ -101,9 +101,7 @@ def new_upload_job_id() -> str:
 
 
 #: The error an upload job ends with when its upload can no longer be processed.
-LOST_UPLOAD = ProcessingError(
-    Stage.store, ErrorCode.internal_error, "the upload was lost; upload the file again"
-).failure_text()
+LOST_UPLOAD = ProcessingError(Stage.store, ErrorCode.internal_error, "the upload was lost; upload the file again")
 
 
 
@@ -194,7 +192,10 @@ class UploadPipelineDeployment:
         if found is None or found[0].job_id != job_id or found[1] is None:
             # Deleted meanwhile, or a later attempt took over the record: nothing to do.
             logger.warning("upload job %s: its upload is gone; ending it", job_id)
-            await self._report("finish", job_id, JobStatus.failed, LOST_UPLOAD)
+            await self._report(
+                "finish", job_id, JobStatus.failed, LOST_UPLOAD.message,
+                error_code=LOST_UPLOAD.code.value, error_stage=LOST_UPLOAD.stage.value,
+            )
             return
         try:
             await self._run(*found)
@@ -259,7 +260,7 @@ class UploadPipelineDeployment:
         return cv.to_public()
 
     async def _fail(self, record: UploadRecord, err: ProcessingError) -> None:
-        await self.progress.report_step(record.job_id, UploadStep.failed, error=err.failure_text())
+        await self.progress.report_step(record.job_id, UploadStep.failed, error=err)
         # The failure stays readable through the progress job, which the upload record
         # keeps pointing at; the bytes and the client's file name are not kept.
         anonymous = record.model_copy(update={"filename": None, "content_type": None})

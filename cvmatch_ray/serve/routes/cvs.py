@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 
+from cvmatch_ray.progress import UploadStep
 from cvmatch_ray.schemas import CVPublic, clean_line
 from cvmatch_ray.serve.http import get_service
 from cvmatch_ray.serve.models import Deleted, ErrorResponse, UploadAccepted, UploadProgress
@@ -61,13 +62,15 @@ async def upload_cv(
     The same bytes always get the same ``cv_id`` and are processed once.
     """
     data = await file.read()
-    status, body = await service.upload_cv(
+    body = await service.upload_cv(
         data,
         filename=upload_filename(file.filename),
         content_type=file.content_type,
         background=background_processing,
     )
-    return JSONResponse(body.model_dump(mode="json"), status_code=status)
+    # 202 while the CV is still on its way; 200 once it is stored (now, or before).
+    stored = isinstance(body, CVPublic) or body.status == UploadStep.done
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if stored else 202)
 
 
 @router.get("/cv-upload-progress/{cv_id}", response_model=UploadProgress, responses=_REFUSALS)
