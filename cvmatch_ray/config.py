@@ -23,18 +23,13 @@ class ScoreWeights(BaseModel):
     """
 
     # Defaults from a grid search on the development postings (benchmarks/RESULTS.md has
-    # the ablation). Those labels are job families, which the semantic and title signals
-    # decide; preferred skills, education and BM25 lowered nDCG there, so they start at 0.
-    # They still separate candidates within one family (which family labels cannot
-    # measure): a deployment that ranks inside one family should raise them. Experience
-    # (years against the JD's minimum, only where one is stated) lifts the Indeed task
-    # from 0.05 up to about 0.15 and is flat beyond; the Google task is flat throughout.
-    required_skills: float = Field(0.10, ge=0)
-    preferred_skills: float = Field(0.0, ge=0)
-    semantic: float = Field(0.35, ge=0)
-    experience: float = Field(0.15, ge=0)
-    education: float = Field(0.0, ge=0)
-    title: float = Field(0.20, ge=0)
+    # the ablation; docs/performance.md why some start at 0).
+    required_skills: float = Field(0.10, ge=0, description="Share of the JD's required skills the CV has.")
+    preferred_skills: float = Field(0.0, ge=0, description="Share of the JD's preferred skills the CV has.")
+    semantic: float = Field(0.35, ge=0, description="Similarity of the title, skills and experience sections.")
+    experience: float = Field(0.15, ge=0, description="Years of experience against the JD's minimum.")
+    education: float = Field(0.0, ge=0, description="Education level against the JD's.")
+    title: float = Field(0.20, ge=0, description="CV titles against the JD's (same occupation = full credit).")
     lexical: float = Field(0.0, ge=0, description="BM25 of the JD over the blinded CV text.")
 
     # How components are computed (not weights; left out of the weighted mean).
@@ -72,9 +67,9 @@ class RetrievalSettings(BaseModel):
         "(it can differ from it by float rounding).",
     )
     ann_min_rows: int = Field(200_000, gt=0, description="From this many CVs, vector search uses an ANN index.")
-    ann_index_type: str = "IVF_PQ"
-    ann_nprobes: int = Field(20, gt=0)
-    ann_refine_factor: int = Field(5, ge=0)
+    ann_index_type: str = Field("IVF_PQ", description="LanceDB vector index type past ann_min_rows.")
+    ann_nprobes: int = Field(20, gt=0, description="IVF partitions searched per query.")
+    ann_refine_factor: int = Field(5, ge=0, description="ANN candidates re-ranked exactly, as a multiple of the limit.")
     lexical_idf_sample: int = Field(50_000, gt=0, description="CVs counted for BM25 document frequencies.")
 
 
@@ -150,7 +145,9 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(200_000, gt=0, description="Extracted text is cut past this.")
 
     # --- standardization -----------------------------------------------------------
-    standardizer: Literal["rules", "vllm", "openai"] = "rules"
+    standardizer: Literal["rules", "vllm", "openai"] = Field(
+        "rules", description="Text -> profile backend: the offline rules, vLLM in-process, or an OpenAI-compatible server."
+    )
     llm: LLMSettings = Field(default_factory=LLMSettings)
 
     # --- embeddings ----------------------------------------------------------------
@@ -158,8 +155,8 @@ class Settings(BaseSettings):
         None,
         description="sentence-transformers model name or path; None = the bundled all-MiniLM-L6-v2.",
     )
-    embedding_device: str = "cpu"
-    embedding_batch_size: int = Field(64, gt=0)
+    embedding_device: str = Field("cpu", description='Torch device of the encoder, e.g. "cuda" on GPU nodes.')
+    embedding_batch_size: int = Field(64, gt=0, description="Section texts per encoder call.")
     embedding_max_tokens: int | None = Field(
         128, gt=0, description="Word pieces read per section text; None = the model's own limit."
     )
@@ -174,8 +171,8 @@ class Settings(BaseSettings):
 
     # --- Ray -----------------------------------------------------------------------
     ray_address: str | None = Field(None, description="Ray cluster address; None = local Ray.")
-    ray_namespace: str = "cvmatch"
-    match_chunk_size: int = Field(50, gt=0)
+    ray_namespace: str = Field("cvmatch", description="Ray namespace of the detached progress actor.")
+    match_chunk_size: int = Field(50, gt=0, description="CVs per matching chunk (the progress granularity).")
     embed_num_gpus: float = Field(0.0, ge=0, description="GPU share of one embedding actor, e.g. 0.25.")
     embed_actors: int = Field(1, gt=0, description="Embedding actors in the Ray Data pool.")
     ingest_batch_size: int = Field(16, gt=0, description="Documents per Ray Data batch.")
