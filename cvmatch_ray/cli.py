@@ -23,6 +23,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -118,7 +119,8 @@ def _emit_ranking(rows: list[dict[str, Any]], title: str, as_json: bool, *, all_
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    # The message is data (it may hold "[...]", e.g. a config line): never read as markup.
+    console.print(Text.assemble(("error:", "red"), " ", message))
     return typer.Exit(code)
 
 
@@ -256,13 +258,13 @@ def _print_ranking(rows: list[dict[str, Any]], title: str) -> None:
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for i, row in enumerate(rows, 1):
         if "error" in row:
-            table.add_row("", "[red]failed[/red]", row["file"] or "", "", "", "", "", "", "", "", f"[red]{row['error']}[/red]")
+            table.add_row("", "[red]failed[/red]", Text(row["file"] or ""), "", "", "", "", "", "", "", Text(row["error"], style="red"))
             continue
         b = row["breakdown"]
         table.add_row(
             str(i),
             f"{row['score']:.1f}",
-            Path(row["file"]).name if row.get("file") else row["cv_id"][:12],
+            Text(Path(row["file"]).name if row.get("file") else row["cv_id"][:12]),
             *(fmt(b[k]) for k in ("required_skills", "preferred_skills", "semantic", "experience", "education", "title")),
             ", ".join(row["matched_skills"]),
             ", ".join(row["missing_required"]),
@@ -299,9 +301,9 @@ def parse(
         _print_json(results)
     else:
         for r in results:
-            out.rule(r["file"])
+            out.rule(Text(r["file"]))
             if "error" in r:
-                out.print(f"[red]{r['error']}[/red]")
+                out.print(Text(r["error"], style="red"))
             else:
                 out.print_json(json.dumps(r["profile"], ensure_ascii=False))
     if results and all("error" in r for r in results):
@@ -330,8 +332,8 @@ def ingest(
     else:
         table = Table("file", "id", "status")
         for o in outcomes:
-            status = "[red]" + f"{o.stage}: {o.error}" + "[/red]" if not o.ok else ("already stored" if o.skipped else "stored")
-            table.add_row(o.file or "", o.id or "", status)
+            status = Text(f"{o.stage}: {o.error}", style="red") if not o.ok else ("already stored" if o.skipped else "stored")
+            table.add_row(Text(o.file or ""), o.id or "", status)
         out.print(table)
     if outcomes and not any(o.ok for o in outcomes):
         raise typer.Exit(EXIT_ALL_FAILED)
@@ -461,7 +463,9 @@ def serve(
     if ingress not in ("auto", "proxy", "haproxy"):
         raise _fail(f"--ingress must be auto, proxy or haproxy, not {ingress!r}")
     mode = resolve_ingress(ingress)  # type: ignore[arg-type]
-    console.print(f"cvmatch API on http://{host}:{port} (ingress: {mode}; OpenAPI at /openapi.json); Ctrl-C to stop")
+    console.print(
+        f"cvmatch API on http://{host}:{port} (ingress: {mode}; OpenAPI at /openapi.json); Ctrl-C to stop", markup=False
+    )
     try:
         run_app(AppArgs(data_dir=db), host=host, port=port, ingress=mode, blocking=True)
     except RuntimeError as e:

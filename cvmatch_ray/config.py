@@ -173,6 +173,10 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(None, description="Ray cluster address; None = local Ray.")
     ray_namespace: str = Field("cvmatch", description="Ray namespace of the detached progress actor.")
     match_chunk_size: int = Field(50, gt=0, description="CVs per matching chunk (the progress granularity).")
+    match_max_cvs: int = Field(100_000, gt=0, description="Most CV ids one match request may name (else 413).")
+    match_max_chunks: int = Field(
+        2_000, gt=0, description="Most chunks one match job is cut into; larger jobs get larger chunks."
+    )
     embed_num_gpus: float = Field(0.0, ge=0, description="GPU share of one embedding actor, e.g. 0.25.")
     embed_actors: int = Field(1, gt=0, description="Embedding actors in the Ray Data pool.")
     ingest_batch_size: int = Field(16, gt=0, description="Documents per Ray Data batch.")

@@ -29,8 +29,10 @@ MAX_SKILLS = 200
 MAX_ITEMS = 40
 
 
-# Control characters (form feeds, NULs from broken PDFs) never belong in a line.
-_DROP_CONTROLS = dict.fromkeys([*range(0x20), 0x7F])
+# Control characters (form feeds, NULs from broken PDFs) never belong in a line, nor do the
+# bidirectional overrides and isolates that make "cv\u202efdp.exe" display as "cvexe.pdf".
+_BIDI = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_DROP_CONTROLS = dict.fromkeys([*range(0x20), 0x7F, *_BIDI])
 
 
 def clean_line(text: str | None, max_len: int = 300) -> str:

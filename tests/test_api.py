@@ -746,3 +746,28 @@ def test_serve_configs_ask_for_the_documented_resources() -> None:
             assert (d.ray_actor_options.num_gpus or 0) == gpus.get(dep_name, 0), (name, dep_name)
         if not gpus:
             assert sum(d.ray_actor_options.num_cpus for d in deployments.values()) <= 1.0
+
+
+def test_match_requests_are_bounded(server: Server, store: Store, progress: ActorHandle) -> None:
+    from cvmatch_ray.pipelines.matching import bounded_chunk_size
+    from cvmatch_ray.serve.http import error_response
+    from cvmatch_ray.serve.models import MatchRequest
+    from cvmatch_ray.serve.service import RequestTooLarge
+
+    replica = _api_replica(server, store, progress)
+    replica.settings = replica.settings.model_copy(update={"match_max_cvs": 3, "match_max_chunks": 4})
+    request = MatchRequest(jd_id="f" * 32, cv_ids=[f"{i:032x}" for i in range(4)], chunk_size=1)
+    with pytest.raises(RequestTooLarge) as refused:
+        asyncio.run(replica.submit_match(request))
+    assert error_response(refused.value).status_code == 413
+    # However small the chunks asked for, a job has at most match_max_chunks of them.
+    assert [bounded_chunk_size(replica.settings, n, 1) for n in (3, 4, 5, 100_000)] == [1, 1, 2, 25_000]
+    assert bounded_chunk_size(replica.settings, 10) == replica.settings.match_chunk_size
+
+
+def test_file_names_lose_control_and_bidi_characters() -> None:
+    from cvmatch_ray.serve.routes.cvs import upload_filename
+
+    # U+202E turns "cv\u202efdp.exe" into "cvexe.pdf" on screen.
+    assert upload_filename("C:\\Users\\x\\cv\u202efdp.exe") == "cvfdp.exe"
+    assert upload_filename("a\u2066b\u200fc\x00d.pdf") == "abcd.pdf"

@@ -31,6 +31,13 @@ def test_put_get_replace_delete(blobs: BlobStore, tmp_path: Path) -> None:
     assert _files(tmp_path) == []
 
 
+def test_blobs_are_readable_by_their_owner_only(blobs: BlobStore, tmp_path: Path) -> None:
+    blobs.put("upload", "abc123", b"a CV")
+    blobs.create("upload", "def456", b"another CV")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "blobs").rglob("*") if p.is_file()}
+    assert modes == {"abc123": 0o600, "def456": 0o600}
+
+
 def test_create_stores_only_when_absent(blobs: BlobStore, tmp_path: Path) -> None:
     assert blobs.create("upload", "abc123", b"first")
     assert not blobs.create("upload", "abc123", b"second")

@@ -88,6 +88,20 @@ def test_unknown_jd_is_a_usage_error(tmp_path: Path):
     assert "no JD" in result.output
 
 
+def test_errors_are_printed_as_text_not_markup(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    # A message with "[...]" in it (a config line, a file name) is printed as it is: an
+    # unbalanced "[/x]" used to crash the error printer itself.
+    from cvmatch_ray.cli import _fail
+
+    assert _fail("bind failed [/etc/haproxy.cfg:45]").exit_code == 2
+    assert "bind failed [/etc/haproxy.cfg:45]" in capsys.readouterr().err
+    bad = tmp_path / "[bold]cv.txt"
+    bad.write_bytes(b"")
+    result = runner.invoke(app, ["parse", str(bad)])
+    assert result.exit_code == 1
+    assert "[bold]cv.txt" in result.output.replace("\n", "")
+
+
 def test_parse_json_contract(examples_dir: Path):
     files = [examples_dir / "cvs" / "jonas_muller_data.docx", examples_dir / "bad" / "encrypted.pdf"]
     rows = _json(runner.invoke(app, ["parse", *map(str, files), "--json"]))

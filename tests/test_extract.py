@@ -204,6 +204,14 @@ def test_detection_ignores_the_file_name() -> None:
     assert detect_kind(b"# Title\n\nplain <br> text") == "text"
 
 
+def test_an_executable_in_front_of_a_pdf_is_refused() -> None:
+    pdf_data = simple_pdf(["Priya Raman", "Frontend Engineer"])
+    assert detect_kind(b"%junk%\n" + pdf_data) == "pdf"  # junk before the header is fine...
+    for magic in (b"MZ\x90\x00\x03", b"\x7fELF\x02\x01"):
+        with pytest.raises(UnsupportedDocumentType, match="executable"):  # ...a program is not
+            detect_kind(magic + b"\x00" * 100 + pdf_data)
+
+
 # ---------------------------------------------------------------------------- PDF
 
 

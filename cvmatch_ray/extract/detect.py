@@ -35,6 +35,7 @@ _REFUSED_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x7fELF", "an executable"),
     (b"MZ", "an executable"),
 )
+_EXECUTABLE_MAGIC = (b"MZ", b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xfe\xed\xfa\xcf")
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _UTF8_BOM = codecs.BOM_UTF8
 _SNIFF = 8192
@@ -63,8 +64,12 @@ def detect_kind(data: bytes, *, filename: str | None = None) -> DocumentKind:
     if not data:
         raise EmptyDocument("the file is empty (0 bytes)", filename=filename)
     head = data[:_SNIFF]
-    # PDF readers accept junk before the header (up to 1 KiB), and so do we.
-    if b"%PDF-" in head[:1024]:
+    # PDF readers accept junk before the header (up to 1 KiB), and so do we, unless the
+    # junk is an executable (a polyglot that is a program to one reader, a PDF to another).
+    pdf_at = head[:1024].find(b"%PDF-")
+    if pdf_at >= 0:
+        if any(magic in head[:pdf_at] for magic in _EXECUTABLE_MAGIC):
+            raise UnsupportedDocumentType("unsupported file type: an executable with a PDF inside", filename=filename)
         return "pdf"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _zip_kind(data, filename)

@@ -154,6 +154,13 @@ class MatchPlan:
         return -(-len(self.cv_ids) // self.chunk_size)
 
 
+def bounded_chunk_size(settings: Settings, n_cvs: int, requested: int | None = None) -> int:
+    """The chunk size a job of ``n_cvs`` runs with: the requested one (or the setting), raised
+    so the job has at most ``settings.match_max_chunks`` chunks (a bound on its tasks and reports)."""
+    wanted = requested or settings.match_chunk_size
+    return max(wanted, -(-n_cvs // settings.match_max_chunks))
+
+
 def create_match_job(
     settings: Settings,
     *,
@@ -172,7 +179,7 @@ def create_match_job(
     if not store.has_jd(jd_id):
         raise UnknownDocument(f"no JD with id {jd_id!r}")
     ids = list(dict.fromkeys(cv_ids)) if cv_ids is not None else store.list_cv_ids()
-    plan = MatchPlan(job_id or new_job_id(), jd_id, ids, chunk_size or settings.match_chunk_size)
+    plan = MatchPlan(job_id or new_job_id(), jd_id, ids, bounded_chunk_size(settings, len(ids), chunk_size))
     ProgressClient(settings).call("create", plan.job_id, "match", len(ids), total_chunks=plan.total_chunks, jd_id=jd_id)
     return plan
 

@@ -258,7 +258,8 @@ def _write_local(path: str, data: bytes, *, exclusive: bool = False, sync: bool 
     os.makedirs(directory, exist_ok=True)
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
     try:
-        with open(tmp, "wb") as f:
+        # Raw CVs are personal data: readable by the server's user only (0600).
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
             f.write(data)
             if sync:
                 f.flush()

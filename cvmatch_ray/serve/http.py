@@ -31,7 +31,7 @@ from cvmatch_ray.errors import ErrorCode, ProcessingError
 from cvmatch_ray.match.rank import UnknownDocument
 from cvmatch_ray.progress import JobNotFoundError
 from cvmatch_ray.serve.blobs import BlobStoreError
-from cvmatch_ray.serve.service import APIService, InvalidRequest, ServiceUnavailable
+from cvmatch_ray.serve.service import APIService, InvalidRequest, RequestTooLarge, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +182,8 @@ def error_response(e: Exception) -> JSONResponse | None:
         return JSONResponse({"detail": "not found" if isinstance(e, RayError) else str(e)}, status_code=404)
     if isinstance(e, InvalidRequest):
         return JSONResponse({"detail": str(e)}, status_code=422)
+    if isinstance(e, RequestTooLarge):
+        return JSONResponse({"detail": str(e)}, status_code=413)
     if isinstance(e, (ServiceUnavailable, BlobStoreError, RayError, RayServeException)):
         logger.error("backend unavailable: %s", type(e).__name__)
         return JSONResponse({"detail": "a backend is unavailable; try again"}, status_code=503, headers={"Retry-After": "5"})
@@ -197,7 +199,7 @@ def install_error_handlers(app: FastAPI) -> None:
             raise e
         return response
 
-    for cls in (ProcessingError, UnknownDocument, JobNotFoundError, InvalidRequest, ServiceUnavailable,
+    for cls in (ProcessingError, UnknownDocument, JobNotFoundError, InvalidRequest, RequestTooLarge, ServiceUnavailable,
                 BlobStoreError, RayError, RayServeException):
         app.add_exception_handler(cls, _known)
 

@@ -101,6 +101,10 @@ class InvalidRequest(ValueError):
     """Request data that no handler's validation caught (a malformed id in a list...)."""
 
 
+class RequestTooLarge(ValueError):
+    """A request that asks for more work than the server takes in one go."""
+
+
 @dataclass(frozen=True)
 class _Admission:
     """What accepting an upload's bytes found: a new attempt, or an earlier upload's state."""
@@ -602,7 +606,13 @@ class APIService:
         Raises:
             UnknownDocument: the JD is not stored.
             InvalidRequest: a CV id is malformed (a request error, not a per-item failure).
+            RequestTooLarge: more CV ids than ``settings.match_max_cvs``.
         """
+        if request.cv_ids is not None and len(request.cv_ids) > self.settings.match_max_cvs:
+            raise RequestTooLarge(
+                f"{len(request.cv_ids)} cv_ids, more than the {self.settings.match_max_cvs} one job takes; "
+                "split the request, or omit cv_ids to match every stored CV"
+            )
         jd_id = _checked_id(request.jd_id, "jd_id")
         if not await self._blocking(self.store.has_jd, jd_id):
             raise UnknownDocument(f"no JD with id {jd_id!r}")
