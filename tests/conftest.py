@@ -8,6 +8,7 @@ machine. Set ``CVMATCH_TEST_RAY_ADDRESS`` to reuse a head that is already runnin
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -24,9 +25,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-# The test head listens on loopback only; Ray's token auth (on by default for `ray start`
-# once ~/.ray/auth_token exists) would otherwise need the token in every test process.
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Ray's token auth stays on, as users run it: the session's own token, in the environment
+# that every process the tests start inherits (the head, workers, `cvmatch serve`, job
+# entrypoints), so no file in the home folder is written or needed.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 # The CPU build of vLLM (tests marked `vllm`), here and in the Ray workers the head starts.
 os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
