@@ -26,7 +26,7 @@ from ray.serve.handle import DeploymentHandle
 
 from cvmatch_ray.config import Settings
 from cvmatch_ray.progress import resolve_data_dir
-from cvmatch_ray.serve.env import IngressMode, haproxy_binary, ray_env, resolve_ingress
+from cvmatch_ray.serve.env import IngressMode, haproxy_binary, local_ray_env, resolve_ingress
 from cvmatch_ray.serve.deployments import EmbedderDeployment, ExtractorDeployment, StandardizerDeployment
 from cvmatch_ray.serve.ingress import APIIngress
 from cvmatch_ray.serve.upload_worker import UploadPipelineDeployment
@@ -135,9 +135,13 @@ def run_app(
     if not ray.is_initialized():
         if settings.ray_address is None:
             # Read by the processes the local Ray starts: the raylet, Serve's controller.
-            for key, value in ray_env(mode).items():
+            for key, value in local_ray_env(mode).items():
                 os.environ.setdefault(key, value)
-        ray.init(address=settings.ray_address, namespace=settings.ray_namespace)
+            # A local Ray of our own listens on loopback only (GCS, dashboard, workers);
+            # --host opens the API alone.
+            ray.init(namespace=settings.ray_namespace, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1")
+        else:
+            ray.init(address=settings.ray_address, namespace=settings.ray_namespace)
     serve.start(http_options={"host": host, "port": port})
     logger.info("serving cvmatch on http://%s:%d (ingress: %s; docs at /docs)", host, port, mode)
     return serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=blocking)

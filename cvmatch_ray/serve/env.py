@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from typing import Literal
 
 #: How HTTP reaches the API replicas.
@@ -63,4 +64,25 @@ def ray_env(ingress: IngressMode = "auto") -> dict[str, str]:
     if resolve_ingress(ingress) == "haproxy":
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
         env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+    return env
+
+
+def free_local_port() -> int:
+    """A TCP port nothing on this host listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def local_ray_env(ingress: IngressMode = "auto") -> dict[str, str]:
+    """:func:`ray_env` for the single-node Ray that ``cvmatch serve`` starts itself.
+
+    HAProxy's stats page and metrics exporter get ports of their own (Ray's defaults, 8404
+    and 9101, are fixed: a second server on the host could not start). Ray binds them on
+    every interface (its template says so); firewall them on a shared host.
+    """
+    env = ray_env(ingress)
+    if resolve_ingress(ingress) == "haproxy":
+        env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_local_port())
+        env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_local_port())
     return env
