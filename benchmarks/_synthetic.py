@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from cvmatch_ray.match.features import cv_feature_columns
 from cvmatch_ray.schemas import CVProfile, CVStats, EducationLevel, JDProfile, Provenance, SkillMention
-from cvmatch_ray.store import CVRecord, JDRecord, Store
+from cvmatch_ray.storage.records import CVRecord, JDRecord
+from cvmatch_ray.storage.tables import Store
 
 SKILLS = [
     "Python", "Java", "JavaScript", "TypeScript", "SQL", "PostgreSQL", "Docker", "Kubernetes",
@@ -41,6 +43,7 @@ def fill(store: Store, n: int, *, dim: int = 384, seed: int = 0, batch: int = 50
             records.append(CVRecord(
                 cv_id=cv_id, filename=f"cv{start + j}.pdf", text="synthetic CV " * 50, profile=profile,
                 stats=CVStats.of(profile), provenance=Provenance(), flags=[], vectors=vecs[j],
+                features=cv_feature_columns(profile, "synthetic CV " * 50),
             ))
         store.upsert_cvs(records)
     jd = JDProfile(

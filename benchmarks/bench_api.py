@@ -12,8 +12,9 @@ a temporary folder (HTTP through Serve's proxy actor, the replica's own port, or
 aiohttp sessions in this process with request bodies encoded before the clock starts; they
 share the machine with the server, as the uploads' background processing does.
 
-1. durable raw-bytes storage, the step a background upload waits for: ``Store.put_document``
-   (one LanceDB commit per upload) against a blob file (``serve/blobs.py``), 16 writers,
+1. durable raw-bytes storage, the step a background upload waits for: a row in a LanceDB
+   table (one merge commit per upload, what the old ``documents`` table cost) against a
+   blob file (``storage/blobs.py``), 16 writers,
    and against groups of 16 blob files made durable by one barrier (the API's group commit);
 2. upload latency p50/p99 with ``background_processing=true`` under 16 concurrent clients
    (target p50 <= 50 ms, p99 <= 250 ms), against ``false`` on other files of the same set;
@@ -208,14 +209,26 @@ async def hammer(url: str, paths: Sequence[str], n_clients: int, stop: Callable[
 # ---------------------------------------------------------- 1. raw-bytes storage
 
 
-LANCE_PUT, BLOB_PUT, GROUP_COMMIT = "lancedb put_document", "blob file (fsync + rename)", "blob files, one barrier per group"
+LANCE_PUT, BLOB_PUT, GROUP_COMMIT = "lancedb row (merge commit)", "blob file (fsync + rename)", "blob files, one barrier per group"
 
 
 def bench_raw_storage(docs: Sequence[bytes], writers: int) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Per-call latency of storing each document durably, ``writers`` at a time, and the
     CPU seconds per document (this process, all threads) of each way."""
-    from cvmatch_ray.serve.blobs import BlobStore
-    from cvmatch_ray.store import Store, document_id
+    import pyarrow as pa
+
+    from cvmatch_ray.ids import document_id
+    from cvmatch_ray.storage import lance
+    from cvmatch_ray.storage.blobs import BlobStore
+
+    schema = pa.schema([pa.field("id", pa.string(), nullable=False,
+                                 metadata={"lance-schema:unenforced-primary-key": "true"}),
+                        pa.field("data", pa.large_binary(), nullable=False)])
+
+    def put_row(table, data: bytes) -> None:
+        # Insert-only merge on the id: the same bytes twice are one row.
+        row = pa.table({"id": [document_id(data)], "data": [data]}, schema=schema)
+        lance.upsert(table, "id", row, update=False)
 
     def put_group(blobs: BlobStore, group: Sequence[bytes]) -> None:
         # What the API does (``APIService._put_batch``): the uploads that arrive together
@@ -228,12 +241,12 @@ def bench_raw_storage(docs: Sequence[bytes], writers: int) -> tuple[dict[str, li
     latency: dict[str, list[float]] = {}
     cpu: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
-        store = Store(d, dim=8)
-        store.put_document(b"warm-up", kind="cv")
+        table = lance.connect(d).create_table("documents", schema=schema)
+        put_row(table, b"warm-up")
         blobs, grouped = BlobStore(os.path.join(d, "single")), BlobStore(os.path.join(d, "grouped"))
         groups = [docs[i : i + writers] for i in range(0, len(docs), writers)]
         ways: dict[str, tuple[Callable[[Sequence[bytes]], None], list[Sequence[bytes]], int]] = {
-            LANCE_PUT: (lambda data: store.put_document(data[0], kind="cv"), [[doc] for doc in docs], writers),
+            LANCE_PUT: (lambda data: put_row(table, data[0]), [[doc] for doc in docs], writers),
             BLOB_PUT: (lambda data: blobs.put("upload", document_id(data[0]), data[0]), [[doc] for doc in docs], writers),
             # One writer: each document waits for its whole group.
             GROUP_COMMIT: (lambda group: put_group(grouped, group), groups, 1),
@@ -256,8 +269,9 @@ def bench_raw_storage(docs: Sequence[bytes], writers: int) -> tuple[dict[str, li
 
 def synthetic_cvs(store, n: int, *, seed: int = 0, batch: int = 1000) -> None:
     """Write ``n`` synthetic CV rows (random skills, experience and unit vectors)."""
+    from cvmatch_ray.match.features import cv_feature_columns
     from cvmatch_ray.schemas import CVProfile, CVStats, ExperienceEntry, Provenance, SkillMention
-    from cvmatch_ray.store import CVRecord
+    from cvmatch_ray.storage.records import CVRecord
 
     rng = np.random.default_rng(seed)
     pool = ["Python", "SQL", "Docker", "Kubernetes", "AWS", "Kafka", "Spark", "React", "Java", "Go", "Linux", "Git"]
@@ -283,6 +297,7 @@ def synthetic_cvs(store, n: int, *, seed: int = 0, batch: int = 1000) -> None:
                     profile=profile,
                     stats=CVStats.of(profile),
                     provenance=provenance,
+                    features=cv_feature_columns(profile, f"synthetic cv {i}"),
                     vectors=v,
                 )
             )
@@ -317,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from cvmatch_ray.serve.app import APP_NAME, AppArgs, build_app
     from cvmatch_ray.serve.env import resolve_ingress
-    from cvmatch_ray.store import Store
+    from cvmatch_ray.storage.tables import Store
 
     files = list_files(args.data_path)
     single = 16  # uploads by one client alone: the no-contention baseline
@@ -449,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratio = f"{pct(values, 50) / pct(base, 50):.2f}x" if base else "baseline"
         print(f"{name:<52} {ms(pct(values, 50)):>9} {ms(pct(values, 99)):>9} {len(values):>7} {ratio:>10}")
 
-    row("raw bytes: LanceDB Store.put_document", lance, None)
+    row("raw bytes: LanceDB row per upload", lance, None)
     row("raw bytes: blob file (fsync + rename)", raw[BLOB_PUT], lance)
     row(f"raw bytes: blob files, {args.clients} per barrier", raw[GROUP_COMMIT], lance)
     row("upload-cv background_processing=false", sync_lat, None)

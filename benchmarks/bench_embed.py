@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from cvmatch_ray.embed import SECTIONS, Embedder, cv_section_texts
+from cvmatch_ray.ids import document_id
+from cvmatch_ray.match.features import cv_feature_columns
 from cvmatch_ray.schemas import (
     CVProfile,
     CVStats,
@@ -47,7 +49,8 @@ from cvmatch_ray.schemas import (
     Provenance,
     SkillMention,
 )
-from cvmatch_ray.store import CVRecord, Store, document_id
+from cvmatch_ray.storage.records import CVRecord
+from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger("bench_embed")
 
@@ -153,6 +156,7 @@ def _synthetic_cvs(n: int, dim: int, start: int = 0) -> list[CVRecord]:
                 profile=profile,
                 stats=CVStats.of(profile),
                 provenance=Provenance(),
+                features=cv_feature_columns(profile, "Synthetic CV text. " * 200),
                 vectors=vectors[i],
             )
         )

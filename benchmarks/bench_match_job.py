@@ -23,10 +23,11 @@ from rich.console import Console
 from rich.table import Table
 
 from cvmatch_ray.config import Settings
+from cvmatch_ray.match.features import CVFeatures
 from cvmatch_ray.match.rank import jd_features
-from cvmatch_ray.match.scoring import CVFeatures, score_pair
+from cvmatch_ray.match.scoring import score_pair
 from cvmatch_ray.pipelines.matching import create_match_job, run_plan
-from cvmatch_ray.store import Store
+from cvmatch_ray.storage.tables import Store
 
 DIM = 384
 
@@ -44,8 +45,8 @@ def _sequential(store: Store, jd_id: str, ids: list[str]) -> float:
 
 def _job(settings: Settings, jd_id: str, ids: list[str], chunk_size: int) -> float:
     start = time.perf_counter()
-    plan = create_match_job(settings, jd_id=jd_id, cv_ids=ids, chunk_size=chunk_size, dim=DIM)
-    run_plan(settings, plan, dim=DIM)
+    plan = create_match_job(settings, jd_id=jd_id, cv_ids=ids, chunk_size=chunk_size)
+    run_plan(settings, plan)
     return time.perf_counter() - start
 
 

@@ -36,10 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _synthetic  # noqa: E402
 
 from cvmatch_ray.config import RetrievalSettings  # noqa: E402
+from cvmatch_ray.match.features import cv_feature_columns
 from cvmatch_ray.match.rank import rank_stored  # noqa: E402
 from cvmatch_ray.match.retrieve import match_pool  # noqa: E402
 from cvmatch_ray.schemas import CVProfile, CVStats, EducationLevel, JDProfile, Provenance, SkillMention  # noqa: E402
-from cvmatch_ray.store import CVRecord, JDRecord, Store  # noqa: E402
+from cvmatch_ray.storage.records import CVRecord, JDRecord
+from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger("bench_retrieval")
 DIM = 384
@@ -78,6 +80,7 @@ def build(store: Store, n: int, queries: int, seed: int = 0, batch: int = 5000) 
                         + " ".join(f"Worked with {s} on production systems." for s in skills))
                 records.append(CVRecord(cv_id=f"{start + j:032x}", filename=None, text=text, profile=profile,
                                         stats=CVStats.of(profile), provenance=Provenance(),
+                                        features=cv_feature_columns(profile, text),
                                         vectors=_family_vectors(rng, family)))
             store.upsert_cvs(records)
             logger.info("stored %d / %d CVs", start + m, n)

@@ -17,9 +17,10 @@ from _synthetic import fill
 from rich.console import Console
 from rich.table import Table
 
+from cvmatch_ray.match.features import CVFeatures
 from cvmatch_ray.match.rank import jd_features, rank_stored
-from cvmatch_ray.match.scoring import CVFeatures, score_pair
-from cvmatch_ray.store import Store
+from cvmatch_ray.match.scoring import score_pair
+from cvmatch_ray.storage.tables import Store
 
 
 def _time(fn, repeat: int) -> float:

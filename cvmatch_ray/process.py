@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -21,6 +21,8 @@ from cvmatch_ray.config import Settings
 from cvmatch_ray.embed import EmptyDocumentError, cv_section_texts, jd_section_texts
 from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage
 from cvmatch_ray.extract import ExtractionError, detect_kind, extract_document
+from cvmatch_ray.ids import document_id
+from cvmatch_ray.match.features import cv_feature_columns
 from cvmatch_ray.schemas import CVProfile, CVStats, JDProfile, Provenance
 from cvmatch_ray.standardize.base import (
     StandardizationError,
@@ -28,7 +30,8 @@ from cvmatch_ray.standardize.base import (
     standardize_cvs,
     standardize_jds,
 )
-from cvmatch_ray.store import CVRecord, JDRecord, Store, document_id
+from cvmatch_ray.storage.records import CVRecord, JDRecord
+from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ class Standardized:
     flags: list[str]
     profile: CVProfile | JDProfile
     provenance: Provenance  # the standardizer's, with the extractor that read the text
+    features: dict[str, Any] | None = None  # a CV's scorer columns, from the features step
 
     def section_texts(self) -> dict[str, str]:
         """The three texts to embed (blinded for a CV); raises ``EmptyDocumentError``."""
@@ -177,18 +181,21 @@ def standardize_batch(items: Sequence[Extracted | Failed], standardizer: Standar
 
 
 def features_batch(items: Sequence[Standardized | Failed]) -> list[Standardized | Failed]:
-    """The scorer's features of each standardized document, computed before it is stored.
-
-    The merge point of ``match.features``: the lexical counts, normalized titles and skill
-    lines are still computed by the store when it writes a record (``CVRecord.to_row``),
-    so this step adds nothing yet; every front end already runs it in its place.
-    """
-    return list(items)
+    """The scorer's features of each standardized CV (``match.features.cv_feature_columns``:
+    lexical counts, normalized titles, skill lines...), computed before it is stored."""
+    out: list[Standardized | Failed] = []
+    for item in items:
+        if isinstance(item, Standardized) and isinstance(item.profile, CVProfile) and item.features is None:
+            item = replace(item, features=cv_feature_columns(item.profile, item.text))
+        out.append(item)
+    return out
 
 
 def build_record(item: Standardized, vectors: np.ndarray) -> CVRecord | JDRecord:
     """The record stored for a document: the one place a ``CVRecord``/``JDRecord`` is made."""
     if isinstance(item.profile, CVProfile):
+        if item.features is None:
+            raise ValueError(f"CV {item.doc_id}: features_batch must run before build_record")
         return CVRecord(
             cv_id=item.doc_id,
             filename=item.filename,
@@ -197,6 +204,7 @@ def build_record(item: Standardized, vectors: np.ndarray) -> CVRecord | JDRecord
             stats=CVStats.of(item.profile),
             provenance=item.provenance,
             flags=list(item.flags),
+            features=item.features,
             vectors=vectors,
         )
     return JDRecord(

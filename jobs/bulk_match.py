@@ -17,13 +17,12 @@ from pathlib import Path
 import ray
 
 from cvmatch_ray.config import Settings
-from cvmatch_ray.embed import embedding_dim
-from cvmatch_ray.pipelines.export import export_results
-from cvmatch_ray.pipelines.ray_ingest import run_ingest
 from cvmatch_ray.match.rank import UnknownDocument
+from cvmatch_ray.pipelines.export import export_results
 from cvmatch_ray.pipelines.matching import create_match_job, run_plan
+from cvmatch_ray.pipelines.ray_ingest import run_ingest
 from cvmatch_ray.progress import JobStatus
-from cvmatch_ray.store import Store
+from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger("cvmatch.jobs.bulk_match")
 
@@ -61,16 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cv_ids_file:
         cv_ids = [line.strip() for line in Path(args.cv_ids_file).read_text().splitlines() if line.strip()]
 
-    dim = embedding_dim(settings)
     try:
-        plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=args.chunk_size, dim=dim)
+        plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=args.chunk_size)
     except (UnknownDocument, ValueError) as e:
         logger.error("%s", e)
         return 2
-    status = run_plan(settings, plan, dim=dim)
+    status = run_plan(settings, plan)
     logger.info("match job %s for JD %s: %s (%d CVs)", plan.job_id, jd_id, status.value, len(plan.cv_ids))
     if args.export and status is JobStatus.succeeded:
-        results = Store(settings.data_dir, dim=dim).read_matches(plan.job_id)
+        results = Store(settings.data_dir).read_matches(plan.job_id)
         export_results(results[: args.top] if args.top else results, args.export)
     return 0 if status is JobStatus.succeeded else 1
 

@@ -26,6 +26,7 @@ from ray import serve
 from ray.actor import ActorHandle
 
 from cvmatch_ray.config import Settings
+from cvmatch_ray.ids import document_id
 from cvmatch_ray.match.rank import rank_stored
 from cvmatch_ray.progress import (
     JobNotFoundError,
@@ -35,12 +36,12 @@ from cvmatch_ray.progress import (
 )
 from cvmatch_ray.schemas import CVPublic, MatchResult
 from cvmatch_ray.serve.app import APP_NAME, AppArgs, build_app
-from cvmatch_ray.serve.blobs import BlobStore
 from cvmatch_ray.serve.models import UploadAccepted
 from cvmatch_ray.serve.deployments import EMBEDDER, EXTRACTOR, STANDARDIZER
 from cvmatch_ray.serve.service import APIService, new_upload_job_id
 from cvmatch_ray.serve.upload_worker import UPLOAD_PIPELINE, UploadRecord
-from cvmatch_ray.store import Store, document_id
+from cvmatch_ray.storage.blobs import BlobStore
+from cvmatch_ray.storage.tables import Store
 
 pytestmark = pytest.mark.slow
 
@@ -161,13 +162,8 @@ def client(server: Server) -> httpx.Client:
 
 
 @pytest.fixture(scope="module")
-def dim(client: httpx.Client) -> int:
-    return client.get("/api/health").json()["embedding_dim"]
-
-
-@pytest.fixture(scope="module")
-def store(server: Server, dim: int) -> Store:
-    return Store(str(server.data_dir), dim=dim)
+def store(server: Server) -> Store:
+    return Store(str(server.data_dir))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cvmatch_ray.serve.blobs import BlobStore
+from cvmatch_ray.storage.blobs import BlobStore
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_a_failed_write_leaves_nothing(blobs: BlobStore, tmp_path: Path, monkeyp
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", no_space)
-    from cvmatch_ray.serve.blobs import BlobStoreError
+    from cvmatch_ray.storage.blobs import BlobStoreError
 
     with pytest.raises(BlobStoreError):
         blobs.create("upload", "abc123", b"data")
@@ -94,7 +94,7 @@ def test_a_failed_write_leaves_nothing(blobs: BlobStore, tmp_path: Path, monkeyp
 def test_unsynced_writes_become_durable_in_one_barrier(
     blobs: BlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncfs: bool
 ) -> None:
-    from cvmatch_ray.serve import blobs as blobs_module
+    from cvmatch_ray.storage import blobs as blobs_module
 
     if not syncfs:
         monkeypatch.setattr(blobs_module, "_SYNCFS", None)
@@ -114,7 +114,7 @@ def test_unsynced_writes_become_durable_in_one_barrier(
 
 
 def test_a_failed_barrier_is_a_blob_store_error(blobs: BlobStore, tmp_path: Path) -> None:
-    from cvmatch_ray.serve.blobs import BlobStoreError
+    from cvmatch_ray.storage.blobs import BlobStoreError
 
     with pytest.raises(BlobStoreError):
         blobs.sync([str(tmp_path / "blobs" / "upload" / "zz" / "zz_missing")])

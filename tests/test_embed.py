@@ -21,8 +21,11 @@ from cvmatch_ray.embed import (
     default_model_path,
     jd_section_texts,
 )
+from cvmatch_ray.ids import document_id
+from cvmatch_ray.match.features import cv_feature_columns
 from cvmatch_ray.schemas import CVProfile, CVStats, ExperienceEntry, JDProfile, Provenance, SkillMention
-from cvmatch_ray.store import CVRecord, Store, document_id
+from cvmatch_ray.storage.records import CVRecord
+from cvmatch_ray.storage.tables import Store
 
 
 def _cv_profile() -> CVProfile:
@@ -239,6 +242,7 @@ def test_embedded_cv_round_trips_through_the_store(embedder: Embedder, tmp_path)
                 profile=profile,
                 stats=CVStats.of(profile),
                 provenance=Provenance(model=embedder.model_name),
+                features=cv_feature_columns(profile, text),
                 vectors=vectors,
             )
         ]

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from cvmatch_ray.config import Settings
-from cvmatch_ray.serve.blobs import BlobStore, BlobStoreError
-from cvmatch_ray.serve.upload_worker import UploadRecord, new_upload_job_id, read_upload
+from cvmatch_ray.ids import document_id
 from cvmatch_ray.serve.service import APIService, ServiceUnavailable
-from cvmatch_ray.store import Store, document_id
+from cvmatch_ray.serve.upload_worker import UploadRecord, new_upload_job_id, read_upload
+from cvmatch_ray.storage.blobs import BlobStore, BlobStoreError
+from cvmatch_ray.storage.tables import Store
 
 
 class CountingBlobs(BlobStore):

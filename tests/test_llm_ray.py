@@ -14,7 +14,7 @@ from cvmatch_ray.pipelines.resources import stage_options
 from cvmatch_ray.process import Extracted, Standardized
 from cvmatch_ray.progress import JobStatus
 from cvmatch_ray.schemas import CVProfile
-from cvmatch_ray.store import Store
+from cvmatch_ray.storage.tables import Store
 
 CV = """{name}
 Backend Engineer

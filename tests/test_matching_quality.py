@@ -15,10 +15,11 @@ from fpdf import FPDF
 from cvmatch_ray.config import ScoreWeights, Settings
 from cvmatch_ray.embed import blind_text, cv_section_texts
 from cvmatch_ray.local_ingest import LocalIngestor
+from cvmatch_ray.match.features import CVFeatures, features_table
 from cvmatch_ray.match.rank import rank_jobs, rank_stored
-from cvmatch_ray.match.scoring import CVFeatures, features_table, score_pair, score_table
+from cvmatch_ray.match.scoring import score_pair, score_table
 from cvmatch_ray.standardize.rules import RuleStandardizer
-from cvmatch_ray.store import Store
+from cvmatch_ray.storage.tables import Store
 
 ALL_ON = ScoreWeights(required_skills=0.25, preferred_skills=0.1, semantic=0.2, experience=0.1,
                       education=0.05, title=0.15, lexical=0.15)

@@ -12,13 +12,15 @@ import pytest
 import ray
 
 from cvmatch_ray.config import Settings
+from cvmatch_ray.match.features import cv_feature_columns
 from cvmatch_ray.match.rank import rank_stored
-from cvmatch_ray.pipelines.ray_ingest import run_ingest
 from cvmatch_ray.pipelines.matching import create_match_job, run_plan, submit_match_job
+from cvmatch_ray.pipelines.ray_ingest import run_ingest
 from cvmatch_ray.pipelines.resources import stage_options
 from cvmatch_ray.progress import ACTOR_NAME, JobStatus, get_progress_actor
 from cvmatch_ray.schemas import CVProfile, CVStats, EducationLevel, JDProfile, Provenance, SkillMention
-from cvmatch_ray.store import CVRecord, JDRecord, Store
+from cvmatch_ray.storage.records import CVRecord, JDRecord
+from cvmatch_ray.storage.tables import Store
 
 DIM = 384
 SKILLS = ["Python", "Docker", "Amazon Web Services", "Apache Kafka", "PostgreSQL", "React", "SQL", "Kubernetes"]
@@ -49,6 +51,7 @@ def _fill(store: Store, n: int, seed: int = 0) -> tuple[str, list[str]]:
             CVRecord(
                 cv_id=f"{i:032x}", filename=f"cv{i}.txt", text="synthetic", profile=profile,
                 stats=CVStats.of(profile), provenance=Provenance(), flags=[], vectors=_unit(rng),
+                features=cv_feature_columns(profile, "synthetic"),
             )
         )
     store.upsert_cvs(records)
@@ -97,7 +100,7 @@ def test_ray_data_ingest_stores_good_files_and_reports_bad_ones(ray_cluster, tmp
     assert all(o.stage == "extract" and o.error for o in bad.values())
     assert bad["encrypted.pdf"].code != bad["scanned.pdf"].code
 
-    store = Store(settings.data_dir, dim=DIM)
+    store = Store(settings.data_dir)
     assert store.count_cvs() == len(good)
     # The pool's full-text index is there for whole-pool matching (vectors stay exact: small pool).
     indexes = {ix.columns[0]: ix.index_type for ix in store._table("cvs", create=False).list_indices()}
@@ -120,7 +123,7 @@ def test_ingest_pipeline_matches_the_in_process_path(ray_cluster, tmp_path, exam
     report = run_ingest([str(examples_dir / "cvs")], settings)
     local = LocalIngestor.from_settings(settings.model_copy(update={"data_dir": str(tmp_path / "local")}))
     local.ingest([(str(p), p.read_bytes()) for p in sorted((examples_dir / "cvs").iterdir())])
-    ray_store = Store(settings.data_dir, dim=DIM)
+    ray_store = Store(settings.data_dir)
     for o in report.outcomes:
         a, b = ray_store.get_cv(o.id), local.store.get_cv(o.id)
         assert a.profile == b.profile
@@ -152,17 +155,17 @@ def test_four_embedding_actors_share_one_logical_gpu(ray_cluster, tmp_path, exam
 def pool_300(ray_cluster, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pool")
     settings = _settings(tmp)
-    store = Store(settings.data_dir, dim=DIM)
+    store = Store(settings.data_dir)
     jd_id, cv_ids = _fill(store, 300)
     return settings, store, jd_id, cv_ids
 
 
 def test_match_job_progress_moves_chunk_by_chunk(pool_300):
     settings, store, jd_id, cv_ids = pool_300
-    plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=50, dim=DIM)
+    plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=50)
     actor = get_progress_actor(settings)
     seen = []
-    runner = threading.Thread(target=run_plan, args=(settings, plan), kwargs={"dim": DIM, "parallelism": 1})
+    runner = threading.Thread(target=run_plan, args=(settings, plan), kwargs={"parallelism": 1})
     runner.start()
     while runner.is_alive():
         p = ray.get(actor.get.remote(plan.job_id))
@@ -183,15 +186,15 @@ def test_match_job_progress_moves_chunk_by_chunk(pool_300):
 def test_results_do_not_depend_on_chunking(pool_300, chunk_size, parallelism):
     settings, store, jd_id, cv_ids = pool_300
     expected = _dump(rank_stored(store, jd_id, cv_ids))
-    plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=chunk_size, dim=DIM)
-    assert run_plan(settings, plan, dim=DIM, parallelism=parallelism) is JobStatus.succeeded
+    plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=chunk_size)
+    assert run_plan(settings, plan, parallelism=parallelism) is JobStatus.succeeded
     assert _dump(store.read_matches(plan.job_id)) == expected
 
 
 def test_unknown_cv_ids_fail_alone(pool_300):
     settings, store, jd_id, cv_ids = pool_300
-    plan = create_match_job(settings, jd_id=jd_id, cv_ids=[*cv_ids[:10], "b" * 32], chunk_size=4, dim=DIM)
-    assert run_plan(settings, plan, dim=DIM) is JobStatus.succeeded
+    plan = create_match_job(settings, jd_id=jd_id, cv_ids=[*cv_ids[:10], "b" * 32], chunk_size=4)
+    assert run_plan(settings, plan) is JobStatus.succeeded
     job = ray.get(get_progress_actor(settings).get.remote(plan.job_id))
     assert job.failed == 1 and job.failures[0].item_id == "b" * 32
     assert len(store.read_matches(plan.job_id)) == 10
@@ -199,7 +202,7 @@ def test_unknown_cv_ids_fail_alone(pool_300):
 
 def test_progress_actor_killed_mid_job_recovers_from_lancedb(pool_300):
     settings, store, jd_id, cv_ids = pool_300
-    job_id = submit_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=5, parallelism=1, dim=DIM)
+    job_id = submit_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=5, parallelism=1)
     actor = get_progress_actor(settings)
     deadline = time.monotonic() + 60
     while ray.get(actor.get.remote(job_id)).current_chunk < 3:

@@ -23,7 +23,7 @@ from cvmatch_ray.pipelines.ray_ingest import run_ingest
 from cvmatch_ray.process import Failed, Processed, RawDocument, run_batch
 from cvmatch_ray.serve.http import http_status
 from cvmatch_ray.standardize import make_standardizer
-from cvmatch_ray.store import Store
+from cvmatch_ray.storage.tables import Store
 
 CV_FILE = "amelie_dubois_backend.pdf"
 JD_FILE = "senior_python_backend.txt"

@@ -378,15 +378,20 @@ def test_concurrent_reports_share_writes(tmp_path: Path) -> None:
     assert ProgressBook(JobTable(str(tmp_path))).get("m1").current_chunk == chunks
 
 
-def test_table_is_compacted_every_n_writes(tmp_path: Path) -> None:
-    table = JobTable(str(tmp_path), optimize_every=3)
+def test_table_is_compacted_every_n_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cvmatch_ray.storage import lance
+
+    compacted: list[str] = []
+    real_compact = lance.compact
+    monkeypatch.setattr(lance, "compact", lambda name, t: (compacted.append(name), real_compact(name, t))[1])
+    table = JobTable(str(tmp_path), compact_every=3)
     book = ProgressBook(table)
     book.create("m1", "match", total=30, total_chunks=3)
     book.chunk_done("m1", 0, 10)
-    assert not table.optimize_if_due()
+    assert not table.optimize_if_due() and compacted == []
     book.chunk_done("m1", 1, 10)
     book.flush()  # the third write made compaction due; flush() runs it
-    assert table._writes_since_optimize == 0
+    assert compacted == [JobTable.NAME]
     assert not table.optimize_if_due()
     assert ProgressBook(JobTable(str(tmp_path))).get("m1").processed == 20
 

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 
 from cvmatch_ray.config import RetrievalSettings, ScoreWeights
+from cvmatch_ray.match.features import cv_feature_columns
 from cvmatch_ray.match.rank import UnknownDocument, jd_features, rank_stored
 from cvmatch_ray.match.retrieve import _prescore_ranking, match_pool, rrf_fuse
 from cvmatch_ray.schemas import CVProfile, CVStats, EducationLevel, JDProfile, Provenance, SkillMention
-from cvmatch_ray.store import CVRecord, JDRecord, Store
+from cvmatch_ray.storage.records import CVRecord, JDRecord
+from cvmatch_ray.storage.tables import Store
 
 DIM = 32
 WORDS = ["Python", "PostgreSQL", "Docker", "Kubernetes", "Accounting", "Payroll", "Salesforce", "Tableau",
@@ -46,7 +48,8 @@ def _fill(store: Store, n: int, planted: int, seed: int = 0) -> str:
                             education=[{"level": "bachelor"}])
         text = "Engineer\nSkills: " + ", ".join(skills) + "\nBuilt services with " + " and ".join(skills[:2]) + "."
         records.append(CVRecord(cv_id=f"{i:032x}", filename=None, text=text, profile=profile,
-                                stats=CVStats.of(profile), provenance=Provenance(), vectors=vec))
+                                stats=CVStats.of(profile), provenance=Provenance(), vectors=vec,
+                                features=cv_feature_columns(profile, text)))
     store.upsert_cvs(records)
     return jd_id
 

@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 
 from cvmatch_ray.config import ScoreWeights
-from cvmatch_ray.match.scoring import (
-    CVFeatures,
-    JDFeatures,
-    features_table,
-    score_pair,
-    score_table,
-)
+from cvmatch_ray.match.features import CVFeatures, features_table
+from cvmatch_ray.match.scoring import JDFeatures, score_pair, score_table
 from cvmatch_ray.schemas import CVProfile, EducationLevel, JDProfile, SkillMention
 
 SKILLS = ["Python", "Docker", "AWS", "Kafka", "Go (programming language)", "PostgreSQL", "React", "SQL"]

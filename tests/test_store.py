@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from cvmatch_ray.ids import document_id, validate_id, validate_job_id
+from cvmatch_ray.match.features import FEATURE_COLUMNS, cv_feature_columns
 from cvmatch_ray.schemas import (
     CVProfile,
     CVStats,
@@ -23,17 +25,8 @@ from cvmatch_ray.schemas import (
     ScoreBreakdown,
     SkillMention,
 )
-from cvmatch_ray.store import (
-    FEATURE_COLUMNS,
-    CVRecord,
-    JDRecord,
-    Store,
-    StoreSchemaError,
-    document_id,
-    feature_matrix,
-    validate_id,
-    validate_job_id,
-)
+from cvmatch_ray.storage.records import CVRecord, JDRecord, feature_matrix
+from cvmatch_ray.storage.tables import Store, StoreSchemaError
 
 DIM = 8
 
@@ -69,6 +62,7 @@ def _cv(i: int, *, text: str | None = None, profile: CVProfile | None = None) ->
         stats=CVStats.of(profile),
         provenance=Provenance(backend="rules", extractor="pypdfium2"),
         flags=["hidden_text"] if i % 2 else [],
+        features=cv_feature_columns(profile, text or f"CV number {i}"),
         vectors=_vectors(i),
     )
 
@@ -151,30 +145,6 @@ def test_bad_record_ids_are_rejected_on_write(store: Store) -> None:
     assert store.count_cvs() == 0
 
 
-# ------------------------------------------------------------------------ documents
-
-
-def test_documents_round_trip_and_are_idempotent(store: Store) -> None:
-    data = b"%PDF-1.7\x00\xff binary"
-    doc_id = store.put_document(data, kind="cv", filename="cv.pdf", content_type="application/pdf")
-    assert doc_id == document_id(data)
-    assert store.has_document(doc_id)
-    again = store.put_document(data, kind="cv", filename="renamed.pdf")
-    assert again == doc_id
-    doc = store.get_document(doc_id)
-    assert doc is not None
-    assert doc.data == data and doc.size == len(data) and doc.kind == "cv"
-    # The first upload is kept as received.
-    assert doc.filename == "cv.pdf" and doc.content_type == "application/pdf"
-    assert doc.created_at is not None
-    jd_id = store.put_document("Ingénieur données recherché", kind="jd")
-    assert jd_id == document_id("Ingénieur données recherché".encode())
-    assert store.get_document(jd_id).data.decode("utf-8") == "Ingénieur données recherché"
-    assert store.get_document(document_id(b"never stored")) is None
-    with pytest.raises(ValueError):
-        store.put_document(b"x", kind="resume")  # type: ignore[arg-type]
-
-
 # ------------------------------------------------------------------------------ CVs
 
 
@@ -234,6 +204,33 @@ def test_upsert_rejects_wrong_dimension(store: Store) -> None:
         CVRecord(**{**_cv(1).__dict__, "vectors": np.full((3, DIM), np.nan)})
     with pytest.raises(ValueError):
         CVRecord(**{**_cv(1).__dict__, "vectors": np.zeros((2, DIM))})
+
+
+def test_dim_is_read_from_the_tables_or_taken_from_the_first_write(tmp_path: Path) -> None:
+    uri = str(tmp_path / "db")
+    empty = Store(uri)
+    assert empty.dim is None
+    features = empty.read_cv_features()
+    assert features.num_rows == 0 and features.column_names == list(FEATURE_COLUMNS)
+    assert empty.pool_arrays().cv_ids.size == 0 and empty.search_cvs_vector("vec_title", np.ones(DIM), 3) == []
+    empty.upsert_jds([_jd(1)])  # the first write fixes the dim of both tables
+    assert empty.dim == DIM
+    with pytest.raises(ValueError, match="dim"):
+        empty.upsert_cvs([CVRecord(**{**_cv(1).__dict__, "vectors": _vectors(1, dim=DIM + 1)})])
+    empty.upsert_cvs([_cv(1)])
+    reader = Store(uri)
+    assert reader.dim == DIM and reader.get_cv(_cv(1).cv_id).profile == _profile(1)
+    assert reader.pool_arrays().vectors["vec_title"].shape == (1, DIM)
+
+
+def test_the_store_persists_the_features_it_is_given(store: Store) -> None:
+    cv = _cv(3)
+    store.upsert_cvs([cv])
+    row = store.read_cv_features().to_pylist()[0]
+    assert {k: row[k] for k in cv.features if k in row} == {k: v for k, v in cv.features.items() if k in row}
+    assert store.get_cv(cv.cv_id).features == cv.features
+    with pytest.raises(ValueError, match="features"):
+        CVRecord(**{**cv.__dict__, "features": {"skills": ["Python"]}})
 
 
 def test_reopening_with_another_dim_fails_clearly(tmp_path: Path) -> None:
@@ -338,11 +335,6 @@ def test_matches_write_read_and_idempotent(store: Store) -> None:
 
 def test_delete_cv_removes_it_everywhere(store: Store) -> None:
     keep, gone = _cv(1), _cv(2)
-    # The raw document of a CV is stored under the CV's id.
-    gone_bytes, keep_bytes = b"raw bytes of the gone CV", b"raw bytes of the kept CV"
-    gone.cv_id, keep.cv_id = document_id(gone_bytes), document_id(keep_bytes)
-    store.put_document(gone_bytes, kind="cv")
-    store.put_document(keep_bytes, kind="cv")
     store.upsert_cvs([keep, gone])
     job = document_id(b"job")
     jd_id = _jd(1).jd_id
@@ -350,10 +342,9 @@ def test_delete_cv_removes_it_everywhere(store: Store) -> None:
 
     assert store.delete_cv(gone.cv_id)
     assert store.get_cv(gone.cv_id) is None
-    assert not store.has_document(gone.cv_id)
     assert [r.cv_id for r in store.read_matches(job)] == [keep.cv_id]
     assert store.read_cv_features().column("cv_id").to_pylist() == [keep.cv_id]
-    assert store.has_cv(keep.cv_id) and store.has_document(keep.cv_id)
+    assert store.has_cv(keep.cv_id)
     assert not store.delete_cv(gone.cv_id)
 
 
@@ -432,7 +423,7 @@ def test_threads_share_one_store(store: Store) -> None:
 
 def test_lookup_indexes_answer_for_rows_written_before_and_after(tmp_path):
     from cvmatch_ray.schemas import CVProfile, CVStats, Provenance
-    from cvmatch_ray.store import CVRecord
+    from cvmatch_ray.storage.records import CVRecord
 
     store = Store(str(tmp_path), dim=4)
     assert store.ensure_lookup_indexes() == []  # no tables yet
@@ -441,7 +432,8 @@ def test_lookup_indexes_answer_for_rows_written_before_and_after(tmp_path):
         profile = CVProfile()
         v = np.eye(3, 4, dtype=np.float32)
         return CVRecord(cv_id=f"{i:032x}", filename=None, text=f"cv {i}", profile=profile,
-                        stats=CVStats.of(profile), provenance=Provenance(), vectors=v)
+                        stats=CVStats.of(profile), provenance=Provenance(), vectors=v,
+                        features=cv_feature_columns(profile, f"cv {i}"))
 
     store.upsert_cvs([cv(i) for i in range(20)])
     assert store.ensure_lookup_indexes() == ["cvs.cv_id"]

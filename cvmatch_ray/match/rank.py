@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from cvmatch_ray.config import RetrievalSettings, ScoreWeights
 from cvmatch_ray.match.scoring import JDFeatures, ScoredBatch, score_table
 from cvmatch_ray.schemas import MatchResult
-from cvmatch_ray.store import JDRecord, Store
+from cvmatch_ray.storage.records import JDRecord
+from cvmatch_ray.storage.tables import Store
 
 #: CVs counted for BM25's document frequencies when the caller does not say (the setting's default).
 _IDF_SAMPLE = RetrievalSettings.model_fields["lexical_idf_sample"].default

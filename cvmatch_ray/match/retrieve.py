@@ -30,7 +30,8 @@ from cvmatch_ray.config import RetrievalSettings, ScoreWeights
 from cvmatch_ray.match.rank import UnknownDocument, features_of
 from cvmatch_ray.match.scoring import TITLE, VECTOR_COLUMNS, JDFeatures, prescore, score_table
 from cvmatch_ray.schemas import MatchResult
-from cvmatch_ray.store import SUM_VECTOR_COLUMN, PoolArrays, Store
+from cvmatch_ray.storage.records import SUM_VECTOR_COLUMN, PoolArrays
+from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
 

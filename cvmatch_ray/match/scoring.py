@@ -31,19 +31,27 @@ blind to who the candidate is.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from cvmatch_ray.config import ScoreWeights
+from cvmatch_ray.match.features import (
+    VECTOR_COLUMNS,
+    CodedLists,
+    CVFeatures,
+    LexicalStats,
+    flat_lists,
+    lexical_tokens,
+    normalized_titles,
+    skill_category,
+)
 from cvmatch_ray.schemas import (
     MAX_EVIDENCE,
-    CVProfile,
     EducationLevel,
     Evidence,
     JDProfile,
@@ -51,15 +59,13 @@ from cvmatch_ray.schemas import (
     ScoreBreakdown,
     clean_line,
 )
-from cvmatch_ray.store import LexicalStats, lexical_tokens, normalized_titles
 
 COMPONENTS = ("required_skills", "preferred_skills", "semantic", "experience", "education", "title", "lexical")
 COMPONENT_DECIMALS = 4
 SCORE_DECIMALS = 2
 
-# Section vectors, in the order they are stored (see embed.SECTIONS).
+# Section vectors, in the order they are stored (``features.VECTOR_COLUMNS``).
 TITLE, SKILLS, EXPERIENCE = 0, 1, 2
-VECTOR_COLUMNS = ("vec_title", "vec_skills", "vec_experience")
 
 # MiniLM cosines between related documents sit roughly in [0.15, 0.75]; map that span onto
 # [0, 1] so that the semantic and title components use the whole scale like the others.
@@ -70,11 +76,6 @@ COSINE_CEIL = 0.75
 UNKNOWN_EDUCATION_CREDIT = 0.5
 # Credit lost per education level short of the JD's requirement.
 EDUCATION_STEP_PENALTY = 0.25
-
-# A category earns related-skill credit only when it is narrow ("Database", "Accounting
-# software"): ESCO's broad groups ("communication, collaboration and creativity", ~2,400
-# skills) would make any two skills related.
-RELATED_CATEGORY_MAX_SKILLS = 400
 
 # Okapi BM25 parameters, and the most JD words a query keeps (the rarest in the pool:
 # common words add little to BM25 and cost time on every CV).
@@ -88,27 +89,6 @@ LEXICAL_CEIL = 0.3
 EVIDENCE_SKILLS = 6
 EVIDENCE_PREFERRED = 3
 EVIDENCE_TERMS = 8
-
-
-@functools.lru_cache(maxsize=1)
-def _narrow_categories() -> frozenset[str]:
-    from collections import Counter
-
-    from cvmatch_ray.taxonomy import load_taxonomy
-
-    tax = load_taxonomy()
-    # The taxonomy has no public "size of a category"; count concepts per category name once.
-    sizes = Counter(tax.category(name) for name in tax._canon_index)  # noqa: SLF001
-    return frozenset(c for c, n in sizes.items() if c and n <= RELATED_CATEGORY_MAX_SKILLS)
-
-
-@functools.lru_cache(maxsize=65536)
-def skill_category(name: str) -> str | None:
-    """The narrow taxonomy category of a canonical skill, or None (unknown or broad)."""
-    from cvmatch_ray.taxonomy import load_taxonomy
-
-    category = load_taxonomy().category(name)
-    return category if category in _narrow_categories() else None
 
 
 def lexical_query(
@@ -205,74 +185,6 @@ class JDFeatures:
     def lexical_norm(self) -> float:
         """The BM25 score of a CV holding every query term infinitely often."""
         return float(sum(w * (BM25_K1 + 1.0) for w in self.lexical_idf))
-
-
-@dataclass(frozen=True)
-class CVFeatures:
-    """What the scorer reads of a CV: skills, experience, education, titles, blinded terms, vectors; no PII.
-
-    The fields after ``vectors`` are optional so that a CV built by hand scores as before.
-    """
-
-    cv_id: str
-    skills: frozenset[str]
-    experience_months: int
-    education_rank: int
-    vectors: np.ndarray  # [3, dim] float32, L2-normalized
-    norm_titles: tuple[str, ...] = ()
-    titles: tuple[str, ...] = ()
-    skill_lines: Mapping[str, str] = field(default_factory=dict)  # skill -> blinded CV line
-    lex_terms: tuple[str, ...] = ()  # sorted, unique
-    lex_tfs: tuple[int, ...] = ()
-    lex_len: int = 0
-
-    @classmethod
-    def from_profile(cls, cv_id: str, profile: CVProfile, vectors: np.ndarray, *, text: str | None = None) -> CVFeatures:
-        """Features of a standardized CV, the same the store computes for its row.
-
-        Args:
-            cv_id: the CV's id.
-            profile: the standardized CV.
-            vectors: its ``[3, dim]`` section vectors.
-            text: the CV's extracted text (for the lexical terms and evidence lines).
-        """
-        from cvmatch_ray.schemas import CVStats, Provenance
-        from cvmatch_ray.store import CVRecord
-
-        row = CVRecord(
-            cv_id=cv_id, filename=None, text=text or "", profile=profile, stats=CVStats.of(profile),
-            provenance=Provenance(), vectors=vectors,
-        ).to_row() if text is not None else None
-        if row is None:
-            return cls(
-                cv_id=cv_id,
-                skills=frozenset(profile.skill_names),
-                experience_months=profile.total_experience_months,
-                education_rank=profile.highest_education.rank,
-                vectors=np.asarray(vectors, dtype=np.float32),
-                norm_titles=tuple(normalized_titles(profile.titles)),
-                titles=tuple(profile.titles),
-            )
-        return cls.from_row(row)
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> CVFeatures:
-        """Features from a stored ``cvs`` row (or a ``read_cv_features`` row as a dict)."""
-        skills = list(row["skills"] or [])  # type: ignore[call-overload]
-        lines = list(row.get("skill_lines") or [])  # type: ignore[attr-defined]
-        return cls(
-            cv_id=str(row["cv_id"]),
-            skills=frozenset(skills),
-            experience_months=int(row["experience_months"]),  # type: ignore[call-overload]
-            education_rank=int(row["education_rank"]),  # type: ignore[call-overload]
-            vectors=np.asarray([row[c] for c in VECTOR_COLUMNS], dtype=np.float32),
-            norm_titles=tuple(row.get("norm_titles") or ()),  # type: ignore[attr-defined]
-            titles=tuple(row.get("titles") or ()),  # type: ignore[attr-defined]
-            skill_lines=dict(zip(skills, lines, strict=False)),
-            lex_terms=tuple(row.get("lex_terms") or ()),  # type: ignore[attr-defined]
-            lex_tfs=tuple(int(t) for t in row.get("lex_tfs") or ()),  # type: ignore[attr-defined]
-            lex_len=int(row.get("lex_len") or 0),  # type: ignore[attr-defined]
-        )
 
 
 # --------------------------------------------------------------------- components
@@ -618,20 +530,11 @@ class ScoredBatch:
         return self.results(self.order() if k is None else self.order()[:k])
 
 
-def _flat(lists: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """The values of a list column and the row each value belongs to."""
-    if isinstance(lists, pa.ChunkedArray):
-        lists = lists.combine_chunks()
-    flat = pc.list_flatten(lists)
-    parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
-    return flat, parents
-
-
 def _lexical_hits(table: pa.Table, jd: JDFeatures, n: int) -> np.ndarray:
     if not jd.lexical_terms or n == 0 or "lex_terms" not in table.column_names:
         return np.zeros(n, dtype=np.float64)
-    terms, parents = _flat(table.column("lex_terms"))
-    tfs, _ = _flat(table.column("lex_tfs"))
+    terms, parents = flat_lists(table.column("lex_terms"))
+    tfs, _ = flat_lists(table.column("lex_tfs"))
     index = pc.index_in(terms, value_set=pa.array(list(jd.lexical_terms), type=terms.type))
     valid = index.is_valid().to_numpy(zero_copy_only=False)
     term_idx = index.filter(index.is_valid()).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -653,7 +556,7 @@ def _vectors(table: pa.Table) -> np.ndarray:
 def score_table(jd: JDFeatures, table: pa.Table, weights: ScoreWeights | None = None) -> ScoredBatch:
     """Score one JD against every CV row of ``table`` at once.
 
-    ``table`` holds the store's scoring columns (``store.FEATURE_COLUMNS``): ``cv_id``,
+    ``table`` holds the store's scoring columns (``features.FEATURE_COLUMNS``): ``cv_id``,
     ``skills`` (list of canonical names), ``experience_months``, ``education_rank``, the
     three vector columns and, optionally, ``norm_titles``, the lexical columns and the
     evidence columns (a table without them scores as a CV with none).
@@ -682,56 +585,6 @@ def score_table(jd: JDFeatures, table: pa.Table, weights: ScoreWeights | None = 
         education_rank=education,
         table=table,
     )
-
-
-class CodedLists:
-    """A list-of-strings column (skills, occupations) as integer codes, for a whole pool.
-
-    Built once per pool (``Store.pool_arrays``); then which rows hold a given value, or a
-    value of a given category, is one pass over an integer array instead of string matching.
-    ``score_table`` codes the rows it scores the same way.
-    """
-
-    def __init__(self, column: pa.ChunkedArray | pa.Array) -> None:
-        self.n = len(column)
-        flat, parents = _flat(column)
-        encoded = pc.dictionary_encode(flat) if len(flat) else None
-        self.values: list[str] = encoded.dictionary.to_pylist() if encoded is not None else []
-        codes = (encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-                 if encoded is not None else np.zeros(0, dtype=np.int64))
-        # Rows by value (an inverted index): the rows holding value k are
-        # _rows[_starts[k]:_starts[k + 1]]; a lookup costs what the value's rows cost.
-        order = np.argsort(codes, kind="stable")
-        self._rows = parents[order]
-        self._starts = np.searchsorted(codes[order], np.arange(len(self.values) + 1))
-        self._index = {v: k for k, v in enumerate(self.values)}
-        self._categories: dict[str, list[int]] | None = None
-
-    def _rows_of(self, codes: Sequence[int]) -> np.ndarray:
-        return np.concatenate([self._rows[self._starts[k]:self._starts[k + 1]] for k in codes] or [np.zeros(0, np.int64)])
-
-    def hits(self, wanted: Sequence[str]) -> np.ndarray:
-        """[n, len(wanted)] bool: does row i hold wanted[j]?"""
-        hits = np.zeros((self.n, len(wanted)), dtype=bool)
-        for j, value in enumerate(wanted):
-            if value in self._index:
-                hits[self._rows_of([self._index[value]]), j] = True
-        return hits
-
-    def category_hits(self, cats: Sequence[str | None]) -> np.ndarray:
-        """[n, len(cats)] bool: does row i hold a skill of narrow category cats[j]?"""
-        if self._categories is None:
-            by_category: dict[str, list[int]] = {}
-            for k, value in enumerate(self.values):
-                category = skill_category(value)
-                if category is not None:
-                    by_category.setdefault(category, []).append(k)
-            self._categories = by_category
-        hits = np.zeros((self.n, len(cats)), dtype=bool)
-        for j, category in enumerate(cats):
-            if category is not None and category in self._categories:
-                hits[self._rows_of(self._categories[category]), j] = True
-        return hits
 
 
 def _list_signals(jd: JDFeatures, skills: CodedLists, titles: CodedLists | None, n: int) -> dict[str, np.ndarray]:
@@ -773,7 +626,7 @@ def prescore(
     Args:
         title_dot: [n] dot products of the CVs' title vectors with the JD's.
         sum_dot: [n] dot products of the CVs' summed section vectors with the JD's summed
-            vectors: the nine section cosines added up (``store.SUM_VECTOR_COLUMN``).
+            vectors: the nine section cosines added up (``storage.tables.SUM_VECTOR_COLUMN``).
         experience_months, education_rank: [n] as stored.
         skills, norm_titles: the pool's canonical skills and taxonomy occupations.
     """
@@ -790,27 +643,3 @@ def prescore(
     comps = _components(jd, sig, weights)
     comps["lexical"] = None
     return _combine(comps, weights, n)
-
-
-def features_table(cvs: Sequence[CVFeatures]) -> pa.Table:
-    """Build a scoring table from in-memory CV features (the layout the store returns)."""
-    dim = cvs[0].vectors.shape[-1] if cvs else 0
-    vec_type = pa.list_(pa.float32(), dim)
-    strings = pa.list_(pa.string())
-    skills = [sorted(c.skills) for c in cvs]
-    columns: dict[str, pa.Array] = {
-        "cv_id": pa.array([c.cv_id for c in cvs], pa.string()),
-        "skills": pa.array(skills, strings),
-        "experience_months": pa.array([c.experience_months for c in cvs], pa.int32()),
-        "education_rank": pa.array([c.education_rank for c in cvs], pa.int8()),
-        "titles": pa.array([list(c.titles) for c in cvs], strings),
-        "norm_titles": pa.array([list(c.norm_titles) for c in cvs], strings),
-        "skill_lines": pa.array([[c.skill_lines.get(s, "") for s in names] for c, names in zip(cvs, skills, strict=True)], strings),
-        "lex_terms": pa.array([list(c.lex_terms) for c in cvs], strings),
-        "lex_tfs": pa.array([list(c.lex_tfs) for c in cvs], pa.list_(pa.int32())),
-        "lex_len": pa.array([c.lex_len for c in cvs], pa.int32()),
-    }
-    for s, name in enumerate(VECTOR_COLUMNS):
-        flat = np.concatenate([c.vectors[s] for c in cvs]).astype(np.float32) if cvs else np.zeros(0, np.float32)
-        columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat), dim) if cvs else pa.array([], vec_type)
-    return pa.table(columns)

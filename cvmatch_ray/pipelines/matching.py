@@ -27,7 +27,7 @@ from cvmatch_ray.match.scoring import JDFeatures, score_table
 from cvmatch_ray.pipelines.resources import stage_options
 from cvmatch_ray.progress import JobStatus, ProgressClient
 from cvmatch_ray.schemas import MatchResult
-from cvmatch_ray.store import Store
+from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +44,9 @@ def chunked(ids: Sequence[str], size: int) -> list[list[str]]:
 
 
 @functools.lru_cache(maxsize=4)
-def _store(uri: str, dim: int) -> Store:
+def _store(uri: str) -> Store:
     """One store handle per worker process and database (opening one is not free)."""
-    return Store(uri, dim=dim)
+    return Store(uri)
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,11 @@ class ChunkOutput:
 
 
 def score_chunk(
-    uri: str, dim: int, jd: JDFeatures, cv_ids: list[str], index: int, weights: ScoreWeights
+    uri: str, jd: JDFeatures, cv_ids: list[str], index: int, weights: ScoreWeights
 ) -> ChunkOutput:
     """Score one chunk of stored CVs; ids not in the store come back as ``missing``."""
     start = time.perf_counter()
-    table = _store(uri, dim).read_cv_features(cv_ids)
+    table = _store(uri).read_cv_features(cv_ids)
     batch = score_table(jd, table, weights)
     found = set(batch.cv_ids.tolist())
     return ChunkOutput(
@@ -84,7 +84,6 @@ def run_match_job(
     cv_ids: Sequence[str],
     chunk_size: int | None = None,
     parallelism: int | None = None,
-    dim: int,
 ) -> JobStatus:
     """Run a matching job to its end, reporting every chunk; returns the final status.
 
@@ -92,7 +91,7 @@ def run_match_job(
     same ``cv_ids`` and ``chunk_size``.
     """
     progress = ProgressClient(settings)
-    store = _store(settings.data_dir, dim)
+    store = _store(settings.data_dir)
     try:
         jd = jd_features(store, jd_id, idf_sample=settings.retrieval.lexical_idf_sample)
     except (LookupError, ValueError) as e:
@@ -110,7 +109,7 @@ def run_match_job(
     failed_items = 0
     while next_chunk < len(chunks) or in_flight:
         while next_chunk < len(chunks) and len(in_flight) < limit:
-            ref = task.remote(settings.data_dir, dim, jd, chunks[next_chunk], next_chunk, settings.weights)
+            ref = task.remote(settings.data_dir, jd, chunks[next_chunk], next_chunk, settings.weights)
             in_flight[ref] = next_chunk
             next_chunk += 1
         [done], _ = ray.wait(list(in_flight), num_returns=1)
@@ -167,7 +166,6 @@ def create_match_job(
     jd_id: str,
     cv_ids: Sequence[str] | None,
     chunk_size: int | None = None,
-    dim: int,
     job_id: str | None = None,
 ) -> MatchPlan:
     """Check the JD, resolve the CV ids (all stored CVs when None) and register a queued job.
@@ -175,7 +173,7 @@ def create_match_job(
     Raises:
         UnknownDocument: the JD is not stored.
     """
-    store = _store(settings.data_dir, dim)
+    store = _store(settings.data_dir)
     if not store.has_jd(jd_id):
         raise UnknownDocument(f"no JD with id {jd_id!r}")
     ids = list(dict.fromkeys(cv_ids)) if cv_ids is not None else store.list_cv_ids()
@@ -184,11 +182,11 @@ def create_match_job(
     return plan
 
 
-def run_plan(settings: Settings, plan: MatchPlan, *, dim: int, parallelism: int | None = None) -> JobStatus:
+def run_plan(settings: Settings, plan: MatchPlan, *, parallelism: int | None = None) -> JobStatus:
     """Run a planned job in this process (CLI, batch jobs)."""
     return run_match_job(
         settings, job_id=plan.job_id, jd_id=plan.jd_id, cv_ids=plan.cv_ids,
-        chunk_size=plan.chunk_size, parallelism=parallelism, dim=dim,
+        chunk_size=plan.chunk_size, parallelism=parallelism,
     )
 
 
@@ -199,19 +197,18 @@ def submit_match_job(
     cv_ids: Sequence[str] | None = None,
     chunk_size: int | None = None,
     parallelism: int | None = None,
-    dim: int,
 ) -> str:
     """Start a matching job in the background on Ray and return its id at once.
 
     Raises:
         UnknownDocument: the JD is not stored.
     """
-    plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=chunk_size, dim=dim)
+    plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=chunk_size)
     # The returned ref is dropped on purpose: the task runs to its end regardless and
     # reports through the progress actor, which is what callers read.
     _run_match_job_task.remote(
         settings,
         {"job_id": plan.job_id, "jd_id": plan.jd_id, "cv_ids": plan.cv_ids,
-         "chunk_size": plan.chunk_size, "parallelism": parallelism, "dim": dim},
+         "chunk_size": plan.chunk_size, "parallelism": parallelism},
     )
     return plan.job_id

@@ -33,8 +33,9 @@ import ray.data
 
 from cvmatch_ray import metrics
 from cvmatch_ray.config import Settings
-from cvmatch_ray.embed import Embedder, embedding_dim
+from cvmatch_ray.embed import Embedder
 from cvmatch_ray.errors import Stage
+from cvmatch_ray.ids import document_id
 from cvmatch_ray.pipelines.resources import stage_options
 from cvmatch_ray.priority import lower_priority
 from cvmatch_ray.process import (
@@ -51,7 +52,7 @@ from cvmatch_ray.process import (
 )
 from cvmatch_ray.progress import JobStatus, ProgressClient
 from cvmatch_ray.standardize import make_standardizer
-from cvmatch_ray.store import Store, document_id
+from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ def run_ingest(
     progress.call("create", job_id, "ingest", len(files), total_chunks=-(-len(files) // batch_size))
     progress.call("start", job_id)
 
-    store = Store(settings.data_dir, dim=embedding_dim(settings))
+    store = Store(settings.data_dir)
     existing = frozenset(store.list_cv_ids() if kind == "cv" else store.list_jd_ids())
     outcomes: list[Outcome] = []
     if files:

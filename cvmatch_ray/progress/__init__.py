@@ -1,9 +1,9 @@
 """Job progress: what the progress endpoints read and what pipelines report to.
 
 In the order a report travels: ``models`` (statuses, steps, ``JobProgress``), ``book``
-(the rules, plain Python), ``table`` (its durable LanceDB copy), ``queue`` (accepted
-uploads waiting for a worker), ``actor`` (book and queue as one detached actor) and
-``client`` (the one reporter every caller holds).
+(the rules, plain Python), ``storage.jobs.JobTable`` (its durable LanceDB copy),
+``queue`` (accepted uploads waiting for a worker), ``actor`` (book and queue as one
+detached actor) and ``client`` (the one reporter every caller holds).
 """
 
 from cvmatch_ray.progress.actor import ACTOR_NAME, ProgressBookActor, get_progress_actor
@@ -25,7 +25,7 @@ from cvmatch_ray.progress.models import (
     UploadStep,
 )
 from cvmatch_ray.progress.queue import WorkQueue
-from cvmatch_ray.progress.table import JobTable, resolve_data_dir
+from cvmatch_ray.storage.jobs import JobTable, resolve_data_dir
 
 __all__ = [
     "ACTOR_NAME",

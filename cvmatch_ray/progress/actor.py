@@ -24,8 +24,8 @@ from cvmatch_ray.progress.models import (
     UploadStep,
 )
 from cvmatch_ray.progress.queue import WorkQueue
-from cvmatch_ray.progress.table import JobTable, resolve_data_dir
 from cvmatch_ray.schemas import CVStats
+from cvmatch_ray.storage.jobs import JobTable, resolve_data_dir
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Plain Python, no Ray: progress never goes backwards, chunk reports are idempotent by chunk
 index, terminal states are final, the ETA comes from the mean wall time per finished
-chunk. Optionally written through to a :class:`~cvmatch_ray.progress.table.JobTable`, so a
+chunk. Optionally written through to a :class:`~cvmatch_ray.storage.jobs.JobTable`, so a
 restarted book reloads every job. Every method is idempotent, because the actor around it
 replays calls that were in flight when it died (``max_task_retries=-1``).
 """
@@ -31,8 +31,8 @@ from cvmatch_ray.progress.models import (
     UploadStep,
 )
 from cvmatch_ray.progress.records import JobRecord, now_dt
-from cvmatch_ray.progress.table import JobTable
 from cvmatch_ray.schemas import CVStats, clean_line
+from cvmatch_ray.storage.jobs import JobTable
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from ray.serve.handle import DeploymentHandle
 from cvmatch_ray.config import Settings
 from cvmatch_ray.progress import ProgressError, get_progress_actor
 from cvmatch_ray.serve.api import create_api
-from cvmatch_ray.serve.blobs import BlobStore, BlobStoreError
 from cvmatch_ray.serve.service import APIService
-from cvmatch_ray.store import Store
+from cvmatch_ray.storage.blobs import BlobStore, BlobStoreError
+from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
 

@@ -46,6 +46,7 @@ from ray.serve.exceptions import RayServeException
 from cvmatch_ray import __version__
 from cvmatch_ray.config import Settings
 from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage
+from cvmatch_ray.ids import document_id, validate_id
 from cvmatch_ray.match.rank import UnknownDocument, rank_jobs
 from cvmatch_ray.match.retrieve import match_pool
 from cvmatch_ray.pipelines.matching import submit_match_job
@@ -58,7 +59,6 @@ from cvmatch_ray.progress import (
     UploadStep,
 )
 from cvmatch_ray.schemas import CVPublic, JDPublic
-from cvmatch_ray.serve.blobs import BlobStore, BlobStoreError
 from cvmatch_ray.serve.models import (
     Deleted,
     Health,
@@ -78,7 +78,9 @@ from cvmatch_ray.serve.upload_worker import (
     new_upload_job_id,
     read_upload,
 )
-from cvmatch_ray.store import JDRecord, Store, document_id, validate_id
+from cvmatch_ray.storage.blobs import BlobStore, BlobStoreError
+from cvmatch_ray.storage.records import JDRecord
+from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
 
@@ -628,7 +630,6 @@ class APIService:
             jd_id=jd_id,
             cv_ids=cv_ids,
             chunk_size=request.chunk_size,
-            dim=self.store.dim,
         )
         # What the results endpoint needs to remember of the request (its top_k).
         meta = {"jd_id": jd_id, "top_k": request.top_k}

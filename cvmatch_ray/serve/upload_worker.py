@@ -41,8 +41,9 @@ from cvmatch_ray.priority import lower_priority
 from cvmatch_ray.process import RawDocument, features_batch, unwrap
 from cvmatch_ray.progress import JobStatus, ProgressClient, ProgressError, UploadStep
 from cvmatch_ray.schemas import CVPublic
-from cvmatch_ray.serve.blobs import BlobStore, BlobStoreError
-from cvmatch_ray.store import CVRecord, Store
+from cvmatch_ray.storage.blobs import BlobStore, BlobStoreError
+from cvmatch_ray.storage.records import CVRecord
+from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
+
+from cvmatch_ray.storage import lance
 
 
 def resolve_data_dir(uri: str) -> str:
@@ -43,52 +44,37 @@ class JobTable:
         ]
     )
 
-    def __init__(
-        self,
-        uri: str,
-        *,
-        optimize_every: int = 500,
-        keep_versions_for: timedelta = timedelta(minutes=10),
-    ) -> None:
+    def __init__(self, uri: str, *, compact_every: int | None = lance.COMPACT_EVERY) -> None:
         """Open (or create) the table.
 
         Args:
             uri: LanceDB database URI (a folder, or ``s3://...``); made absolute if local.
-            optimize_every: compact and prune old versions after this many writes. Each
-                upsert adds a table version and small files; left alone, reads slow down.
-            keep_versions_for: how old a version must be before it is pruned.
+            compact_every: writes between two compactions (``storage.lance``'s policy);
+                the book runs a due compaction with ``optimize_if_due``.
         """
-        # Imported here, not at module import: lancedb starts a runtime that warns when a
-        # process forks afterwards, and drivers that only hold a reporter never need it.
-        import lancedb
-
         self.uri = resolve_data_dir(uri)
-        self._db = lancedb.connect(self.uri)
+        self._db = lance.connect(self.uri)
         self._table = self._db.create_table(self.NAME, schema=self.SCHEMA, exist_ok=True)
-        self._optimize_every = optimize_every
-        self._keep_versions_for = keep_versions_for
-        self._writes_since_optimize = 0
+        self._commits = lance.CommitCounter(compact_every)
+        self._compaction_due = False
 
     def upsert(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert or replace ``rows`` (from ``JobRecord.to_row``) in one merge."""
         if not rows:
             return
-        data = pa.Table.from_pylist(rows, schema=self.SCHEMA)
-        (
-            self._table.merge_insert("job_id")
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute(data)
-        )
-        self._writes_since_optimize += 1
+        lance.upsert(self._table, "job_id", pa.Table.from_pylist(rows, schema=self.SCHEMA))
+        self._committed()
+
+    def _committed(self) -> None:
+        if self._commits.committed(self.NAME):
+            self._compaction_due = True
 
     def optimize_if_due(self) -> bool:
         """Compact the table when enough writes have piled up; True if it did."""
-        if self._writes_since_optimize < self._optimize_every:
+        if not self._compaction_due:
             return False
-        self._table.optimize(cleanup_older_than=self._keep_versions_for)
-        self._writes_since_optimize = 0
-        return True
+        self._compaction_due = False
+        return lance.compact(self.NAME, self._table)
 
     def load_all(self) -> list[str]:
         """The state JSON of every stored job."""
@@ -108,7 +94,7 @@ class JobTable:
         if not job_ids:
             return 0
         result = self._table.delete(f"job_id IN ({', '.join(_sql_str(i) for i in job_ids)})")
-        self._writes_since_optimize += 1
+        self._committed()
         return result.num_deleted_rows
 
     def _query(self, where: str) -> list[str]:

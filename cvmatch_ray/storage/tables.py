@@ -1,0 +1,458 @@
+"""The LanceDB database of one deployment: the ``cvs``, ``jds`` and ``matches`` tables.
+
+What the tables hold is in ``storage.records``; the pool's indexes and searches in
+``storage.search``; what every table shares (upserts, compaction) in ``storage.lance``.
+Writes are idempotent upserts (``merge_insert`` on the key) and batched: one commit per
+call, never per row. The store works on any LanceDB URI: a local folder on a laptop,
+``s3://``, ``gs://`` or ``az://`` on a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cvmatch_ray.ids import validate_id, validate_job_id
+from cvmatch_ray.match.features import FEATURE_COLUMNS, LexicalStats
+from cvmatch_ray.schemas import MatchResult
+from cvmatch_ray.storage import lance
+from cvmatch_ray.storage.records import (
+    CVS,
+    JDS,
+    MATCHES,
+    CVRecord,
+    JDRecord,
+    PoolArrays,
+    _now,
+    cvs_schema,
+    jds_schema,
+    matches_schema,
+    rows_to_table,
+    schema_dim,
+)
+from cvmatch_ray.storage.search import CVSearch
+
+logger = logging.getLogger(__name__)
+
+# read_cv_features sends a `cv_id IN (...)` predicate while the ids are at most this share
+# of the table, and past it scans the projected columns and filters in Arrow. The IN cost
+# grows with the number of ids, the scan's with the table: on 10,000 CVs (2 CPUs) the two
+# cross at about 1,000 ids (IN: 300 ids 38 ms, 3,000 ids 211 ms; scan: 80-95 ms either way).
+# See benchmarks/bench_embed.py.
+SQL_IN_MAX_SHARE = 0.1
+
+
+class StoreSchemaError(RuntimeError):
+    """An existing table does not have the schema this code expects (e.g. another dim)."""
+
+
+def _eq(column: str, value: str) -> str:
+    checked = validate_job_id(value) if column == "job_id" else validate_id(value, column)
+    return f"{column} = '{checked}'"
+
+
+def _in(column: str, values: Iterable[str]) -> str:
+    quoted = ", ".join(f"'{validate_id(v, column)}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+def _reopen(
+    uri: str,
+    dim: int | None,
+    read_consistency_interval: timedelta | None,
+    storage_options: dict[str, str] | None,
+    compact_every: int | None,
+) -> Store:
+    return Store(
+        uri,
+        dim=dim,
+        read_consistency_interval=read_consistency_interval,
+        storage_options=storage_options,
+        compact_every=compact_every,
+    )
+
+
+class Store(CVSearch):
+    """The LanceDB database of one cvmatch deployment.
+
+    Cheap to create; tables are opened lazily and cached. A ``Store`` pickles as its
+    arguments, so a Ray task or actor that receives one reconnects on its side.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        dim: int | None = None,
+        read_consistency_interval: timedelta | None = timedelta(0),
+        storage_options: dict[str, str] | None = None,
+        compact_every: int | None = lance.COMPACT_EVERY,
+    ) -> None:
+        """Connect to the database at ``uri``.
+
+        Args:
+            uri: LanceDB URI: a local folder, or ``s3://``, ``gs://``, ``az://``.
+            dim: dimension of the section vectors (the encoder's ``dim``). Only needed to
+                insist on one: otherwise it is read from the stored tables, or taken from
+                the first records written to an empty database.
+            read_consistency_interval: how stale a read may be. The default (zero)
+                makes every read see what other processes committed, which the API needs
+                to serve CVs that Ray workers just wrote; ``None`` never re-checks.
+            storage_options: object-store options (credentials, endpoint, region...).
+            compact_every: compact a table after this many commits to it through this
+                store (``None``: never; ``optimize()`` then does it on demand).
+
+        Raises:
+            ValueError: ``dim`` is not positive.
+        """
+        if dim is not None and dim <= 0:
+            raise ValueError(f"dim must be positive, got {dim}")
+        self.uri = uri
+        self._dim = dim
+        self._read_consistency_interval = read_consistency_interval
+        self._storage_options = storage_options
+        self._compact_every = compact_every
+        self._commits = lance.CommitCounter(compact_every)
+        self._db = lance.connect(
+            uri, read_consistency_interval=read_consistency_interval, storage_options=storage_options
+        )
+        self._tables: dict[str, Any] = {}
+        self._lexical_cache: dict[tuple[int, int | None], LexicalStats] = {}
+        # Per table version: the pool's searchable columns in memory (``pool_arrays``), and
+        # any other vector column an exact search asked for.
+        self._pool_cache: PoolArrays | None = None
+        self._vector_cache: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
+        # Serve replicas call one Store from several threads; guard the table cache.
+        self._lock = threading.Lock()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _reopen,
+            (self.uri, self._dim, self._read_consistency_interval, self._storage_options, self._compact_every),
+        )
+
+    def __repr__(self) -> str:
+        return f"Store(uri={self.uri!r}, dim={self._dim})"
+
+    @property
+    def dim(self) -> int | None:
+        """The section vectors' dimension: given, or read from a stored table; None while
+        the database holds no CV or JD table and none was given."""
+        if self._dim is None:
+            for name in (CVS, JDS):
+                if self._table(name, create=False) is not None:
+                    break
+        return self._dim
+
+    # ----------------------------------------------------------------- tables
+
+    def _schema(self, name: str) -> pa.Schema:
+        """The schema ``name`` must have; vector columns of size 0 while the dim is unknown
+        (only ever used then to shape an empty result)."""
+        if name == MATCHES:
+            return matches_schema()
+        dim = self._dim or 0
+        return cvs_schema(dim) if name == CVS else jds_schema(dim)
+
+    def _empty(self, name: str, columns: Sequence[str]) -> pa.Table:
+        return self._schema(name).empty_table().select(list(columns))
+
+    def _table(self, name: str, *, create: bool) -> Any | None:
+        """The table ``name``; created when ``create``, else ``None`` if it does not exist."""
+        table = self._tables.get(name)
+        if table is not None:
+            return table
+        with self._lock:
+            table = self._tables.get(name)
+            if table is not None:
+                return table
+            if create:
+                if name != MATCHES and self._dim is None:
+                    raise RuntimeError(f"table {name!r}: the vector dim must be known before creating it")
+                # exist_ok: another process may have created it since; both then share it.
+                table = self._db.create_table(name, schema=self._schema(name), exist_ok=True)
+                logger.debug("table %s ready at %s", name, self.uri)
+            elif name in self._db:
+                table = self._db.open_table(name)
+            else:
+                return None
+            if name != MATCHES and self._dim is None:
+                self._dim = schema_dim(table.schema)
+            self._check_schema(name, table.schema, self._schema(name))
+            self._tables[name] = table
+            return table
+
+    @staticmethod
+    def _check_schema(name: str, actual: pa.Schema, expected: pa.Schema) -> None:
+        for f in expected:
+            idx = actual.get_field_index(f.name)
+            if idx < 0 or actual.field(idx).type != f.type:
+                found = actual.field(idx).type if idx >= 0 else "missing"
+                raise StoreSchemaError(
+                    f"table {name!r} column {f.name!r} is {found}, expected {f.type}"
+                    " (was the database written with another embedding model?)"
+                )
+
+    def _merge(self, name: str, key: str, rows: Sequence[Mapping[str, Any]], *, update: bool = True) -> None:
+        """Upsert ``rows`` into ``name`` on ``key`` in one commit."""
+        if not rows:
+            return
+        table = self._table(name, create=True)
+        result = lance.upsert(table, key, rows_to_table(rows, self._schema(name)), update=update)
+        logger.debug(
+            "%s: merged %d rows (%d inserted, %d updated, %d attempts)",
+            name,
+            len(rows),
+            result.num_inserted_rows,
+            result.num_updated_rows,
+            result.num_attempts,
+        )
+        self._committed(name, table)
+
+    def _committed(self, name: str, table: Any) -> None:
+        """Count a commit to ``name``; compact the table every ``compact_every`` commits."""
+        if self._commits.committed(name):
+            lance.compact(name, table)
+
+    def _select(
+        self, name: str, where: str | None, columns: Sequence[str] | None = None, limit: int | None = None
+    ) -> pa.Table | None:
+        table = self._table(name, create=False)
+        if table is None:
+            return None
+        query = table.search()
+        if where is not None:
+            query = query.where(where)
+        if columns is not None:
+            query = query.select(list(columns))
+        return query.limit(limit).to_arrow()
+
+    def _delete(self, name: str, where: str) -> int:
+        table = self._table(name, create=False)
+        if table is None:
+            return 0
+        deleted = int(table.delete(where).num_deleted_rows)
+        if deleted:
+            self._committed(name, table)
+        return deleted
+
+    def optimize(self) -> None:
+        """Compact every table now (``lance.compact``), whatever its commit count."""
+        for name in (CVS, JDS, MATCHES):
+            table = self._table(name, create=False)
+            if table is not None:
+                lance.compact(name, table)
+
+    def _count(self, name: str, where: str | None = None) -> int:
+        table = self._table(name, create=False)
+        if table is None:
+            return 0
+        return int(table.count_rows(where))
+
+    # -------------------------------------------------------------------- CVs
+
+    def upsert_cvs(self, records: Sequence[CVRecord]) -> None:
+        """Insert or replace CVs by ``cv_id``, all in one commit.
+
+        Raises:
+            ValueError: a record has a bad id or vectors of the wrong dimension.
+        """
+        self._check_dims(records)
+        rows = [r.to_row() for r in records]
+        # A key twice in one merge makes its outcome undefined; the last one wins here.
+        self._merge(CVS, "cv_id", list({r["cv_id"]: r for r in rows}.values()))
+        if rows:
+            logger.info("upserted %d CVs", len(rows))
+
+    def get_cv(self, cv_id: str) -> CVRecord | None:
+        """The CV ``cv_id``, or ``None``."""
+        table = self._select(CVS, _eq("cv_id", cv_id), limit=1)
+        if table is None or table.num_rows == 0:
+            return None
+        return CVRecord.from_row(table.to_pylist()[0])
+
+    def has_cv(self, cv_id: str) -> bool:
+        """Whether the CV ``cv_id`` is stored."""
+        return self._count(CVS, _eq("cv_id", cv_id)) > 0
+
+    def list_cv_ids(self) -> list[str]:
+        """All stored CV ids, sorted."""
+        table = self._select(CVS, None, ["cv_id"])
+        return [] if table is None else sorted(set(table.column("cv_id").to_pylist()))
+
+    def count_cvs(self) -> int:
+        """Number of stored CVs."""
+        return self._count(CVS)
+
+    def filenames(self, cv_ids: Sequence[str]) -> dict[str, str | None]:
+        """Uploaded file names of the given CVs (one query); unknown ids are left out."""
+        wanted = list(dict.fromkeys(cv_ids))
+        if not wanted:
+            return {}
+        table = self._select(CVS, _in("cv_id", wanted), ["cv_id", "filename"])
+        if table is None:
+            return {}
+        return dict(zip(table.column("cv_id").to_pylist(), table.column("filename").to_pylist(), strict=True))
+
+    def read_cv_features(
+        self,
+        cv_ids: Sequence[str] | None = None,
+        *,
+        method: Literal["auto", "sql", "arrow"] = "auto",
+    ) -> pa.Table:
+        """The scoring columns (``FEATURE_COLUMNS``) of the given CVs, or of all of them.
+
+        Args:
+            cv_ids: which CVs; ``None`` for all. Unknown ids are skipped.
+            method: how a subset is filtered: ``"sql"`` pushes a ``cv_id IN (...)``
+                predicate into the scan, ``"arrow"`` scans the projected columns and
+                filters in Arrow; ``"auto"`` takes ``"sql"`` for up to
+                ``SQL_IN_MAX_SHARE`` of the table, else ``"arrow"`` (the faster of the two).
+
+        Returns:
+            A table with ``FEATURE_COLUMNS``, in no particular row order.
+
+        Raises:
+            ValueError: an id or ``method`` is malformed.
+        """
+        if method not in ("auto", "sql", "arrow"):
+            raise ValueError(f"method must be 'auto', 'sql' or 'arrow', got {method!r}")
+        columns = list(FEATURE_COLUMNS)
+        if cv_ids is not None:
+            wanted = list(dict.fromkeys(validate_id(i, "cv_id") for i in cv_ids))
+            if not wanted:
+                return self._empty(CVS, columns)
+            if method == "auto":
+                method = "sql" if len(wanted) <= SQL_IN_MAX_SHARE * self.count_cvs() else "arrow"
+            if method == "sql":
+                table = self._select(CVS, _in("cv_id", wanted), columns)
+            else:
+                table = self._select(CVS, None, columns)
+                if table is not None:
+                    table = table.filter(pc.is_in(table.column("cv_id"), value_set=pa.array(wanted, pa.string())))
+        else:
+            table = self._select(CVS, None, columns)
+        if table is None:
+            return self._empty(CVS, columns)
+        return table
+
+    def delete_cv(self, cv_id: str) -> bool:
+        """Remove a CV from ``cvs`` and its match rows.
+
+        Returns:
+            Whether anything was stored under ``cv_id``.
+        """
+        where = _eq("cv_id", cv_id)
+        removed = self._delete(CVS, where)
+        matches = self._delete(MATCHES, where)
+        logger.info("deleted CV %s (%d rows, %d match rows)", cv_id, removed, matches)
+        return removed + matches > 0
+
+    def _check_dims(self, records: Sequence[CVRecord] | Sequence[JDRecord]) -> None:
+        """Records must have the store's dim; an empty database takes the first record's."""
+        if not records:
+            return
+        dim = self.dim
+        if dim is None:
+            dim = records[0].vectors.shape[1]
+        for r in records:
+            if r.vectors.shape[1] != dim:
+                raise ValueError(f"vectors have dim {r.vectors.shape[1]}, store expects {dim}"
+                                 " (was the database written with another embedding model?)")
+        with self._lock:
+            if self._dim is None:
+                self._dim = dim
+
+    # -------------------------------------------------------------------- JDs
+
+    def upsert_jds(self, records: Sequence[JDRecord]) -> None:
+        """Insert or replace JDs by ``jd_id``, all in one commit."""
+        self._check_dims(records)
+        rows = [r.to_row() for r in records]
+        self._merge(JDS, "jd_id", list({r["jd_id"]: r for r in rows}.values()))
+        if rows:
+            logger.info("upserted %d JDs", len(rows))
+
+    def get_jd(self, jd_id: str) -> JDRecord | None:
+        """The JD ``jd_id``, or ``None``."""
+        table = self._select(JDS, _eq("jd_id", jd_id), limit=1)
+        if table is None or table.num_rows == 0:
+            return None
+        return JDRecord.from_row(table.to_pylist()[0])
+
+    def get_jds(self, jd_ids: Sequence[str] | None = None) -> list[JDRecord]:
+        """The given JDs (all of them when ``jd_ids`` is None), in one query, sorted by id."""
+        if jd_ids is not None:
+            wanted = list(dict.fromkeys(jd_ids))
+            if not wanted:
+                return []
+            table = self._select(JDS, _in("jd_id", wanted))
+        else:
+            table = self._select(JDS, None)
+        if table is None:
+            return []
+        return sorted((JDRecord.from_row(r) for r in table.to_pylist()), key=lambda r: r.jd_id)
+
+    def has_jd(self, jd_id: str) -> bool:
+        """Whether the JD ``jd_id`` is stored."""
+        return self._count(JDS, _eq("jd_id", jd_id)) > 0
+
+    def list_jd_ids(self) -> list[str]:
+        """All stored JD ids, sorted."""
+        table = self._select(JDS, None, ["jd_id"])
+        return [] if table is None else sorted(set(table.column("jd_id").to_pylist()))
+
+    def delete_jd(self, jd_id: str) -> bool:
+        """Remove a JD from ``jds`` and the match rows scored against it."""
+        removed = self._delete(JDS, _eq("jd_id", jd_id))
+        matches = self._delete(MATCHES, _eq("jd_id", jd_id))
+        logger.info("deleted JD %s (%d rows, %d match rows)", jd_id, removed, matches)
+        return removed + matches > 0
+
+    # ---------------------------------------------------------------- matches
+
+    def write_matches(self, job_id: str, results: Sequence[MatchResult]) -> None:
+        """Store a job's match results, one row per CV; writing a CV again replaces it."""
+        validate_job_id(job_id)
+        now = _now()
+        rows: dict[str, dict[str, Any]] = {}
+        for r in results:
+            key = f"{job_id}:{validate_id(r.cv_id, 'cv_id')}"
+            rows[key] = {
+                "match_key": key,
+                "job_id": job_id,
+                "jd_id": validate_id(r.jd_id, "jd_id"),
+                "cv_id": r.cv_id,
+                "score": float(r.score),
+                "result_json": r.model_dump_json(),
+                "created_at": now,
+            }
+        self._merge(MATCHES, "match_key", list(rows.values()))
+        if rows:
+            logger.info("job %s: stored %d match results", job_id, len(rows))
+
+    def read_matches(self, job_id: str, *, limit: int | None = None) -> list[MatchResult]:
+        """A job's match results, best score first, ties by ``cv_id``.
+
+        Args:
+            job_id: the job.
+            limit: at most this many results (the top ones); ``None`` for all.
+        """
+        table = self._select(MATCHES, _eq("job_id", job_id), ["cv_id", "score", "result_json"])
+        if table is None or table.num_rows == 0:
+            return []
+        table = table.sort_by([("score", "descending"), ("cv_id", "ascending")])
+        if limit is not None:
+            table = table.slice(0, limit)
+        return [MatchResult.model_validate_json(s) for s in table.column("result_json").to_pylist()]
+
+    def count_matches(self, job_id: str) -> int:
+        """Number of match rows stored for ``job_id``."""
+        return self._count(MATCHES, _eq("job_id", job_id))
