@@ -38,14 +38,13 @@ from cvmatch_ray.standardize.llm import (
     LLMBackendError,
     LLMOutputError,
     LLMStandardizer,
-    OpenAIStandardizer,
     VLLMStandardizer,
-    _Generation,
-    _Request,
+    Generation,
+    LLMRequest,
     llm_json_schema,
-    merge_jd_profiles,
-    merge_profiles,
 )
+from cvmatch_ray.standardize.llm_merge import merge_jd_profiles, merge_profiles
+from cvmatch_ray.standardize.openai_compat import OpenAIStandardizer
 from cvmatch_ray.standardize.prompts import PROMPT_VERSION, build_messages, fence_document, render_prompt
 
 TODAY = date(2026, 11, 1)
@@ -221,10 +220,10 @@ class ScriptedStandardizer(LLMStandardizer):
 
     name = "scripted"
 
-    def __init__(self, script: dict[tuple[int, int], _Generation], **kw):
+    def __init__(self, script: dict[tuple[int, int], Generation], **kw):
         super().__init__(model="scripted-model", max_tokens=50, today=TODAY, **kw)
         self.script = script
-        self.calls: list[list[_Request]] = []
+        self.calls: list[list[LLMRequest]] = []
 
     def _generate(self, requests, schema):
         assert schema == llm_json_schema(CVProfile) or schema == llm_json_schema(JDProfile)
@@ -232,18 +231,18 @@ class ScriptedStandardizer(LLMStandardizer):
         return [self.script[(r.index, r.attempt)] for r in requests]
 
 
-def _ok(profile: CVProfile) -> _Generation:
-    return _Generation(profile.model_dump_json(), "stop", 10, 5)
+def _ok(profile: CVProfile) -> Generation:
+    return Generation(profile.model_dump_json(), "stop", 10, 5)
 
 
 def test_only_failed_outputs_are_retried_once_as_one_batch():
     good = CVProfile(headline="Backend Engineer")
     script = {
         (0, 1): _ok(good),
-        (1, 1): _Generation('{"headline": "x", "seniority": "wizard"}', "stop", 10, 5),
+        (1, 1): Generation('{"headline": "x", "seniority": "wizard"}', "stop", 10, 5),
         (1, 2): _ok(good),
-        (2, 1): _Generation('{"headline": "' + "y" * 50, "length", 10, 50),
-        (2, 2): _Generation('{"total_experience_months": 5000}', "stop", 10, 5),
+        (2, 1): Generation('{"headline": "' + "y" * 50, "length", 10, 50),
+        (2, 2): Generation('{"total_experience_months": 5000}', "stop", 10, 5),
     }
     std = ScriptedStandardizer(script)
     texts = [make_cv(0), make_cv(1), make_cv(2), "   "]
@@ -267,7 +266,7 @@ def test_only_failed_outputs_are_retried_once_as_one_batch():
 
 
 def test_single_document_api_raises_and_provenance():
-    std = ScriptedStandardizer({(0, 1): _Generation("{", "stop"), (0, 2): _Generation("not json", "stop")},
+    std = ScriptedStandardizer({(0, 1): Generation("{", "stop"), (0, 2): Generation("not json", "stop")},
                                rules=False)
     assert isinstance(std, Standardizer)
     with pytest.raises(LLMOutputError, match="json_invalid"):

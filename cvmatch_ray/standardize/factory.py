@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from cvmatch_ray.config import Settings
 from cvmatch_ray.standardize.base import Standardizer
+
+if TYPE_CHECKING:
+    from cvmatch_ray.standardize.llm import LLMStandardizer
 
 
 def make_standardizer(settings: Settings) -> Standardizer:
@@ -17,6 +22,21 @@ def make_standardizer(settings: Settings) -> Standardizer:
         from cvmatch_ray.standardize.rules import RuleStandardizer
 
         return RuleStandardizer()
-    from cvmatch_ray.standardize.llm import make_llm_standardizer
-
     return make_llm_standardizer(settings)
+
+
+def make_llm_standardizer(settings: Settings, **overrides: Any) -> LLMStandardizer:
+    """The LLM standardizer that ``settings.standardizer`` names ("vllm" or "openai").
+
+    Raises:
+        LLMBackendError: the setting names another backend, or the backend is not configured.
+    """
+    # Imported here: the rules backend never loads the LLM code.
+    from cvmatch_ray.standardize.llm import LLMBackendError, VLLMStandardizer
+    from cvmatch_ray.standardize.openai_compat import OpenAIStandardizer
+
+    if settings.standardizer == "vllm":
+        return VLLMStandardizer.from_settings(settings, **overrides)
+    if settings.standardizer == "openai":
+        return OpenAIStandardizer.from_settings(settings, **overrides)
+    raise LLMBackendError(f"{settings.standardizer!r} is not an LLM backend")

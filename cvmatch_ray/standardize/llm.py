@@ -26,7 +26,6 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -36,15 +35,12 @@ from pydantic import BaseModel, ValidationError
 from cvmatch_ray.config import LLMSettings
 
 from cvmatch_ray.schemas import (
-    MAX_SKILLS,
-    Contact,
     CVProfile,
-    ExperienceEntry,
     JDProfile,
     Provenance,
-    SkillMention,
 )
 from cvmatch_ray.standardize.base import StandardizationError, Standardizer
+from cvmatch_ray.standardize.llm_merge import merge_jd_profiles, merge_profiles
 from cvmatch_ray.standardize.prompts import (
     PROMPT_VERSION,
     DocKind,
@@ -65,12 +61,8 @@ __all__ = [
     "LLMBackendError",
     "LLMOutputError",
     "LLMStandardizer",
-    "OpenAIStandardizer",
     "VLLMStandardizer",
     "llm_json_schema",
-    "make_llm_standardizer",
-    "merge_jd_profiles",
-    "merge_profiles",
 ]
 
 P = TypeVar("P", CVProfile, JDProfile)
@@ -122,7 +114,7 @@ class BatchStats:
 
 
 @dataclass(frozen=True, slots=True)
-class _Request:
+class LLMRequest:
     """One generation: which document, its text, the attempt number and its retry note."""
 
     index: int
@@ -137,7 +129,7 @@ class _Request:
 
 
 @dataclass(frozen=True, slots=True)
-class _Generation:
+class Generation:
     text: str
     finish_reason: str | None
     prompt_tokens: int = 0
@@ -179,187 +171,10 @@ def llm_json_schema(model: type[BaseModel]) -> dict[str, Any]:
     return copy.deepcopy(_schema_for(model))
 
 
-# ------------------------------------------------------------------------------ merge
-
-
-def _ym_index(ym: str | None) -> int | None:
-    if not ym:
-        return None
-    year, month = ym.split("-")
-    return int(year) * 12 + int(month) - 1
-
-
-def _entry_span(entry: ExperienceEntry, today: date) -> tuple[int, int] | None:
-    """``[start, end)`` month indices of an entry, or None without a usable start."""
-    start = _ym_index(entry.start)
-    if start is None:
-        return None
-    end = _ym_index(entry.end)
-    now = today.year * 12 + today.month - 1
-    stop = now + 1 if end is None and entry.current else (end + 1 if end is not None else None)
-    if stop is None or stop <= start:
-        return None
-    return start, min(stop, now + 1)
-
-
-def _union(spans: list[tuple[int, int]]) -> int:
-    total, cur = 0, None
-    for s, e in sorted(spans):
-        if cur is None or s > cur[1]:
-            if cur is not None:
-                total += cur[1] - cur[0]
-            cur = [s, e]
-        else:
-            cur[1] = max(cur[1], e)
-    if cur is not None:
-        total += cur[1] - cur[0]
-    return total
-
-
-def _digits(s: str) -> str:
-    return "".join(ch for ch in s if ch.isdigit())
-
-
-def _key(s: str | None) -> str:
-    return " ".join((s or "").casefold().split())
-
-
-def _canonical_skill(name: str, taxonomy: Taxonomy | None) -> str:
-    if taxonomy is None:
-        return name
-    # The LLM only lists skills, so a blocked short form ("Go", "R") is meant as one.
-    return taxonomy.canonical(name, allow_blocked=True) or name
-
-
-def _canonical_skills(skills: list[SkillMention], taxonomy: Taxonomy | None) -> list[SkillMention]:
-    merged: dict[str, SkillMention] = {}
-    for skill in skills:
-        name = _canonical_skill(skill.name, taxonomy)
-        have = merged.get(name)
-        if have is None:
-            category = (taxonomy.category(name) if taxonomy is not None else None) or skill.category
-            merged[name] = SkillMention(
-                name=name, category=category, mentions=list(dict.fromkeys(skill.mentions))[:10],
-                sections=list(dict.fromkeys(skill.sections))[:9],
-            )
-        else:
-            have.mentions = list(dict.fromkeys([*have.mentions, *skill.mentions]))[:10]
-            have.sections = list(dict.fromkeys([*have.sections, *skill.sections]))[:9]
-    return list(merged.values())[:MAX_SKILLS]
-
-
-def _canonical_names(names: list[str], taxonomy: Taxonomy | None, limit: int) -> list[str]:
-    return list(dict.fromkeys(_canonical_skill(n, taxonomy) for n in names))[:limit]
-
-
-def _merge_contact(llm: Contact, rules: Contact, text: str | None) -> Contact:
-    folded = text.casefold() if text is not None else None
-    email = rules.email
-    if email is None and llm.email and (folded is None or llm.email.casefold() in folded):
-        email = llm.email  # kept only when it is really written in the document
-    phone = rules.phone
-    if phone is None and llm.phone:
-        digits = _digits(llm.phone)
-        if len(digits) >= 7 and (text is None or digits in _digits(text)):
-            phone = llm.phone
-    links = list(rules.links)
-    for link in llm.links:
-        if link not in links and (folded is None or link.casefold() in folded):
-            links.append(link)
-    return Contact(
-        name=llm.name or rules.name,
-        email=email,
-        phone=phone,
-        location=llm.location or rules.location,
-        links=links[:10],
-    )
-
-
-def merge_profiles(
-    llm: CVProfile,
-    rules: CVProfile,
-    *,
-    text: str | None = None,
-    taxonomy: Taxonomy | None = None,
-    today: date | None = None,
-) -> CVProfile:
-    """The LLM's CV profile, checked and filled with what the rules extract reliably.
-
-    * e-mail and phone: the rules' value wins (read by regular expression from the text);
-      the LLM's is kept only when the rules found none and, if ``text`` is given, it is
-      written in the text (so a hallucinated address never lands in the store);
-    * links: the rules' links, then the LLM's ones that are written in the text;
-    * experience: an entry with no dates takes them from the rules' entry with the same
-      title or company; every entry's ``months`` is recomputed from its dates;
-    * total_experience_months: the rules' union of date ranges when they found any, else
-      the union of the merged entries' dates, else the LLM's number;
-    * skill names (CV skills, experience skills) go through the taxonomy, and duplicates
-      that the taxonomy shows to be the same skill are merged.
-
-    Args:
-        llm: the profile the LLM produced (already validated).
-        rules: the rule-based profile of the same text.
-        text: the document text, to check the LLM's contact details against.
-        taxonomy: the skills lookup; None leaves skill names as the LLM wrote them.
-        today: the month "current" jobs run to; defaults to today.
-    """
-    today = today or date.today()
-    by_title = {_key(e.title): e for e in rules.experience if e.title and e.start}
-    by_company = {_key(e.company): e for e in rules.experience if e.company and e.start}
-    experience: list[ExperienceEntry] = []
-    spans: list[tuple[int, int]] = []
-    for entry in llm.experience:
-        entry = entry.model_copy(deep=True)
-        if entry.start is None:
-            match = by_title.get(_key(entry.title)) or by_company.get(_key(entry.company))
-            if match is not None:
-                entry.start, entry.end, entry.current = match.start, match.end, match.current
-        span = _entry_span(entry, today)
-        if span is not None:
-            spans.append(span)
-            entry.months = min(span[1] - span[0], 900)
-        entry.skills = _canonical_names(entry.skills, taxonomy, 60)
-        experience.append(entry)
-    if rules.total_experience_months > 0:
-        total = rules.total_experience_months
-    elif spans:
-        total = _union(spans)
-    else:
-        total = llm.total_experience_months
-    data = llm.model_dump()
-    data.update(
-        contact=_merge_contact(llm.contact, rules.contact, text).model_dump(),
-        experience=[e.model_dump() for e in experience],
-        total_experience_months=min(total, 900),
-        skills=[s.model_dump() for s in _canonical_skills(llm.skills, taxonomy)],
-    )
-    return CVProfile.model_validate(data)
-
-
-def merge_jd_profiles(llm: JDProfile, rules: JDProfile, *, taxonomy: Taxonomy | None = None) -> JDProfile:
-    """The LLM's JD profile with skill names through the taxonomy and gaps filled by the rules.
-
-    Title, minimum years, education level and location that the LLM left empty come from
-    the rules; a preferred skill that is also required is kept as required only.
-    """
-    required = _canonical_names(llm.required_skills, taxonomy, 80)
-    preferred = [s for s in _canonical_names(llm.preferred_skills, taxonomy, 80) if s not in required]
-    data = llm.model_dump()
-    data.update(
-        required_skills=required,
-        preferred_skills=preferred,
-        title=llm.title or rules.title,
-        min_years=llm.min_years if llm.min_years is not None else rules.min_years,
-        education_level=llm.education_level or rules.education_level,
-        location=llm.location or rules.location,
-    )
-    return JDProfile.model_validate(data)
-
-
 # ------------------------------------------------------------------------- shared path
 
 
-def _rejection(err: ValidationError | None, gen: _Generation, max_tokens: int) -> str:
+def _rejection(err: ValidationError | None, gen: Generation, max_tokens: int) -> str:
     """Why an output was rejected, without any of its content (it may hold PII)."""
     if gen.error:
         return gen.error
@@ -447,7 +262,7 @@ class LLMStandardizer(abc.ABC):
     # -- backend hook ------------------------------------------------------------------
 
     @abc.abstractmethod
-    def _generate(self, requests: list[_Request], schema: dict[str, Any]) -> list[_Generation]:
+    def _generate(self, requests: list[LLMRequest], schema: dict[str, Any]) -> list[Generation]:
         """One completion per request, in order (one engine call or one request each)."""
 
     # -- shared path -------------------------------------------------------------------
@@ -492,19 +307,19 @@ class LLMStandardizer(abc.ABC):
         started = time.perf_counter()
         stats = BatchStats(documents=len(texts))
         results: list[P | StandardizationError | None] = [None] * len(texts)
-        pending: list[_Request] = []
+        pending: list[LLMRequest] = []
         for i, text in enumerate(texts):
             if not text or not text.strip():
                 results[i] = StandardizationError(f"empty {kind.upper()} text")
             else:
-                pending.append(_Request(i, kind, text, attempt=1))
+                pending.append(LLMRequest(i, kind, text, attempt=1))
         schema = llm_json_schema(model)
         for attempt in (1, 2):
             if not pending:
                 break
             gens = self._generate(pending, schema)
             stats.generations += len(pending)
-            failed: list[_Request] = []
+            failed: list[LLMRequest] = []
             for req, gen in zip(pending, gens, strict=True):
                 stats.prompt_tokens += gen.prompt_tokens
                 stats.completion_tokens += gen.completion_tokens
@@ -517,7 +332,7 @@ class LLMStandardizer(abc.ABC):
                         err = e
                 reason = _rejection(err, gen, self.max_tokens)
                 if attempt == 1:
-                    failed.append(_Request(req.index, kind, req.text, attempt=2, note=retry_note(reason)))
+                    failed.append(LLMRequest(req.index, kind, req.text, attempt=2, note=retry_note(reason)))
                 else:
                     results[req.index] = LLMOutputError(reason, finish_reason=gen.finish_reason, attempts=2)
             if attempt == 1:
@@ -658,7 +473,7 @@ class VLLMStandardizer(LLMStandardizer):
         with self._lock:
             self._llm = None
 
-    def _prompt_ids(self, tokenizer: Any, req: _Request, budget: int) -> list[int]:
+    def _prompt_ids(self, tokenizer: Any, req: LLMRequest, budget: int) -> list[int]:
         ids = tokenizer.encode(render_prompt(req.messages, tokenizer), add_special_tokens=False)
         text = req.text
         for _ in range(4):
@@ -675,7 +490,7 @@ class VLLMStandardizer(LLMStandardizer):
             return ids
         raise LLMBackendError("the prompt template alone does not fit max_model_len - max_tokens")
 
-    def _generate(self, requests: list[_Request], schema: dict[str, Any]) -> list[_Generation]:
+    def _generate(self, requests: list[LLMRequest], schema: dict[str, Any]) -> list[Generation]:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
@@ -701,7 +516,7 @@ class VLLMStandardizer(LLMStandardizer):
         for out in outputs:
             completion = out.outputs[0]
             gens.append(
-                _Generation(
+                Generation(
                     text=completion.text,
                     finish_reason=completion.finish_reason,
                     prompt_tokens=len(out.prompt_token_ids or ()),
@@ -709,152 +524,3 @@ class VLLMStandardizer(LLMStandardizer):
                 )
             )
         return gens
-
-
-# ----------------------------------------------------------------- OpenAI-compatible
-
-
-class OpenAIStandardizer(LLMStandardizer):
-    """Standardizer calling an OpenAI-compatible ``/v1/chat/completions`` server.
-
-    Works with ``vllm serve`` (and other servers that accept a JSON-schema
-    ``response_format``). Requests of a batch run concurrently on a thread pool, so the
-    server batches them; a synchronous client keeps it usable from async code (a Serve
-    replica) through ``asyncio.to_thread``.
-
-    Args:
-        base_url: the server root, e.g. ``http://127.0.0.1:8000/v1``.
-        model: the served model name.
-        api_key: sent as a bearer token when set.
-        schema_mode: ``"response_format"`` (OpenAI's ``json_schema``) or
-            ``"structured_outputs"`` (vLLM's own request field).
-        max_tokens: the most tokens generated for one profile.
-        seed: sampling seed sent with every request.
-        timeout_s: one request's timeout.
-        concurrency: requests in flight at once.
-        transport: an ``httpx`` transport (tests, proxies).
-        **common: see :class:`LLMStandardizer` (retry_temperature, rules, taxonomy, today).
-    """
-
-    name = "openai"
-
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        model: str,
-        api_key: str | None = None,
-        schema_mode: Literal["response_format", "structured_outputs"] = "response_format",
-        max_tokens: int = _DEFAULTS.max_tokens,
-        seed: int = 0,
-        timeout_s: float = 300.0,
-        concurrency: int = 16,
-        transport: Any = None,
-        **common: Any,
-    ) -> None:
-        super().__init__(model=model, max_tokens=max_tokens, seed=seed, **common)
-        import httpx
-
-        self.base_url = base_url.rstrip("/")
-        self.schema_mode = schema_mode
-        self.concurrency = max(1, concurrency)
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport,
-            limits=httpx.Limits(max_connections=self.concurrency),
-        )
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> OpenAIStandardizer:
-        """A standardizer configured by ``settings.llm.openai_*``; keyword overrides win.
-
-        Raises:
-            LLMBackendError: no server URL or model is configured.
-        """
-        llm = settings.llm
-        kwargs: dict[str, Any] = {
-            "base_url": llm.openai_base_url,
-            "model": llm.openai_model,
-            "api_key": llm.openai_api_key,
-            "max_tokens": llm.max_tokens,
-            "seed": llm.seed,
-            "retry_temperature": llm.retry_temperature,
-        }
-        kwargs.update(overrides)
-        if not kwargs["base_url"] or not kwargs["model"]:
-            raise LLMBackendError(
-                "set CVMATCH_LLM__OPENAI_BASE_URL and CVMATCH_LLM__OPENAI_MODEL for the openai backend"
-            )
-        return cls(**kwargs)
-
-    def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self._client.close()
-
-    def _body(self, req: _Request, schema: dict[str, Any], name: str) -> dict[str, Any]:
-        temperature, seed = self._sampling(req.attempt)
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": req.messages,
-            "temperature": temperature,
-            "seed": seed,
-            "max_tokens": self.max_tokens,
-        }
-        if self.schema_mode == "structured_outputs":
-            body["structured_outputs"] = {"json": schema, "disable_any_whitespace": True}
-        else:
-            # strict=False: OpenAI's strict mode wants every field required, ours have defaults.
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": name, "schema": schema, "strict": False},
-            }
-        return body
-
-    def _post(self, body: dict[str, Any]) -> _Generation:
-        import httpx
-
-        try:
-            resp = self._client.post("/chat/completions", json=body)
-        except (httpx.ConnectError, httpx.UnsupportedProtocol) as e:
-            raise LLMBackendError(f"cannot reach the LLM server at {self.base_url}: {e}") from e
-        except httpx.TimeoutException:
-            return _Generation("", None, error="request timed out")
-        except httpx.HTTPError as e:
-            return _Generation("", None, error=f"HTTP transport error ({type(e).__name__})")
-        if resp.status_code >= 400:
-            # The body can echo the prompt; only its status goes into the reason.
-            return _Generation("", None, error=f"server answered HTTP {resp.status_code}")
-        try:
-            data = resp.json()
-            choice = data["choices"][0]
-            text = choice["message"]["content"] or ""
-        except (ValueError, KeyError, IndexError, TypeError):
-            return _Generation("", None, error="malformed chat completion response")
-        usage = data.get("usage") or {}
-        return _Generation(
-            text=text,
-            finish_reason=choice.get("finish_reason"),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-        )
-
-    def _generate(self, requests: list[_Request], schema: dict[str, Any]) -> list[_Generation]:
-        name = "CVProfile" if requests and requests[0].kind == "cv" else "JDProfile"
-        bodies = [self._body(r, schema, name) for r in requests]
-        if len(bodies) == 1:
-            return [self._post(bodies[0])]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(bodies))) as pool:
-            return list(pool.map(self._post, bodies))
-
-
-def make_llm_standardizer(settings: Settings, **overrides: Any) -> LLMStandardizer:
-    """The LLM standardizer that ``settings.standardizer`` names ("vllm" or "openai").
-
-    Raises:
-        LLMBackendError: the setting names another backend, or the backend is not configured.
-    """
-    if settings.standardizer == "vllm":
-        return VLLMStandardizer.from_settings(settings, **overrides)
-    if settings.standardizer == "openai":
-        return OpenAIStandardizer.from_settings(settings, **overrides)
-    raise LLMBackendError(f"{settings.standardizer!r} is not an LLM backend")
