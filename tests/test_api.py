@@ -748,7 +748,7 @@ def test_match_requests_are_bounded(server: Server, store: Store, progress: Acto
     from cvmatch_ray.pipelines.matching import bounded_chunk_size
     from cvmatch_ray.serve.http import error_response
     from cvmatch_ray.serve.models import MatchRequest
-    from cvmatch_ray.serve.service import RequestTooLarge
+    from cvmatch_ray.serve.errors import RequestTooLarge
 
     replica = _api_replica(server, store, progress)
     replica.settings = replica.settings.model_copy(update={"match_max_cvs": 3, "match_max_chunks": 4})

@@ -11,7 +11,8 @@ import pytest
 
 from cvmatch_ray.config import Settings
 from cvmatch_ray.ids import document_id
-from cvmatch_ray.serve.service import APIService, ServiceUnavailable
+from cvmatch_ray.serve.errors import ServiceUnavailable
+from cvmatch_ray.serve.service import APIService
 from cvmatch_ray.serve.upload_worker import UploadRecord, new_upload_job_id, read_upload
 from cvmatch_ray.storage.blobs import BlobStore, BlobStoreError
 from cvmatch_ray.storage.tables import Store
@@ -68,8 +69,8 @@ def test_uploads_arriving_together_share_barriers(service: APIService, tmp_path:
 
     async def accept() -> list[UploadRecord | None]:
         return await asyncio.gather(
-            *(service._store_upload(r, d) for r, d in zip(records, datas, strict=True)),
-            service._store_upload(twin, datas[0]),
+            *(service.uploads.store_unless_present(r, d) for r, d in zip(records, datas, strict=True)),
+            service.uploads.store_unless_present(twin, datas[0]),
         )
 
     outcomes = asyncio.run(accept())
@@ -93,7 +94,7 @@ def test_a_failed_barrier_fails_its_batch_and_leaves_nothing(service: APIService
 
     async def accept() -> list[UploadRecord | BaseException | None]:
         return await asyncio.gather(
-            *(service._store_upload(_upload(d), d) for d in datas), return_exceptions=True
+            *(service.uploads.store_unless_present(_upload(d), d) for d in datas), return_exceptions=True
         )
 
     blobs.fail = True

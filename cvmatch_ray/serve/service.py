@@ -59,6 +59,7 @@ from cvmatch_ray.progress import (
     UploadStep,
 )
 from cvmatch_ray.schemas import CVPublic, JDPublic
+from cvmatch_ray.serve.errors import InvalidRequest, RequestTooLarge, ServiceUnavailable
 from cvmatch_ray.serve.models import (
     Deleted,
     Health,
@@ -73,12 +74,13 @@ from cvmatch_ray.serve.models import (
     UploadAccepted,
     UploadProgress,
 )
+from cvmatch_ray.serve.upload_writer import UploadWriter
 from cvmatch_ray.serve.upload_worker import (
     UploadRecord,
     new_upload_job_id,
     read_upload,
 )
-from cvmatch_ray.storage.blobs import BlobStore, BlobStoreError
+from cvmatch_ray.storage.blobs import BlobStore
 from cvmatch_ray.storage.records import JDRecord
 from cvmatch_ray.storage.tables import Store
 
@@ -94,18 +96,6 @@ DUPLICATE_WAIT_S = 600.0
 BLOCKING_THREADS = 32
 
 T = TypeVar("T")
-
-class ServiceUnavailable(RuntimeError):
-    """A backend (a deployment, the progress actor, storage) cannot serve the request now."""
-
-
-class InvalidRequest(ValueError):
-    """Request data that no handler's validation caught (a malformed id in a list...)."""
-
-
-class RequestTooLarge(ValueError):
-    """A request that asks for more work than the server takes in one go."""
-
 
 @dataclass(frozen=True)
 class _Admission:
@@ -169,13 +159,11 @@ class APIService:
         # (job id, cv id) of accepted background uploads not yet put in line (see _enqueue).
         self._to_enqueue: list[tuple[str, str]] = []
         self._enqueuing: asyncio.Task[None] | None = None
-        # Uploads waiting for their blob to be written (see _store_upload).
-        self._to_store: list[tuple[UploadRecord, bytes, asyncio.Future[UploadRecord | None]]] = []
-        self._storing: asyncio.Task[None] | None = None
         # Blocking calls (files, LanceDB) get threads of their own rather than asyncio's
         # shared default pool (a handful of threads on a small machine): an upload never
         # waits in line behind another request's LanceDB scan to write its bytes.
         self._threads = ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix="cvmatch-api")
+        self.uploads = UploadWriter(blobs, self._blocking)
 
     # ---------------------------------------------------------------- helpers
 
@@ -256,13 +244,13 @@ class APIService:
             cv_id=cv_id, job_id=new_upload_job_id(), filename=filename, content_type=content_type,
             size=len(data), accepted_at=datetime.now(UTC),
         )
-        earlier = await self._store_upload(record, data)
+        earlier = await self.uploads.store_unless_present(record, data)
         if earlier is not None:
             existing = await self._existing_upload(cv_id, earlier)
             if existing is not None:
                 return _Admission(earlier, existing)
             # Failed, cancelled or deleted since: a new attempt replaces its record.
-            await self._blocking(self._put_upload, record, data)
+            await self._blocking(self.uploads.put, record, data)
         if queue:
             self._enqueue(record.job_id, cv_id)
         else:
@@ -270,99 +258,6 @@ class APIService:
             self._processing[cv_id] = task
             task.add_done_callback(lambda t: self._sync_finished(cv_id, t))
         return _Admission(record)
-
-    def _put_upload(self, record: UploadRecord, data: bytes, *, only_if_absent: bool = False, sync: bool = True) -> bool:
-        """Store the upload's blob (with ``only_if_absent``, unless one exists: False then)."""
-        try:
-            if only_if_absent:
-                return self.blobs.create("upload", record.cv_id, record.pack(data), sync=sync)
-            self.blobs.put("upload", record.cv_id, record.pack(data), sync=sync)
-            return True
-        except BlobStoreError as e:
-            logger.error("upload %s: not stored: %s", record.cv_id, e.__cause__ or e)
-            raise ServiceUnavailable("the upload could not be stored; try again") from e
-
-    def _put_unless_present(self, record: UploadRecord, data: bytes) -> UploadRecord | None:
-        """The record of an earlier upload of these bytes, or None after writing ``record``
-        (not yet durable: ``_put_batch`` syncs what it wrote).
-
-        The blob is created only if absent, atomically (``BlobStore.create``): of two
-        replicas accepting the same bytes at once, one stores its record and the other
-        gets that record back.
-        """
-        for _ in range(3):
-            if self._put_upload(record, data, only_if_absent=True, sync=False):
-                return None
-            found = read_upload(self.blobs, record.cv_id)
-            if found is not None:
-                return found[0]
-            if self.blobs.exists("upload", record.cv_id):
-                break  # there, but unreadable: replaced below
-            # Deleted between the two calls: try again.
-        self._put_upload(record, data, sync=False)
-        return None
-
-    async def _store_upload(self, record: UploadRecord, data: bytes) -> UploadRecord | None:
-        """``_put_unless_present``, in a group commit with the uploads that arrive meanwhile.
-
-        Uploads wait in line while a batch is being written; the next batch is written
-        in one thread hop and made durable by one barrier (``BlobStore.sync``) for all.
-        """
-        future: asyncio.Future[UploadRecord | None] = asyncio.get_running_loop().create_future()
-        self._to_store.append((record, data, future))
-        if self._storing is None:
-            self._storing = asyncio.get_running_loop().create_task(self._store_batches())
-        return await future
-
-    async def _store_batches(self) -> None:
-        try:
-            while self._to_store:
-                batch, self._to_store = self._to_store, []
-                futures = [future for _, _, future in batch]
-                try:
-                    outcomes = await self._blocking(self._put_batch, [(r, d) for r, d, _ in batch])
-                except asyncio.CancelledError:
-                    for future in futures:
-                        future.cancel()
-                    raise
-                except Exception as e:  # the whole batch fails with it; no request is left waiting
-                    outcomes = [e] * len(batch)
-                for future, outcome in zip(futures, outcomes, strict=True):
-                    if future.done():
-                        continue  # its request went away
-                    if isinstance(outcome, Exception):
-                        future.set_exception(outcome)
-                    else:
-                        future.set_result(outcome)
-        finally:
-            self._storing = None
-
-    def _put_batch(self, uploads: list[tuple[UploadRecord, bytes]]) -> list[UploadRecord | ServiceUnavailable | None]:
-        """``_put_unless_present`` for each upload, then one durability barrier for all.
-
-        Returns, per upload: None (stored), the earlier upload's record, or the error.
-
-        Raises:
-            ServiceUnavailable: the barrier failed; the blobs this call wrote are removed.
-        """
-        outcomes: list[UploadRecord | ServiceUnavailable | None] = []
-        for record, data in uploads:
-            try:
-                outcomes.append(self._put_unless_present(record, data))
-            except ServiceUnavailable as e:
-                outcomes.append(e)
-        written = [record.cv_id for (record, _), outcome in zip(uploads, outcomes, strict=True) if outcome is None]
-        try:
-            self.blobs.sync(self.blobs.path("upload", cv_id) for cv_id in written)
-        except BlobStoreError as e:
-            logger.error("%d uploads not made durable: %s", len(written), e.__cause__ or e)
-            for cv_id in written:
-                try:
-                    self.blobs.delete("upload", cv_id)
-                except BlobStoreError:
-                    pass  # unacknowledged; the recovery round requeues it if it lasted
-            raise ServiceUnavailable("the upload could not be stored; try again") from e
-        return outcomes
 
     async def _existing_upload(self, cv_id: str, record: UploadRecord) -> UploadProgress | None:
         """The state of the earlier upload ``record`` if it still stands, else None (a new attempt)."""
