@@ -372,7 +372,7 @@ def match(
     as_json: JsonOption = False,
 ) -> None:
     """Rank stored CVs against a stored JD."""
-    from cvmatch_ray.match.rank import UnknownDocument
+    from cvmatch_ray.errors import UnknownDocument
 
     settings = _settings(db)
     local = _Local(settings)

@@ -72,4 +72,8 @@ class ProcessingError(Exception):
         return (ProcessingError, (self.stage.value, self.code.value, self.message))
 
 
-__all__ = ["ErrorCode", "ProcessingError", "Stage"]
+class UnknownDocument(LookupError):
+    """A JD or CV id that is not in the store."""
+
+
+__all__ = ["ErrorCode", "ProcessingError", "Stage", "UnknownDocument"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import ray
 
 from cvmatch_ray.config import Settings
-from cvmatch_ray.match.rank import UnknownDocument
+from cvmatch_ray.errors import UnknownDocument
 from cvmatch_ray.pipelines.export import export_results
 from cvmatch_ray.pipelines.matching import create_match_job, run_plan
 from cvmatch_ray.pipelines.ray_ingest import run_ingest

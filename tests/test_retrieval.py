@@ -13,7 +13,8 @@ import pytest
 
 from cvmatch_ray.config import RetrievalSettings, ScoreWeights
 from cvmatch_ray.match.features import cv_feature_columns
-from cvmatch_ray.match.rank import UnknownDocument, jd_features, rank_stored
+from cvmatch_ray.errors import UnknownDocument
+from cvmatch_ray.match.rank import jd_features, rank_stored
 from cvmatch_ray.match.retrieve import _prescore_ranking, match_pool, rrf_fuse
 from cvmatch_ray.schemas import CVProfile, CVStats, EducationLevel, JDProfile, Provenance, SkillMention
 from cvmatch_ray.storage.records import CVRecord, JDRecord

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cvmatch_ray.config import RetrievalSettings, ScoreWeights
+from cvmatch_ray.errors import UnknownDocument
 from cvmatch_ray.match.scoring import JDFeatures, ScoredBatch, score_table
 from cvmatch_ray.schemas import MatchResult
 from cvmatch_ray.storage.records import JDRecord
@@ -17,10 +18,6 @@ from cvmatch_ray.storage.tables import Store
 
 #: CVs counted for BM25's document frequencies when the caller does not say (the setting's default).
 _IDF_SAMPLE = RetrievalSettings.model_fields["lexical_idf_sample"].default
-
-
-class UnknownDocument(LookupError):
-    """A JD or CV id that is not in the store."""
 
 
 def features_of(store: Store, record: JDRecord, *, idf_sample: int = _IDF_SAMPLE) -> JDFeatures:

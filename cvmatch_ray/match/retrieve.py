@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cvmatch_ray.config import RetrievalSettings, ScoreWeights
-from cvmatch_ray.match.rank import UnknownDocument, features_of
+from cvmatch_ray.errors import UnknownDocument
+from cvmatch_ray.match.rank import features_of
 from cvmatch_ray.match.scoring import TITLE, VECTOR_COLUMNS, JDFeatures, prescore, score_table
 from cvmatch_ray.schemas import MatchResult
 from cvmatch_ray.storage.records import SUM_VECTOR_COLUMN, PoolArrays

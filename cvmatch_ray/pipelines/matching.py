@@ -22,7 +22,8 @@ import ray
 
 from cvmatch_ray import metrics
 from cvmatch_ray.config import ScoreWeights, Settings
-from cvmatch_ray.match.rank import UnknownDocument, jd_features
+from cvmatch_ray.errors import UnknownDocument
+from cvmatch_ray.match.rank import jd_features
 from cvmatch_ray.match.scoring import JDFeatures, score_table
 from cvmatch_ray.pipelines.resources import stage_options
 from cvmatch_ray.progress import JobStatus, ProgressClient

@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cvmatch_ray.errors import ErrorCode, ProcessingError
-from cvmatch_ray.match.rank import UnknownDocument
+from cvmatch_ray.errors import UnknownDocument
 from cvmatch_ray.progress import JobNotFoundError
 from cvmatch_ray.serve.errors import InvalidRequest, RequestTooLarge, ServiceUnavailable
 from cvmatch_ray.serve.service import APIService

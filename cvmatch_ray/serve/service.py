@@ -47,7 +47,8 @@ from cvmatch_ray import __version__
 from cvmatch_ray.config import Settings
 from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage
 from cvmatch_ray.ids import document_id, validate_id
-from cvmatch_ray.match.rank import UnknownDocument, rank_jobs
+from cvmatch_ray.errors import UnknownDocument
+from cvmatch_ray.match.rank import rank_jobs
 from cvmatch_ray.match.retrieve import match_pool
 from cvmatch_ray.pipelines.matching import submit_match_job
 from cvmatch_ray.process import RawDocument, features_batch, sniff, unwrap
