@@ -1,22 +1,15 @@
 """Raw uploads as blob files under the data directory (a local folder or ``s3://``...).
 
-Why not the LanceDB ``documents`` table: an upload must be durable before the API answers
-202, and a Lance commit per upload costs tens of milliseconds and serializes concurrent
-uploads on the table's commit (see ``benchmarks/bench_api.py``, which measures both). One
-file per upload is one ``write + fsync + rename`` on a local disk and one ``PUT`` on an
-object store, and uploads never contend.
+An upload must be durable before the API answers 202; a Lance commit per upload would cost
+tens of milliseconds and serialize concurrent uploads on the table's commit, while one file
+per upload is one write + rename locally and one ``PUT`` on an object store.
 
-Layout: ``<data_dir>/blobs/<kind>/<id[:2]>/<id>``; the two-character fan-out keeps
-directories small. Kinds: ``upload`` an accepted CV upload (its record, then its raw
-bytes: one file, one ``fsync``, see ``pipeline.UploadRecord``), ``jd`` raw JDs, ``job`` a
-matching request's options. Writes are atomic: readers never see half a blob.
-
-Many blobs written at once share one durability barrier: write them with ``sync=False``,
-then ``sync()`` them together. On Linux that barrier is one ``syncfs`` of the blob area's
-filesystem (one journal commit) instead of two ``fsync`` calls per blob: 100 CVs stored 16
-at a time took 1.4 ms of CPU per blob one by one, 0.3 ms in groups of 16 behind one barrier
-(ext4, ``benchmarks/bench_api.py``). It also flushes whatever else is dirty on that
-filesystem, so a data directory on a volume of its own keeps the barrier short.
+Layout: ``<data_dir>/blobs/<kind>/<id[:2]>/<id>``. Kinds: ``upload`` an accepted CV upload
+(its record, then its raw bytes, see ``serve.upload_worker.UploadRecord``), ``jd`` raw JDs,
+``job`` a matching request's options. Writes are atomic and readable by the owner only.
+Many blobs written with ``sync=False`` share one durability barrier, ``sync()``: on Linux
+one ``syncfs`` of the blob area's filesystem, which also flushes whatever else is dirty
+there (docs/performance.md has the figures).
 """
 
 from __future__ import annotations
