@@ -146,6 +146,9 @@ def server(ray_cluster: RayCluster, tmp_path_factory) -> Iterator[Server]:
 
     data_dir = tmp_path_factory.mktemp("api_data")
     port = _free_port()
+    # A Serve instance left by an earlier module (an app run on the default port) would
+    # keep its proxy, and this app would never answer on ``port``.
+    serve.shutdown()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     srv = Server(f"http://127.0.0.1:{port}", data_dir, port)
     serve.run(build_app(srv.args()), name=APP_NAME, route_prefix="/")
