@@ -149,7 +149,7 @@ def _skill_marks(text: str, tokens: list[Token], taxonomy: Taxonomy) -> list[str
 
 def _word_features(word: str, taxonomy: Taxonomy) -> list[str]:
     low = word.lower()
-    f = [f"w={low}", f"sh={_shape(word)}", f"s3={low[-3:]}", f"p3={low[:3]}"]
+    f = [f"w={low}", f"sh={_shape(word)}", f"s3={low[-3:]}"]
     if word[0].isupper():
         f.append("cap")
     if word.isupper() and len(word) > 1:
@@ -189,22 +189,29 @@ def featurize(text: str, taxonomy: Taxonomy) -> tuple[list[Token], list[list[str
             continue
         seg.feats = _segment_features(text, seg, taxonomy, section)
     marks = _skill_marks(text, tokens, taxonomy)
-    cache: dict[str, list[str]] = {}
-    base: list[list[str]] = []
+    cache: dict[str, tuple[list[str], str, str]] = {}
+    words: list[tuple[list[str], str, str]] = []
     for tok in tokens:
         wf = cache.get(tok.text)
         if wf is None:
-            wf = cache[tok.text] = _word_features(tok.text, taxonomy)
-        base.append(wf)
+            wf = cache[tok.text] = (_word_features(tok.text, taxonomy), tok.text.lower(), _shape(tok.text))
+        words.append(wf)
     n = len(tokens)
     out: list[list[str]] = []
+    key = ""
     for i, tok in enumerate(tokens):
         seg = segments[tok.seg]
         pos = i - seg.first_tok
-        f = ["bias", *base[i], *seg.feats]
+        if pos == 0:
+            key = ""
+        if tok.text == ":" and i > 0 and tokens[i - 1].seg == tok.seg:
+            key = words[i - 1][1]  # "Company: X", "Designation: Y"
+        f = ["bias", *words[i][0], *seg.feats]
         f.append(f"pos={min(pos, 4)}")
         if pos == seg.n_toks - 1:
             f.append("last")
+        if key and tok.text != ":":
+            f.append(f"key={key}")
         f.append(f"dpos={min(i // 10, 5) if i < 60 else 6 if i < 200 else 7}")
         f.append(f"segi={min(tok.seg, 5)}")
         if marks[i]:
@@ -217,14 +224,15 @@ def featurize(text: str, taxonomy: Taxonomy) -> tuple[list[Token], list[list[str
             f.append("nseg:year")
         if "stitle" in prev_seg:
             f.append("pseg:title")
+        if "scomp" in next_seg:
+            f.append("nseg:comp")
         for off in (-2, -1, 1, 2):
             j = i + off
             if 0 <= j < n:
-                other = tokens[j]
-                same = other.seg == tok.seg
-                f.append(f"{off}w={other.text.lower()}" if same else f"{off}brk")
+                same = tokens[j].seg == tok.seg
+                f.append(f"{off}w={words[j][1]}" if same else f"{off}brk")
                 if same and abs(off) == 1:
-                    f.append(f"{off}sh={_shape(other.text)}")
+                    f.append(f"{off}sh={words[j][2]}")
                     if marks[j]:
                         f.append(f"{off}sk")
             else:

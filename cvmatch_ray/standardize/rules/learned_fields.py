@@ -129,10 +129,11 @@ def experience_entries(
 
     A role whose date range is one the rules found takes the rules' responsibilities and
     skills and the spans' title, company and location (the rules' where the spans have
-    none). Roles with neither a company nor a date are dropped; rule entries no role
-    matched are kept after the role before them.
+    none). Rule entries no role matched keep their dates and responsibilities, after the
+    role before them; when the spans found roles, such an entry's title and company are
+    dropped (on the dev split the rules' guesses there were mostly wrong).
     """
-    roles = [r for r in assemble_roles(spans, today=today) if r.company or r.date]
+    roles = assemble_roles(spans, today=today)
     by_range = {(r.start, r.end): k for k, r in enumerate(rule_ranges)}
     used: set[int] = set()
     out: list[tuple[ExperienceEntry, DateRange | None]] = []
@@ -162,6 +163,8 @@ def experience_entries(
     for k, entry in enumerate(rule_entries):
         if k in used:
             continue
+        if roles:
+            entry = entry.model_copy(update={"title": None, "company": None, "location": None})
         before = [rule_ranges[j] for j in range(k) if j in used]
         at = 0
         if before:
@@ -233,12 +236,16 @@ def first_name(spans: list[Span]) -> str | None:
 def skill_mentions(
     spans: list[Span], rule_skills: list[SkillMention], taxonomy: Taxonomy, heads: list[tuple[int, Section]],
 ) -> list[SkillMention]:
-    """The rules' taxonomy skills, then the skill spans the taxonomy does not know, with their surfaces.
+    """The skills of a CV: the rules' taxonomy hits in skills sections, then the skill spans.
 
-    A span the taxonomy knows adds its surface to that concept; an unknown one becomes a
-    skill named as written (``category`` None).
+    Lists under a skills heading are what the taxonomy lookup reads well; in prose the
+    extractor decides what is a skill (on the dev split, taxonomy hits in prose that the
+    extractor did not label were mostly wrong). A span the taxonomy knows adds its surface
+    to that canonical concept; an unknown one becomes a skill named as written.
     """
-    merged: dict[str, SkillMention] = {s.name: s.model_copy(deep=True) for s in rule_skills}
+    merged: dict[str, SkillMention] = {
+        s.name: s.model_copy(deep=True) for s in rule_skills if Section.skills in s.sections
+    }
     for sp in spans:
         if sp.label != "SKILL":
             continue
