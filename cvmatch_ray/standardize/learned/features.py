@@ -189,53 +189,74 @@ def featurize(text: str, taxonomy: Taxonomy) -> tuple[list[Token], list[list[str
             continue
         seg.feats = _segment_features(text, seg, taxonomy, section)
     marks = _skill_marks(text, tokens, taxonomy)
-    cache: dict[str, tuple[list[str], str, str]] = {}
-    words: list[tuple[list[str], str, str]] = []
+    # Per distinct word: its own features, then its features as a neighbour at -2, -1, +1, +2.
+    cache: dict[str, tuple[list[str], tuple[str, ...]]] = {}
+    words: list[tuple[list[str], tuple[str, ...]]] = []
     for tok in tokens:
         wf = cache.get(tok.text)
         if wf is None:
-            wf = cache[tok.text] = (_word_features(tok.text, taxonomy), tok.text.lower(), _shape(tok.text))
+            low, sh = tok.text.lower(), _shape(tok.text)
+            wf = cache[tok.text] = (
+                _word_features(tok.text, taxonomy),
+                (f"-2w={low}", f"-1w={low}", f"1w={low}", f"2w={low}", f"-1sh={sh}", f"1sh={sh}", low),
+            )
         words.append(wf)
+    # Per segment: its features and those its neighbours lend it.
+    n_seg = len(segments)
+    seg_ctx: list[list[str]] = []
+    for k, seg in enumerate(segments):
+        prev_seg = segments[k - 1].feats if k else ()
+        next_seg = segments[k + 1].feats if k + 1 < n_seg else ()
+        ctx = [*seg.feats, f"segi={min(k, 5)}"]
+        if "syear" in prev_seg:
+            ctx.append("pseg:year")
+        if "syear" in next_seg:
+            ctx.append("nseg:year")
+        if "stitle" in prev_seg:
+            ctx.append("pseg:title")
+        if "scomp" in next_seg:
+            ctx.append("nseg:comp")
+        seg_ctx.append(ctx)
     n = len(tokens)
     out: list[list[str]] = []
     key = ""
     for i, tok in enumerate(tokens):
-        seg = segments[tok.seg]
+        k = tok.seg
+        seg = segments[k]
         pos = i - seg.first_tok
         if pos == 0:
             key = ""
-        if tok.text == ":" and i > 0 and tokens[i - 1].seg == tok.seg:
-            key = words[i - 1][1]  # "Company: X", "Designation: Y"
-        f = ["bias", *words[i][0], *seg.feats]
-        f.append(f"pos={min(pos, 4)}")
+        if tok.text == ":" and pos > 0:
+            key = words[i - 1][1][6]  # "Company: X", "Designation: Y"
+        f = ["bias", *words[i][0], *seg_ctx[k], _POS[pos if pos < 4 else 4]]
         if pos == seg.n_toks - 1:
             f.append("last")
         if key and tok.text != ":":
             f.append(f"key={key}")
-        f.append(f"dpos={min(i // 10, 5) if i < 60 else 6 if i < 200 else 7}")
-        f.append(f"segi={min(tok.seg, 5)}")
+        f.append(_DPOS[i // 10] if i < 60 else "dpos=6" if i < 200 else "dpos=7")
         if marks[i]:
-            f.append(f"sk={marks[i]}")
-        prev_seg = segments[tok.seg - 1].feats if tok.seg else ()
-        next_seg = segments[tok.seg + 1].feats if tok.seg + 1 < len(segments) else ()
-        if "syear" in prev_seg:
-            f.append("pseg:year")
-        if "syear" in next_seg:
-            f.append("nseg:year")
-        if "stitle" in prev_seg:
-            f.append("pseg:title")
-        if "scomp" in next_seg:
-            f.append("nseg:comp")
-        for off in (-2, -1, 1, 2):
+            f.append(_SK[marks[i]])
+        for off, slot in ((-2, 0), (-1, 1), (1, 2), (2, 3)):
             j = i + off
             if 0 <= j < n:
-                same = tokens[j].seg == tok.seg
-                f.append(f"{off}w={words[j][1]}" if same else f"{off}brk")
-                if same and abs(off) == 1:
-                    f.append(f"{off}sh={words[j][2]}")
-                    if marks[j]:
-                        f.append(f"{off}sk")
+                if tokens[j].seg == k:
+                    ctx = words[j][1]
+                    f.append(ctx[slot])
+                    if slot == 1 or slot == 2:
+                        f.append(ctx[4 if slot == 1 else 5])
+                        if marks[j]:
+                            f.append(_NSK[slot])
+                else:
+                    f.append(_BRK[slot])
             else:
-                f.append(f"{off}edge")
+                f.append(_EDGE[slot])
         out.append(f)
     return tokens, out
+
+
+_POS = tuple(f"pos={k}" for k in range(5))
+_DPOS = tuple(f"dpos={k}" for k in range(6))
+_SK = {"B": "sk=B", "I": "sk=I"}
+_NSK = {1: "-1sk", 2: "1sk"}
+_BRK = ("-2brk", "-1brk", "1brk", "2brk")
+_EDGE = ("-2edge", "-1edge", "1edge", "2edge")
