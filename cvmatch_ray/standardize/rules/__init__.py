@@ -124,7 +124,7 @@ class RuleStandardizer:
                 contact = contact.model_copy(update={"name": name})
             experience, ranges = experience_entries(text, spans, experience, ranges, tax, today=today, heads=heads)
             months = min(union_months(ranges), 900)
-            education = education_entries(spans) or education
+            education = education_entries(spans, education, heads)
             skills = skill_mentions(spans, skills, tax, heads)
         titles = [t for t in [headline, *(e.title for e in experience)] if t]
         try:

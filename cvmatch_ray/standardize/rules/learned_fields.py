@@ -133,7 +133,12 @@ def experience_entries(
     role before them; when the spans found roles, such an entry's title and company are
     dropped (on the dev split the rules' guesses there were mostly wrong).
     """
-    roles = assemble_roles(spans, today=today)
+    # A dateless title with no company in the header is the headline, already read by the rules.
+    # A dateless title with no company above the first heading is the headline, which the
+    # rules already read (text without headings has no such place: its titles are kept).
+    first_heading = heads[0][0] if heads else -1
+    roles = [r for r in assemble_roles(spans, today=today) if r.date or r.company or r.start > first_heading]
+    places = [sp.text.strip() for sp in spans if sp.label == "LOCATION"]
     by_range = {(r.start, r.end): k for k, r in enumerate(rule_ranges)}
     used: set[int] = set()
     out: list[tuple[ExperienceEntry, DateRange | None]] = []
@@ -142,6 +147,7 @@ def experience_entries(
         if k is not None and k not in used:
             used.add(k)
             base = rule_entries[k]
+            base = _split_place(base, places)
             entry = base.model_copy(update={
                 "title": role.title or base.title,
                 "company": role.company or base.company,
@@ -149,7 +155,9 @@ def experience_entries(
             })
             out.append((entry, rule_ranges[k]))
             continue
-        body = _body(text, role, heads)
+        # A dateless role in the header ("Java Developer - Infosys", the Indeed headline) owns no body.
+        in_header = role.date is None and section_at(heads, role.start) in (Section.header, Section.summary)
+        body = [] if in_header else _body(text, role, heads)
         hits = taxonomy.find_skills("\n".join(body)) if body else []
         skills = list(dict.fromkeys(h.canonical for h in hits))
         r = role.date
@@ -164,7 +172,7 @@ def experience_entries(
         if k in used:
             continue
         if roles:
-            entry = entry.model_copy(update={"title": None, "company": None, "location": None})
+            entry = _split_place(entry, places).model_copy(update={"title": None, "company": None})
         before = [rule_ranges[j] for j in range(k) if j in used]
         at = 0
         if before:
@@ -173,6 +181,22 @@ def experience_entries(
         used.add(k)
     out = out[:MAX_ITEMS]
     return [e for e, _ in out], [r for _, r in out if r is not None]
+
+
+def _split_place(entry: ExperienceEntry, places: list[str]) -> ExperienceEntry:
+    """A rule entry whose "location" is a company and a place ("Ardoise Logiciels, Lyon").
+
+    When the extractor labelled only the tail as a place, the rest is the company.
+    """
+    loc = entry.location
+    if entry.company or not loc:
+        return entry
+    for place in places:
+        if place and loc.endswith(place) and len(loc) > len(place):
+            rest = _clean(loc[: -len(place)])
+            if rest:
+                return entry.model_copy(update={"company": rest, "location": place})
+    return entry
 
 
 @dataclass
@@ -184,12 +208,18 @@ class _Edu:
     years: list[int] = field(default_factory=list)
 
 
-def education_entries(spans: list[Span]) -> list[EducationEntry]:
-    """Education entries grouped from degree, institution and graduation-year spans."""
+def education_entries(
+    spans: list[Span], rule_entries: list[EducationEntry], heads: list[tuple[int, Section]],
+) -> list[EducationEntry]:
+    """Education entries: the rules' when each names a degree and an institution (a clean
+    education section), else grouped from degree, institution and graduation-year spans
+    (outside certification sections), else the rules' again."""
+    if rule_entries and all(e.degree and e.institution for e in rule_entries):
+        return rule_entries
     groups: list[_Edu] = []
     cur: _Edu | None = None
     for sp in spans:
-        if sp.label not in ("DEGREE", "COLLEGE", "GRAD"):
+        if sp.label not in ("DEGREE", "COLLEGE", "GRAD") or section_at(heads, sp.start) is Section.certifications:
             continue
         years = [int(y) for y in YEAR_RE.findall(sp.text)]
         value = _clean(sp.text)
@@ -220,7 +250,7 @@ def education_entries(spans: list[Span]) -> list[EducationEntry]:
             field=clean_line(_field(g.degree), 120) or None if g.degree else None,
             institution=g.institution, year=year,
         ))
-    return out[:15]
+    return out[:15] or rule_entries
 
 
 def first_name(spans: list[Span]) -> str | None:
