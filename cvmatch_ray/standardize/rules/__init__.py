@@ -120,7 +120,8 @@ class RuleStandardizer:
             spans = self.extractor.spans(text)
             heads = headings(text)
             name = first_name(spans)
-            if name:
+            # The rules' reading wins when it contains the span ("Dubois-Lefèvre", "JANE DOE" title-cased).
+            if name and not (contact.name and name.lower() in contact.name.lower()):
                 contact = contact.model_copy(update={"name": name})
             experience, ranges = experience_entries(text, spans, experience, ranges, tax, today=today, heads=heads)
             months = min(union_months(ranges), 900)
