@@ -121,36 +121,24 @@ def _body(text: str, role: Role, heads: list[tuple[int, Section]]) -> list[str]:
     return prepare_lines(chunk) if chunk.strip() else []
 
 
-def _key(text: str | None) -> str:
-    return re.sub(r"[^a-z0-9]", "", (text or "").lower())
-
-
-def _span_entry(text: str, role: Role, taxonomy: Taxonomy, heads: list[tuple[int, Section]]) -> ExperienceEntry:
-    """An entry built from a role's spans alone, its body read by the rules."""
-    body = _body(text, role, heads)
-    hits = taxonomy.find_skills("\n".join(body)) if body else []
-    skills = list(dict.fromkeys(h.canonical for h in hits))
-    r = role.date
-    return ExperienceEntry(
-        title=role.title, company=role.company, location=role.location,
-        start=r.start_ym if r else None, end=r.end_ym if r else None, current=r.current if r else False,
-        months=min(r.months, 900) if r else 0, responsibilities=_responsibilities(body),
-        skills=[clean_line(s, 120) for s in skills[:60]],
-    )
-
-
 def experience_entries(
     text: str, spans: list[Span], rule_entries: list[ExperienceEntry], rule_ranges: list[DateRange],
     taxonomy: Taxonomy, *, today: date, heads: list[tuple[int, Section]],
 ) -> tuple[list[ExperienceEntry], list[DateRange]]:
-    """The rules' date-anchored entries, completed and extended by the roles the spans describe.
+    """Experience entries from the spans, merged with the rules' date-anchored entries.
 
-    A rule entry keeps what the rules read; a role with the same date range fills the
-    fields the rules left empty (and takes back a company the rules read as the location).
-    A dated role the rules did not find becomes an entry of its own; a role without dates
-    only when the rules found no entry at all and it names a title or a company.
+    A role whose date range is one the rules found takes the rules' responsibilities and
+    skills and the spans' title, company and location (the rules' where the spans have
+    none). Rule entries no role matched keep their dates and responsibilities, after the
+    role before them; when the spans found roles, such an entry's title and company are
+    dropped (on the dev split the rules' guesses there were mostly wrong).
     """
-    roles = assemble_roles(spans, today=today)
+    # A dateless title with no company in the header is the headline, already read by the rules.
+    # A dateless title with no company above the first heading is the headline, which the
+    # rules already read (text without headings has no such place: its titles are kept).
+    first_heading = heads[0][0] if heads else -1
+    roles = [r for r in assemble_roles(spans, today=today) if r.date or r.company or r.start > first_heading]
+    places = [sp.text.strip() for sp in spans if sp.label == "LOCATION"]
     by_range = {(r.start, r.end): k for k, r in enumerate(rule_ranges)}
     used: set[int] = set()
     out: list[tuple[ExperienceEntry, DateRange | None]] = []
@@ -159,23 +147,32 @@ def experience_entries(
         if k is not None and k not in used:
             used.add(k)
             base = rule_entries[k]
-            update: dict[str, str | None] = {}
-            if base.company is None and role.company:
-                update["company"] = role.company
-                if _key(base.location) == _key(role.company):
-                    update["location"] = role.location
-            if base.title is None and role.title:
-                update["title"] = role.title
-            if base.location is None and "location" not in update and role.location:
-                update["location"] = role.location
-            out.append((base.model_copy(update=update), rule_ranges[k]))
-        elif role.date is not None and k is None or (role.date is None and not rule_entries
-                                                      and (role.title or role.company)):
-            out.append((_span_entry(text, role, taxonomy, heads), role.date))
-    # Rule entries no role matched, after the entry that preceded them in the rules' order.
+            base = _split_place(base, places)
+            entry = base.model_copy(update={
+                "title": role.title or base.title,
+                "company": role.company or base.company,
+                "location": role.location or (base.location if not role.company else None),
+            })
+            out.append((entry, rule_ranges[k]))
+            continue
+        # A dateless role in the header ("Java Developer - Infosys", the Indeed headline) owns no body.
+        in_header = role.date is None and section_at(heads, role.start) in (Section.header, Section.summary)
+        body = [] if in_header else _body(text, role, heads)
+        hits = taxonomy.find_skills("\n".join(body)) if body else []
+        skills = list(dict.fromkeys(h.canonical for h in hits))
+        r = role.date
+        out.append((ExperienceEntry(
+            title=role.title, company=role.company, location=role.location,
+            start=r.start_ym if r else None, end=r.end_ym if r else None, current=r.current if r else False,
+            months=min(r.months, 900) if r else 0, responsibilities=_responsibilities(body),
+            skills=[clean_line(s, 120) for s in skills[:60]],
+        ), r))
+    # Rule entries the spans missed, after the entry that preceded them in the rules' order.
     for k, entry in enumerate(rule_entries):
         if k in used:
             continue
+        if roles:
+            entry = _split_place(entry, places).model_copy(update={"title": None, "company": None})
         before = [rule_ranges[j] for j in range(k) if j in used]
         at = 0
         if before:
@@ -184,6 +181,22 @@ def experience_entries(
         used.add(k)
     out = out[:MAX_ITEMS]
     return [e for e, _ in out], [r for _, r in out if r is not None]
+
+
+def _split_place(entry: ExperienceEntry, places: list[str]) -> ExperienceEntry:
+    """A rule entry whose "location" is a company and a place ("Ardoise Logiciels, Lyon").
+
+    When the extractor labelled only the tail as a place, the rest is the company.
+    """
+    loc = entry.location
+    if entry.company or not loc:
+        return entry
+    for place in places:
+        if place and loc.endswith(place) and len(loc) > len(place):
+            rest = _clean(loc[: -len(place)])
+            if rest:
+                return entry.model_copy(update={"company": rest, "location": place})
+    return entry
 
 
 @dataclass
