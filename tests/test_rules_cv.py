@@ -51,7 +51,9 @@ French (native), English (fluent), German - basic
 
 @pytest.fixture(scope="module")
 def rules() -> RuleStandardizer:
-    return RuleStandardizer(today=TODAY)
+    # The rule-only parser: these tests pin the rules; tests/test_extractor.py covers the
+    # parser combined with the trained extractor.
+    return RuleStandardizer(today=TODAY, extractor=None)
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,16 @@ It is the CPU default: deterministic, a few milliseconds per CV, and the fallbac
 LLM backend is configured. The steps follow the document: ``sections`` cleans the text and
 cuts it at headings, ``contact`` reads the header, ``skills`` looks every section up in the
 taxonomy, ``experience`` and ``education`` parse their sections, ``jd`` does the same for
-job descriptions.
+job descriptions. With a trained extractor (the default), ``learned_fields`` takes the
+names, companies, titles, date ranges, degrees, institutions, places and skill mentions it
+labels and combines them with the rules; ``extractor=None`` is the rule-only parser.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import date
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -21,15 +24,28 @@ from cvmatch_ray.standardize.rules.dates import union_months
 from cvmatch_ray.standardize.rules.education import parse_certifications, parse_education, parse_languages
 from cvmatch_ray.standardize.rules.experience import parse_experience, seniority
 from cvmatch_ray.standardize.rules.jd import parse_jd
+from cvmatch_ray.standardize.rules.learned_fields import (
+    education_entries,
+    experience_entries,
+    first_name,
+    headings,
+    skill_mentions,
+)
 from cvmatch_ray.standardize.rules.sections import prepare_lines, split_sections, strip_bullet
 from cvmatch_ray.standardize.rules.skills import block_hits, merge_mentions
 from cvmatch_ray.taxonomy import Taxonomy, load_taxonomy
+
+if TYPE_CHECKING:
+    from cvmatch_ray.standardize.learned import FieldExtractor
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["RuleStandardizer"]
 
 RULES_VERSION = "rules-1"
+LEARNED_VERSION = "rules-1+crf-1"
+
+_SHIPPED = object()  # the default extractor: the model shipped with the package
 
 
 class RuleStandardizer:
@@ -39,18 +55,30 @@ class RuleStandardizer:
         taxonomy: the lookup to use; defaults to the shipped one.
         today: the date "Present" means in date ranges; defaults to each call's current date
             (tests pass a fixed date).
+        extractor: the trained field extractor combined with the rules; defaults to the
+            shipped model (loaded on first use); None parses with the rules alone.
     """
 
     name = "rules"
 
-    def __init__(self, *, taxonomy: Taxonomy | None = None, today: date | None = None) -> None:
+    def __init__(
+        self, *, taxonomy: Taxonomy | None = None, today: date | None = None,
+        extractor: FieldExtractor | None | object = _SHIPPED,
+    ) -> None:
         self.taxonomy = taxonomy or load_taxonomy()
         self.today = today
+        if extractor is _SHIPPED:
+            # Imported here: the extractor's features use the rules' heading and degree patterns.
+            from cvmatch_ray.standardize.learned import load_extractor
+
+            extractor = load_extractor()
+        self.extractor: FieldExtractor | None = extractor  # type: ignore[assignment]
 
     @property
     def provenance(self) -> Provenance:
-        """Backend "rules", with the rules version as the prompt version."""
-        return Provenance(backend="rules", model=None, prompt_version=RULES_VERSION)
+        """Backend "rules", with the rules (and extractor) version as the prompt version."""
+        version = LEARNED_VERSION if self.extractor is not None else RULES_VERSION
+        return Provenance(backend="rules", model=None, prompt_version=version)
 
     def standardize_cv(self, text: str, *, today: date | None = None) -> CVProfile:
         """The CV profile of ``text``.
@@ -87,13 +115,25 @@ class RuleStandardizer:
         languages = parse_languages("\n".join(by_section.get(Section.languages, [])))
         summary_lines = [strip_bullet(x) for x in by_section.get(Section.summary, [])]
         months = min(union_months(ranges), 900)
+        skills = merge_mentions(block_hits(blocks, tax))
+        if self.extractor is not None:
+            spans = self.extractor.spans(text)
+            heads = headings(text)
+            name = first_name(spans)
+            # The rules' reading wins when it contains the span ("Dubois-Lefèvre", "JANE DOE" title-cased).
+            if name and not (contact.name and name.lower() in contact.name.lower()):
+                contact = contact.model_copy(update={"name": name})
+            experience, ranges = experience_entries(text, spans, experience, ranges, tax, today=today, heads=heads)
+            months = min(union_months(ranges), 900)
+            education = education_entries(spans, education, heads)
+            skills = skill_mentions(spans, skills, tax, heads)
         titles = [t for t in [headline, *(e.title for e in experience)] if t]
         try:
             return CVProfile(
                 contact=contact,
                 headline=headline,
                 summary=clean_line(" ".join(summary_lines), 2000) or None,
-                skills=merge_mentions(block_hits(blocks, tax)),
+                skills=skills,
                 experience=experience,
                 total_experience_months=months,
                 education=education,

@@ -167,12 +167,27 @@ def parse_education(lines: list[str]) -> list[EducationEntry]:
 
 
 def parse_certifications(lines: list[str]) -> list[str]:
-    """One certification per non-empty line of a certifications section (at most 40)."""
-    out: list[str] = []
+    """One certification per item of a certifications section (at most 40).
+
+    An item is a line; a line ending with a dash, comma or "&" ("AWS Certified Developer -")
+    or followed by one opening in lower case or with "(" is wrapped, and joined with the next.
+    """
+    items: list[str] = []
+    joined = False
     for raw in lines:
         line = clean_line(strip_bullet(raw), 300)
-        if len(line) > 2 and line not in out:
-            out.append(line)
+        if not line:
+            continue
+        bulleted = line != raw.strip()
+        if items and not bulleted and (joined or line[0].islower() or line[0] == "("):
+            items[-1] = clean_line(f"{items[-1]} {line}", 300)
+        else:
+            items.append(line)
+        joined = items[-1].endswith(("-", "–", "—", ",", "&", " and", " of"))
+    out: list[str] = []
+    for item in items:
+        if len(item) > 2 and item not in out:
+            out.append(item)
     return out[:MAX_ITEMS]
 
 

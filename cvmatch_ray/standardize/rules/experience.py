@@ -208,15 +208,20 @@ def _tidy(text: str | None, max_words: int = 10) -> str | None:
 
 def _responsibilities(lines: list[str]) -> list[str]:
     out: list[str] = []
+    prev_bulleted = False
     for raw in lines:
         line = strip_bullet(raw)
         if not line:
             continue
         bulleted = line != raw.strip()
-        if out and not bulleted and line[0].islower() and len(out[-1]) < 1500:
-            out[-1] = f"{out[-1]} {line}"  # a wrapped line continues the previous one
+        # A wrapped line continues the previous item: it starts in lower case, or it follows
+        # a bullet that has not ended its sentence ("... in Python (FastAPI) on" / "PostgreSQL.").
+        wrapped = line[0].islower() or (prev_bulleted and not out[-1].endswith((".", "!", "?", ":", ";")))
+        if out and not bulleted and wrapped and len(out[-1]) < 1500:
+            out[-1] = f"{out[-1]} {line}"
         else:
             out.append(line)
+            prev_bulleted = bulleted
     return [clean_line(x, 2000) for x in out if len(x) > 2][:MAX_ITEMS]
 
 

@@ -91,7 +91,7 @@ def prepare_lines(text: str) -> list[str]:
             lines[-1] = f"{lines[-1]} {ln} {' '.join(raw[i + 1].split())}"
             i += 2
             continue
-        if lines and (ln.startswith(",") or re.match(r"^(?:to|-|–)\s+\S", ln) and _ends_with_date(lines[-1])):
+        if lines and (ln.startswith(",") or _DATE_TAIL.match(ln) and _ends_with_date(lines[-1])):
             lines[-1] = f"{lines[-1]} {ln}"
         else:
             lines.append(ln)
@@ -99,6 +99,12 @@ def prepare_lines(text: str) -> list[str]:
     return lines
 
 
+# The end of a range on its own line ("- 2016", "to Present"), not a bullet after a date line.
+_DATE_TAIL = re.compile(
+    r"^(?:to|-|–)\s+(?:[A-Za-z]{3,9}\.?,?\s*)?(?:(?:19|20)\d{2}|\d{1,2}[/.](?:19|20)?\d{2}|present|current|now|"
+    r"today|date|till\s+date)\s*$",
+    re.IGNORECASE,
+)
 _DATE_END = re.compile(r"(?:\b(?:19|20)\d{2}|\d{1,2}[/.](?:19|20)?\d{2})\s*$")
 
 
