@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     standardizer: Literal["rules", "vllm", "openai"] = Field(
         "rules", description="Text -> profile backend: the offline rules, vLLM in-process, or an OpenAI-compatible server."
     )
+    field_extractor: Literal["crf", "none"] = Field(
+        "crf",
+        description="The rules backend's learned field extractor (names, companies, titles, degrees, skills): "
+        "the shipped CRF, or none (rules alone).",
+    )
     llm: LLMSettings = Field(default_factory=LLMSettings)
 
     # --- embeddings ----------------------------------------------------------------

@@ -372,7 +372,9 @@ def test_languages_with_levels() -> None:
 def test_factory_and_provenance() -> None:
     st = make_standardizer(Settings(standardizer="rules"))
     assert st.name == "rules"
-    assert st.provenance.backend == "rules"
+    assert (st.provenance.backend, st.provenance.prompt_version) == ("rules", "rules-1+crf-1")
+    rules_only = make_standardizer(Settings(standardizer="rules", field_extractor="none"))
+    assert rules_only.extractor is None and rules_only.provenance.prompt_version == "rules-1"
 
 
 @pytest.mark.parametrize(("backend", "setting"), [("vllm", "CVMATCH_LLM__MODEL"), ("openai", "CVMATCH_LLM__OPENAI_BASE_URL")])

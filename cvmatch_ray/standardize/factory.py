@@ -21,7 +21,7 @@ def make_standardizer(settings: Settings) -> Standardizer:
         # Imported here so that picking an LLM backend never loads the taxonomy twice.
         from cvmatch_ray.standardize.rules import RuleStandardizer
 
-        return RuleStandardizer()
+        return RuleStandardizer() if settings.field_extractor == "crf" else RuleStandardizer(extractor=None)
     return make_llm_standardizer(settings)
 
 
