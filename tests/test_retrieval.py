@@ -185,8 +185,8 @@ def test_whole_pool_and_a_match_job_agree_under_a_non_default_retrieval_setting(
         retrieval=RetrievalSettings(lexical_idf_sample=5), match_chunk_size=100,
     )
     pool = {r.cv_id: r.score for r in match_pool(store, jd_id, top_k=20, weights=WEIGHTS, settings=settings.retrieval).results}
-    plan = create_match_job(settings, jd_id=jd_id, cv_ids=list(pool), dim=DIM)
-    run_plan(settings, plan, dim=DIM)
+    plan = create_match_job(settings, jd_id=jd_id, cv_ids=list(pool))
+    run_plan(settings, plan)
     job = {r.cv_id: r.score for r in Store(store.uri, dim=DIM).read_matches(plan.job_id)}
     assert job == pool
     # The setting matters: with every CV counted, the same CVs score otherwise.
