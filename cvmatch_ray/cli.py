@@ -132,7 +132,7 @@ class _Local:
         from cvmatch_ray.storage.tables import Store
 
         self.settings = settings
-        self.store = Store(settings.data_dir)
+        self.store = Store.open(settings.data_dir, settings.store)
         self._ingestor = None
 
     @property
@@ -173,7 +173,7 @@ class _OnRay:
         self.settings = settings
         if not ray.is_initialized():
             ray.init(address=settings.ray_address, namespace=settings.ray_namespace, log_to_driver=False)
-        self.store = Store(settings.data_dir)
+        self.store = Store.open(settings.data_dir, settings.store)
 
     def _follow(self, job_id: str, label: str, total: int, work) -> Any:
         """Run ``work()`` in a thread while the bar polls the job in the progress actor."""

@@ -118,6 +118,18 @@ class UploadSettings(BaseModel):
     )
 
 
+class StoreSettings(BaseModel):
+    """How the LanceDB tables are kept (``storage/``)."""
+
+    compact_every: int = Field(
+        20, ge=0, description="Compact a table after this many commits through one process's store; 0 = never."
+    )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="LanceDB object-store options for an s3:// data_dir (endpoint, region, credentials...).",
+    )
+
+
 class Settings(BaseSettings):
     """cvmatch-ray configuration (environment prefix ``CVMATCH_``).
 
@@ -135,6 +147,8 @@ class Settings(BaseSettings):
         "./cvmatch_data",
         description="LanceDB URI: a local folder, or s3://, gs://, az:// on a cluster.",
     )
+
+    store: StoreSettings = Field(default_factory=StoreSettings)
 
     # --- extraction limits ---------------------------------------------------------
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest accepted file.")

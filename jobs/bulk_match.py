@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     status = run_plan(settings, plan)
     logger.info("match job %s for JD %s: %s (%d CVs)", plan.job_id, jd_id, status.value, len(plan.cv_ids))
     if args.export and status is JobStatus.succeeded:
-        results = Store(settings.data_dir).read_matches(plan.job_id)
+        results = Store.open(settings.data_dir, settings.store).read_matches(plan.job_id)
         export_results(results[: args.top] if args.top else results, args.export)
     return 0 if status is JobStatus.succeeded else 1
 

@@ -449,8 +449,11 @@ def _fragments(store: Store, name: str) -> int:
 
 
 def test_small_commits_are_compacted_as_they_come(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "db"), dim=DIM, compact_every=5)
-    never = Store(str(tmp_path / "other"), dim=DIM, compact_every=None)
+    from cvmatch_ray.config import StoreSettings
+
+    # Settings.store says how often (0: never).
+    store = Store.open(str(tmp_path / "db"), StoreSettings(compact_every=5), dim=DIM)
+    never = Store.open(str(tmp_path / "other"), StoreSettings(compact_every=0), dim=DIM)
     for i in range(12):
         store.upsert_cvs([_cv(i)])
         never.upsert_cvs([_cv(i)])

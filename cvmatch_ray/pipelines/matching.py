@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import ray
 
 from cvmatch_ray import metrics
-from cvmatch_ray.config import ScoreWeights, Settings
+from cvmatch_ray.config import ScoreWeights, Settings, StoreSettings
 from cvmatch_ray.errors import UnknownDocument
 from cvmatch_ray.match.rank import jd_features
 from cvmatch_ray.match.scoring import JDFeatures, score_table
@@ -44,10 +44,14 @@ def chunked(ids: Sequence[str], size: int) -> list[list[str]]:
     return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
 
 
-@functools.lru_cache(maxsize=4)
-def _store(uri: str) -> Store:
+def _store(settings: Settings) -> Store:
     """One store handle per worker process and database (opening one is not free)."""
-    return Store(uri)
+    return _cached_store(settings.data_dir, settings.store.model_dump_json())
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_store(uri: str, store_json: str) -> Store:
+    return Store.open(uri, StoreSettings.model_validate_json(store_json))
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,11 @@ class ChunkOutput:
 
 
 def score_chunk(
-    uri: str, jd: JDFeatures, cv_ids: list[str], index: int, weights: ScoreWeights
+    settings: Settings, jd: JDFeatures, cv_ids: list[str], index: int, weights: ScoreWeights
 ) -> ChunkOutput:
     """Score one chunk of stored CVs; ids not in the store come back as ``missing``."""
     start = time.perf_counter()
-    table = _store(uri).read_cv_features(cv_ids)
+    table = _store(settings).read_cv_features(cv_ids)
     batch = score_table(jd, table, weights)
     found = set(batch.cv_ids.tolist())
     return ChunkOutput(
@@ -92,7 +96,7 @@ def run_match_job(
     same ``cv_ids`` and ``chunk_size``.
     """
     progress = ProgressClient(settings)
-    store = _store(settings.data_dir)
+    store = _store(settings)
     try:
         jd = jd_features(store, jd_id, idf_sample=settings.retrieval.lexical_idf_sample)
     except (LookupError, ValueError) as e:
@@ -110,7 +114,7 @@ def run_match_job(
     failed_items = 0
     while next_chunk < len(chunks) or in_flight:
         while next_chunk < len(chunks) and len(in_flight) < limit:
-            ref = task.remote(settings.data_dir, jd, chunks[next_chunk], next_chunk, settings.weights)
+            ref = task.remote(settings, jd, chunks[next_chunk], next_chunk, settings.weights)
             in_flight[ref] = next_chunk
             next_chunk += 1
         [done], _ = ray.wait(list(in_flight), num_returns=1)
@@ -174,7 +178,7 @@ def create_match_job(
     Raises:
         UnknownDocument: the JD is not stored.
     """
-    store = _store(settings.data_dir)
+    store = _store(settings)
     if not store.has_jd(jd_id):
         raise UnknownDocument(f"no JD with id {jd_id!r}")
     ids = list(dict.fromkeys(cv_ids)) if cv_ids is not None else store.list_cv_ids()

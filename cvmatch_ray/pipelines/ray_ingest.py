@@ -227,7 +227,7 @@ def run_ingest(
     progress.call("create", job_id, "ingest", len(files), total_chunks=-(-len(files) // batch_size))
     progress.call("start", job_id)
 
-    store = Store(settings.data_dir)
+    store = Store.open(settings.data_dir, settings.store)
     existing = frozenset(store.list_cv_ids() if kind == "cv" else store.list_jd_ids())
     outcomes: list[Outcome] = []
     if files:

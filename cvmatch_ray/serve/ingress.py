@@ -51,7 +51,7 @@ class APIIngress:
         progress = await asyncio.to_thread(get_progress_actor, settings)
         self.service = APIService(
             settings=settings,
-            store=Store(settings.data_dir, dim=int(info["dim"])),
+            store=Store.open(settings.data_dir, settings.store, dim=int(info["dim"])),
             blobs=BlobStore(settings.data_dir),
             progress=progress,
             extractor=extractor,

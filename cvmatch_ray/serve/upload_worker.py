@@ -130,7 +130,7 @@ class UploadPipelineDeployment:
         """
         lower_priority(settings.background_niceness)
         info: dict[str, Any] = await embedder.info.remote()
-        self.store = Store(settings.data_dir, dim=int(info["dim"]))
+        self.store = Store.open(settings.data_dir, settings.store, dim=int(info["dim"]))
         self.blobs = BlobStore(settings.data_dir)
         # Getting the actor blocks on a name lookup (and on the actor's first start).
         self.progress = await asyncio.to_thread(ProgressClient, settings)

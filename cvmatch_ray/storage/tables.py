@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +38,9 @@ from cvmatch_ray.storage.records import (
     schema_dim,
 )
 from cvmatch_ray.storage.search import CVSearch
+
+if TYPE_CHECKING:
+    from cvmatch_ray.config import StoreSettings
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +139,14 @@ class Store(CVSearch):
         return (
             _reopen,
             (self.uri, self._dim, self._read_consistency_interval, self._storage_options, self._compact_every),
+        )
+
+    @classmethod
+    def open(cls, uri: str, options: StoreSettings, *, dim: int | None = None) -> Store:
+        """The store at ``uri`` kept as ``options`` say (``Settings.store``)."""
+        return cls(
+            uri, dim=dim, storage_options=dict(options.storage_options) or None,
+            compact_every=options.compact_every or None,
         )
 
     def __repr__(self) -> str:
