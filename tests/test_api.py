@@ -767,3 +767,25 @@ def test_file_names_lose_control_and_bidi_characters() -> None:
     # U+202E turns "cv\u202efdp.exe" into "cvexe.pdf" on screen.
     assert upload_filename("C:\\Users\\x\\cv\u202efdp.exe") == "cvfdp.exe"
     assert upload_filename("a\u2066b\u200fc\x00d.pdf") == "abcd.pdf"
+
+
+def test_a_delete_wins_over_processing_in_flight(client: httpx.Client, server: Server, store: Store) -> None:
+    """DELETE while the upload is being processed: the CV stays deleted (404) afterwards."""
+    import threading
+
+    data = pdf_bytes(cv_text(31), title="deleted-in-flight")
+    cv_id = document_id(data)
+    answer: list[httpx.Response] = []
+    sync = threading.Thread(target=lambda: answer.append(upload(client, data, background=False)))
+    sync.start()
+    deadline = time.monotonic() + TIMEOUT
+    while True:  # wait until the pipeline has started on it
+        r = client.get(f"/api/cv-upload-progress/{cv_id}")
+        if r.status_code == 200 and r.json()["step"] not in ("queued", "done"):
+            break
+        assert time.monotonic() < deadline and sync.is_alive(), "the upload was never seen in processing"
+    assert client.delete(f"/api/cvs/{cv_id}").status_code == 200
+    sync.join(TIMEOUT)
+    assert answer and answer[0].status_code == 404, answer[0].text if answer else "no answer"
+    assert client.get(f"/api/cvs/{cv_id}").status_code == 404
+    assert not store.has_cv(cv_id)

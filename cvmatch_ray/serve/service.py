@@ -327,8 +327,8 @@ class APIService:
         """A synchronous upload: the pipeline deployment's run of it, waited for."""
         try:
             return await self.pipeline.process.remote(record, data)
-        except ProcessingError:
-            raise
+        except (ProcessingError, UnknownDocument):
+            raise  # the document's own failure, or deleted while processed
         except (RayError, RayServeException) as e:
             # The pipeline replica died or is gone: the upload stays accepted (its blob)
             # and ``recover_uploads`` puts it in line.
@@ -433,10 +433,10 @@ class APIService:
         _checked_id(cv_id, "cv_id")
 
         def delete() -> bool:
-            stored = self.store.delete_cv(cv_id)
-            # The upload (record and raw bytes) goes too: the same bytes uploaded again
-            # start afresh.
+            # The upload (record and raw bytes) first: a worker still processing it checks
+            # for it after writing the row, and takes the row back (a delete wins).
             upload = self.blobs.delete("upload", cv_id)
+            stored = self.store.delete_cv(cv_id)
             return stored or upload
 
         found = await self._blocking(delete)

@@ -36,7 +36,7 @@ from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 
 from cvmatch_ray.config import Settings
-from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage
+from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage, UnknownDocument
 from cvmatch_ray.priority import lower_priority
 from cvmatch_ray.process import RawDocument, features_batch, unwrap
 from cvmatch_ray.progress import JobStatus, ProgressClient, ProgressError, UploadStep
@@ -202,6 +202,8 @@ class UploadPipelineDeployment:
             await self._run(*found)
         except ProcessingError:
             pass  # reported to the job by _run()
+        except UnknownDocument:
+            pass  # deleted while it was processed: nothing left to report to
 
     # -------------------------------------------------------------- the steps
 
@@ -246,6 +248,7 @@ class UploadPipelineDeployment:
             cv.created_at = datetime.now(UTC)
             self.progress.report_step(job_id, UploadStep.storing, cv.stats)
             await self._write_cv(cv)
+            await self._unless_deleted(record)
         except ProcessingError as e:
             await self._fail(record, e)
             raise
@@ -269,6 +272,23 @@ class UploadPipelineDeployment:
             await asyncio.to_thread(self.blobs.put, "upload", record.cv_id, anonymous.pack())
         except BlobStoreError as e:
             logger.warning("upload %s: a failed upload's bytes not removed: %s", record.cv_id, e.__cause__ or e)
+
+    async def _unless_deleted(self, record: UploadRecord) -> None:
+        """Take back a row just written for an upload that was deleted meanwhile.
+
+        DELETE removes the upload's blob before its row, and this runs after the row is
+        written: either DELETE's row removal comes after the write, or this sees the blob
+        gone (or another attempt's record) and removes the row itself. A delete wins.
+
+        Raises:
+            UnknownDocument: the upload was deleted while it was processed.
+        """
+        found = await asyncio.to_thread(read_upload, self.blobs, record.cv_id)
+        if found is not None and found[0].job_id == record.job_id:
+            return
+        await asyncio.to_thread(self.store.delete_cv, record.cv_id)
+        logger.info("upload %s was deleted while processed; its row is removed", record.cv_id)
+        raise UnknownDocument(f"CV {record.cv_id} was deleted while it was processed")
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.02)
     async def _write_cv(self, records: list[CVRecord]) -> list[None]:
