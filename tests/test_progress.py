@@ -588,15 +588,8 @@ def test_metrics_are_noops_outside_ray(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    # Until this is hoisted into conftest: reuse a Ray another module already started
-    # (and leave it running for them), else start and stop our own.
-    if ray.is_initialized():
-        yield
-        return
-    ray.init(num_cpus=2, include_dashboard=False, namespace="cvmatch-test")
-    yield
-    ray.shutdown()
+def ray_local(ray_cluster) -> None:
+    """The session's own Ray head (never another cluster this machine may run)."""
 
 
 @pytest.fixture
