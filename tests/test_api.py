@@ -769,23 +769,32 @@ def test_file_names_lose_control_and_bidi_characters() -> None:
     assert upload_filename("a\u2066b\u200fc\x00d.pdf") == "abcd.pdf"
 
 
-def test_a_delete_wins_over_processing_in_flight(client: httpx.Client, server: Server, store: Store) -> None:
-    """DELETE while the upload is being processed: the CV stays deleted (404) afterwards."""
-    import threading
+def test_a_delete_wins_over_a_row_written_in_flight(tmp_path) -> None:
+    """The upload worker's check after writing a row: the row stays while the upload is
+    the one it processed, and is taken back once the upload was deleted (DELETE removes the
+    blob first) or replaced by another attempt. Real blob store and LanceDB."""
+    from test_store import _cv
 
-    data = pdf_bytes(cv_text(31), title="deleted-in-flight")
-    cv_id = document_id(data)
-    answer: list[httpx.Response] = []
-    sync = threading.Thread(target=lambda: answer.append(upload(client, data, background=False)))
-    sync.start()
-    deadline = time.monotonic() + TIMEOUT
-    while True:  # wait until the pipeline has started on it
-        r = client.get(f"/api/cv-upload-progress/{cv_id}")
-        if r.status_code == 200 and r.json()["step"] not in ("queued", "done"):
-            break
-        assert time.monotonic() < deadline and sync.is_alive(), "the upload was never seen in processing"
-    assert client.delete(f"/api/cvs/{cv_id}").status_code == 200
-    sync.join(TIMEOUT)
-    assert answer and answer[0].status_code == 404, answer[0].text if answer else "no answer"
-    assert client.get(f"/api/cvs/{cv_id}").status_code == 404
-    assert not store.has_cv(cv_id)
+    from cvmatch_ray.errors import UnknownDocument
+    from cvmatch_ray.serve.upload_worker import UploadPipelineDeployment
+
+    worker = object.__new__(UploadPipelineDeployment.func_or_class)
+    worker.blobs, worker.store = BlobStore(str(tmp_path)), Store(str(tmp_path))
+    cv = _cv(1)
+    record = UploadRecord(cv_id=cv.cv_id, job_id=new_upload_job_id(), size=3, accepted_at=datetime.now(UTC))
+    worker.blobs.put("upload", cv.cv_id, record.pack(b"abc"))
+    worker.store.upsert_cvs([cv])
+    asyncio.run(worker._unless_deleted(record))  # still wanted: kept
+    assert worker.store.has_cv(cv.cv_id)
+
+    worker.blobs.delete("upload", cv.cv_id)  # what DELETE does first
+    with pytest.raises(UnknownDocument):
+        asyncio.run(worker._unless_deleted(record))
+    assert not worker.store.has_cv(cv.cv_id)
+
+    worker.store.upsert_cvs([cv])  # a later attempt owns the upload now: this one's row goes too
+    later = record.model_copy(update={"job_id": new_upload_job_id()})
+    worker.blobs.put("upload", cv.cv_id, later.pack(b"abc"))
+    with pytest.raises(UnknownDocument):
+        asyncio.run(worker._unless_deleted(record))
+    assert not worker.store.has_cv(cv.cv_id)
