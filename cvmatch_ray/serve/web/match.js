@@ -20,13 +20,16 @@ function showJd(jd) {
   document.getElementById("jd-education").textContent = p.education_level ? words(p.education_level) : "not stated";
   document.getElementById("jd-seniority").textContent = p.seniority && p.seniority !== "unknown" ? words(p.seniority) : "not stated";
   document.getElementById("jd-profile").hidden = false;
+  document.getElementById("jd-profile").dataset.jdId = jd.jd_id;
   document.getElementById("match-btn").disabled = false;
   document.getElementById("match-hint").textContent = "Check what was understood, then match every stored CV against it.";
 }
 
 async function readJob(event) {
   event.preventDefault();
-  const text = document.getElementById("jd-text").value.trim();
+  // Sent as pasted: the same text always gets the same jd_id, here and through the API.
+  const text = document.getElementById("jd-text").value;
+  if (!text.trim()) return;
   const button = event.submitter || event.target.querySelector("button");
   showError("jd-error", "");
   button.disabled = true;
