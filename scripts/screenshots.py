@@ -50,7 +50,7 @@ def main() -> int:
             size = shrink(Path(shots) / name, args.out / kept)
             if size > MAX_BYTES:
                 size = shrink(Path(shots) / name, args.out / kept, colors=16)
-            print(f"{args.out / kept}: {size // 1024} KiB")  # noqa: T201 - a script's report
+            print(f"{args.out / kept}: {size // 1024} KiB")
     return 0
 
 

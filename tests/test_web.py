@@ -18,15 +18,14 @@ from typing import Any
 import httpx
 import pytest
 from conftest import API_TIMEOUT, EXAMPLES, Server
+from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException, TimeoutException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
 
 pytestmark = pytest.mark.slow
-
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import TimeoutException  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM = os.environ.get("CVMATCH_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CVMATCH_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -275,7 +274,7 @@ def test_delete_removes_the_cv_everywhere(page: Page, api: httpx.Client) -> None
 def _alert(page: Page) -> Any:
     try:
         return page.driver.switch_to.alert
-    except Exception:  # noqa: BLE001 - no alert yet: keep waiting
+    except NoAlertPresentException:  # not yet: keep waiting
         return None
 
 
