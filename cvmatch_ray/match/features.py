@@ -44,13 +44,7 @@ PROFILE_FEATURE_COLUMNS: tuple[str, ...] = (
 # each entry of ``skills``, the blinded CV line that mentions it (the evidence shown).
 FEATURE_COLUMNS: tuple[str, ...] = (
     "cv_id",
-    "skills",
-    "experience_months",
-    "education_rank",
-    "titles",
-    "norm_titles",
-    "skill_lines",
-    *LEXICAL_COLUMNS,
+    *(c for c in PROFILE_FEATURE_COLUMNS if c != LEXICAL_TEXT_COLUMN),
     *VECTOR_COLUMNS,
 )
 
