@@ -83,6 +83,12 @@ from cvmatch_ray.store import JDRecord, Store, document_id, validate_id
 
 logger = logging.getLogger(__name__)
 
+
+def _utc_now() -> datetime:
+    """The current time, aware UTC (``APIService``'s default clock)."""
+    return datetime.now(UTC)
+
+
 #: An unfinished upload whose progress has not moved for this long is taken over.
 STALE_UPLOAD_AFTER = timedelta(minutes=10)
 #: How long accepted uploads wait to share one ``enqueue`` call to the progress actor.
@@ -133,6 +139,7 @@ class APIService:
         pipeline: Any,
         embedding_model: str,
         standardizer_backend: str,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         """Wire the service.
 
@@ -147,6 +154,8 @@ class APIService:
             pipeline: handle of the ``UploadPipeline`` deployment.
             embedding_model: the encoder's name, for health and provenance.
             standardizer_backend: the standardizer's backend name, for health.
+            clock: the current time (aware UTC), for when uploads are accepted and how old
+                they are (injectable for tests).
         """
         self.settings = settings
         self.store = store
@@ -158,6 +167,7 @@ class APIService:
         self.pipeline = pipeline
         self.embedding_model = embedding_model
         self.standardizer_backend = standardizer_backend
+        self._clock = clock
         # Uploads being accepted, and synchronous uploads being processed, in this
         # replica, by cv_id: a second upload of the same bytes here joins the first
         # instead of starting another.
@@ -251,7 +261,7 @@ class APIService:
         """
         record = UploadRecord(
             cv_id=cv_id, job_id=new_upload_job_id(), filename=filename, content_type=content_type,
-            size=len(data), accepted_at=datetime.now(UTC),
+            size=len(data), accepted_at=self._clock(),
         )
         earlier = await self._store_upload(record, data)
         if earlier is not None:
@@ -469,7 +479,7 @@ class APIService:
     def _unstored_uploads(self, older_than: timedelta, limit: int) -> list[tuple[str, str]]:
         """(job id, cv id) of accepted uploads older than ``older_than`` whose CV is not stored."""
         stored = set(self.store.list_cv_ids())
-        cutoff = datetime.now(UTC) - older_than
+        cutoff = self._clock() - older_than
         out: list[tuple[str, str]] = []
         for cv_id in self.blobs.ids("upload"):
             if cv_id in stored:
