@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 
 import pytest
 
@@ -177,15 +176,13 @@ def test_looks_like_title(tax: Taxonomy) -> None:
 # ------------------------------------------------------------------------ loading
 
 
-def test_load_is_cached_and_fast() -> None:
+def test_load_is_cached() -> None:
+    # How long a load takes is measured, not asserted: benchmarks/bench_parse_accuracy.py
+    # prints it ("taxonomy load ... ms").
     load_taxonomy.cache_clear()
-    t0 = time.perf_counter()
     first = load_taxonomy()
-    elapsed = time.perf_counter() - t0
     assert load_taxonomy() is first
     assert len(first) > 10_000
-    # Generous bound for a loaded CI machine; benchmarks measure the real figure (~0.3 s).
-    assert elapsed < 5.0
 
 
 def test_wrong_data_version_is_refused() -> None:
