@@ -17,7 +17,7 @@ from cvmatch_ray.match.rank import rank_stored
 from cvmatch_ray.pipelines.matching import create_match_job, run_plan, submit_match_job
 from cvmatch_ray.pipelines.ray_ingest import run_ingest
 from cvmatch_ray.pipelines.resources import stage_options
-from cvmatch_ray.progress import ACTOR_NAME, JobStatus, get_progress_actor
+from cvmatch_ray.progress import JobStatus, get_progress_actor
 from cvmatch_ray.schemas import CVProfile, CVStats, EducationLevel, JDProfile, Provenance, SkillMention
 from cvmatch_ray.storage.records import CVRecord, JDRecord
 from cvmatch_ray.storage.tables import Store
@@ -227,4 +227,3 @@ def test_progress_actor_killed_mid_job_recovers_from_lancedb(pool_300):
         time.sleep(0.05)
     assert now.status == JobStatus.succeeded and now.current_chunk == 60 and now.processed == 300
     assert len(store.read_matches(job_id)) == 300
-    ray.get_actor(ACTOR_NAME, namespace=settings.ray_namespace)  # raises if the actor is gone

@@ -52,8 +52,7 @@ def _stop(proc: subprocess.Popen[str]) -> str:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-    assert proc.stdout is not None
-    return proc.stdout.read()
+    return proc.communicate()[0]
 
 
 @pytest.mark.slow

@@ -177,6 +177,8 @@ def test_looks_like_title(tax: Taxonomy) -> None:
 
 
 def test_load_is_cached() -> None:
+    # How long a load takes is measured, not asserted: benchmarks/bench_parse_accuracy.py
+    # prints it ("taxonomy load ... ms").
     load_taxonomy.cache_clear()
     first = load_taxonomy()
     assert load_taxonomy() is first

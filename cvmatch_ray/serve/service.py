@@ -87,6 +87,12 @@ from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
 
+
+def _utc_now() -> datetime:
+    """The current time, aware UTC (``APIService``'s default clock)."""
+    return datetime.now(UTC)
+
+
 #: How long accepted uploads wait to share one ``enqueue`` call to the progress actor.
 ENQUEUE_BATCH_S = 0.05
 #: Uploads up to this size are inspected on the event loop, larger ones in a thread.
@@ -127,6 +133,7 @@ class APIService:
         pipeline: Any,
         embedding_model: str,
         standardizer_backend: str,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         """Wire the service.
 
@@ -141,6 +148,8 @@ class APIService:
             pipeline: handle of the ``UploadPipeline`` deployment.
             embedding_model: the encoder's name, for health and provenance.
             standardizer_backend: the standardizer's backend name, for health.
+            clock: the current time (aware UTC), for when uploads are accepted and how old
+                they are (injectable for tests).
         """
         self.settings = settings
         self.store = store
@@ -152,6 +161,7 @@ class APIService:
         self.pipeline = pipeline
         self.embedding_model = embedding_model
         self.standardizer_backend = standardizer_backend
+        self._clock = clock
         # Uploads being accepted, and synchronous uploads being processed, in this
         # replica, by cv_id: a second upload of the same bytes here joins the first
         # instead of starting another.
@@ -243,7 +253,7 @@ class APIService:
         """
         record = UploadRecord(
             cv_id=cv_id, job_id=new_upload_job_id(), filename=filename, content_type=content_type,
-            size=len(data), accepted_at=datetime.now(UTC),
+            size=len(data), accepted_at=self._clock(),
         )
         earlier = await self.uploads.store_unless_present(record, data)
         if earlier is not None:
@@ -372,7 +382,7 @@ class APIService:
     def _unstored_uploads(self, older_than: timedelta, limit: int) -> list[tuple[str, str]]:
         """(job id, cv id) of accepted uploads older than ``older_than`` whose CV is not stored."""
         stored = set(self.store.list_cv_ids())
-        cutoff = datetime.now(UTC) - older_than
+        cutoff = self._clock() - older_than
         out: list[tuple[str, str]] = []
         for cv_id in self.blobs.ids("upload"):
             if cv_id in stored:
