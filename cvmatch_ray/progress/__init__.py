@@ -25,7 +25,8 @@ from cvmatch_ray.progress.models import (
     UploadStep,
 )
 from cvmatch_ray.progress.queue import WorkQueue
-from cvmatch_ray.storage.jobs import JobTable, resolve_data_dir
+from cvmatch_ray.storage.jobs import JobTable
+from cvmatch_ray.storage.lance import resolve_data_dir
 
 __all__ = [
     "ACTOR_NAME",

@@ -25,11 +25,11 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from cvmatch_ray.config import Settings
-from cvmatch_ray.progress import resolve_data_dir
 from cvmatch_ray.serve.env import IngressMode, haproxy_binary, local_ray_env, resolve_ingress
 from cvmatch_ray.serve.deployments import EmbedderDeployment, ExtractorDeployment, StandardizerDeployment
 from cvmatch_ray.serve.ingress import APIIngress
 from cvmatch_ray.serve.upload_worker import UploadPipelineDeployment
+from cvmatch_ray.storage.lance import resolve_data_dir
 
 logger = logging.getLogger(__name__)
 

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from cvmatch_ray.storage import lance
-
-
-def resolve_data_dir(uri: str) -> str:
-    """Make a local LanceDB path absolute; object-store URIs (``s3://``...) pass through.
-
-    The actor may run with another working directory than the caller, so a relative
-    ``./cvmatch_data`` must be pinned to the caller's meaning before it travels.
-    """
-    if "://" in uri:
-        return uri
-    return os.path.abspath(os.path.expanduser(uri))
 
 
 def _sql_str(value: str) -> str:
@@ -52,7 +40,7 @@ class JobTable:
             compact_every: writes between two compactions (``storage.lance``'s policy);
                 the book runs a due compaction with ``optimize_if_due``.
         """
-        self.uri = resolve_data_dir(uri)
+        self.uri = lance.resolve_data_dir(uri)
         self._db = lance.connect(self.uri)
         self._table = self._db.create_table(self.NAME, schema=self.SCHEMA, exist_ok=True)
         self._commits = lance.CommitCounter(compact_every)

@@ -12,6 +12,7 @@ take in the rows written since; versions older than ``KEEP_VERSIONS_FOR`` are re
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from datetime import timedelta
 from typing import Any
@@ -27,6 +28,17 @@ COMPACT_TARGET_ROWS = 8192
 #: Versions are kept this long after they are superseded (a reader never needs one: reads
 #: see the latest version), then their files are removed by the next compaction.
 KEEP_VERSIONS_FOR = timedelta(hours=1)
+
+
+def resolve_data_dir(uri: str) -> str:
+    """Make a local LanceDB path absolute; object-store URIs (``s3://``...) pass through.
+
+    A Ray actor or task may run with another working directory than the caller, so a relative
+    ``./cvmatch_data`` must be pinned to the caller's meaning before it travels.
+    """
+    if "://" in uri:
+        return uri
+    return os.path.abspath(os.path.expanduser(uri))
 
 
 def connect(
