@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -162,6 +163,36 @@ class _Local:
         )
 
 
+def _start_ray(settings: Settings) -> None:
+    """Connect to (or start) Ray for one command, its console logs kept off this terminal.
+
+    Ray Data logs each pipeline's progress every 10 s when stderr is not a terminal and draws
+    bars of its own when it is; the CLI shows one bar instead (fed by the progress actor) and
+    stays quiet otherwise. Ray's logs still go to the session's log files; ``--verbose``
+    keeps them on the console too.
+    """
+    import ray
+
+    verbose = logging.getLogger().isEnabledFor(logging.INFO)
+    with warnings.catch_warnings():
+        # Ray forks its processes after LanceDB is loaded; the child execs at once.
+        warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
+        ray.init(
+            address=settings.ray_address, namespace=settings.ray_namespace, log_to_driver=verbose,
+            logging_level=logging.INFO if verbose else logging.WARNING,
+        )
+    if verbose:
+        return
+    import ray.data
+
+    for handler in logging.getLogger("ray.data").handlers:
+        if handler.name == "console":
+            handler.setLevel(logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+
+
 class _OnRay:
     """Run on Ray: Ray Data ingest and chunked parallel matching, the bar fed by the progress actor."""
 
@@ -172,7 +203,7 @@ class _OnRay:
 
         self.settings = settings
         if not ray.is_initialized():
-            ray.init(address=settings.ray_address, namespace=settings.ray_namespace, log_to_driver=False)
+            _start_ray(settings)
         self.store = Store.open(settings.data_dir, settings.store)
 
     def _follow(self, job_id: str, label: str, total: int, work) -> Any:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +134,25 @@ def test_rank_jobs_gives_the_same_score_as_rank_for_the_same_pair(examples_dir: 
     for job in jobs:
         forward = _json(runner.invoke(app, ["rank", "--jd", job["file"], "--cvs", str(cv), "--db", db, "--json"]))
         assert forward[0]["score"] == job["score"] and forward[0]["breakdown"] == job["breakdown"]
+
+
+def test_rank_on_ray_keeps_ray_logs_off_the_console(ray_cluster, examples_dir: Path, tmp_path: Path):
+    # A real `cvmatch rank --engine ray --json` with stderr a pipe (as under cron or CI): the
+    # JSON alone on stdout, and none of Ray Data's every-10-s progress log or Ray's start-up
+    # lines on stderr.
+    env = {
+        **os.environ, "CVMATCH_RAY_ADDRESS": ray_cluster.address,
+        "CVMATCH_RAY_NAMESPACE": f"cli-quiet-{tmp_path.name}",
+    }
+    jd = str(examples_dir / "jds" / "senior_python_backend.txt")
+    proc = subprocess.run(
+        [sys.executable, "-m", "cvmatch_ray.cli", "rank", "--jd", jd, "--cvs", str(examples_dir / "cvs"),
+         "--db", str(tmp_path / "db"), "--engine", "ray", "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)) >= 3
+    # Ray core's own C++ warning about Ray Data's actor pools (ray-project/ray#53727) is
+    # written by the driver's core worker straight to fd 2, past Python's logging.
+    noise = [line for line in proc.stderr.splitlines() if line.strip() and "core_worker.cc" not in line]
+    assert noise == [], "\n".join(noise)
