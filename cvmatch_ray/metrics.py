@@ -4,9 +4,10 @@ The metric objects are created lazily, once per process, the first time somethin
 recorded inside a Ray process; outside Ray every function is a no-op, so the same pipeline
 code runs from the CLI or a unit test without a cluster.
 
-Ray's exporter adds ``_total`` to counters, so Prometheus sees
-``cvmatch_cvs_processed_total{stage}``, ``cvmatch_failures_total{stage,reason}``,
-``cvmatch_match_chunks_total`` and the histogram ``cvmatch_stage_latency_seconds{stage}``.
+Ray's exporter prefixes ``ray_`` and adds ``_total`` to counters, so Prometheus sees
+``ray_cvmatch_cvs_processed_total{stage}``, ``ray_cvmatch_failures_total{stage,reason}``,
+``ray_cvmatch_match_chunks_total`` and the histogram
+``ray_cvmatch_stage_latency_seconds{stage}`` (docs/deployment.md says where to find them).
 """
 
 from __future__ import annotations

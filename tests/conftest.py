@@ -50,6 +50,7 @@ class RayCluster:
     address: str  # GCS address for ray.init
     dashboard_url: str  # for the Jobs API
     temp_dir: str
+    metrics_url: str | None = None  # the head's Prometheus endpoint (Ray's metrics agent)
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +61,10 @@ def ray_cluster(tmp_path_factory) -> Iterator[RayCluster]:
     existing = os.environ.get("CVMATCH_TEST_RAY_ADDRESS")
     if existing:
         ray.init(address=existing, namespace="cvmatch", log_to_driver=False)
-        yield RayCluster(existing, os.environ.get("CVMATCH_TEST_DASHBOARD", "http://127.0.0.1:8265"), "")
+        yield RayCluster(
+            existing, os.environ.get("CVMATCH_TEST_DASHBOARD", "http://127.0.0.1:8265"), "",
+            os.environ.get("CVMATCH_TEST_METRICS_URL"),
+        )
         ray.shutdown()
         return
 
@@ -97,7 +101,7 @@ def ray_cluster(tmp_path_factory) -> Iterator[RayCluster]:
                 raise
             time.sleep(1)
     try:
-        yield RayCluster(address, f"http://127.0.0.1:{dash}", temp_dir)
+        yield RayCluster(address, f"http://127.0.0.1:{dash}", temp_dir, f"http://127.0.0.1:{metrics}/metrics")
     finally:
         ray.shutdown()
         head.terminate()

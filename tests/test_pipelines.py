@@ -182,6 +182,36 @@ def test_match_job_progress_moves_chunk_by_chunk(pool_300):
     assert final.seconds_per_chunk is not None and final.seconds_per_chunk > 0
 
 
+def _metric_total(exposition: str, name: str) -> float:
+    """The sum over every series of ``name`` in a Prometheus text exposition."""
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines()
+        if line.startswith((name + "{", name + " "))
+    )
+
+
+def test_a_match_job_shows_in_rays_metrics(ray_cluster, pool_300):
+    # What docs/deployment.md tells operators to look for: the chunks a job scored, on the
+    # head's Prometheus endpoint (which the dashboard's Metrics view reads).
+    if ray_cluster.metrics_url is None:
+        pytest.skip("an existing cluster's metrics endpoint is unknown: set CVMATCH_TEST_METRICS_URL")
+    import httpx
+
+    settings, store, jd_id, cv_ids = pool_300
+    before = _metric_total(httpx.get(ray_cluster.metrics_url).text, "ray_cvmatch_match_chunks_total")
+    plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=50)
+    assert run_plan(settings, plan) is JobStatus.succeeded
+    deadline = time.monotonic() + 90  # Ray's agents export every few seconds
+    while True:
+        exposition = httpx.get(ray_cluster.metrics_url).text
+        chunks = _metric_total(exposition, "ray_cvmatch_match_chunks_total")
+        if chunks >= before + 6 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert chunks >= before + 6, [line for line in exposition.splitlines() if "cvmatch" in line]
+    assert _metric_total(exposition, "ray_cvmatch_cvs_processed_total") >= 300
+
+
 @pytest.mark.parametrize(("chunk_size", "parallelism"), [(50, 4), (7, 2), (300, 1), (1000, 3)])
 def test_results_do_not_depend_on_chunking(pool_300, chunk_size, parallelism):
     settings, store, jd_id, cv_ids = pool_300

@@ -35,6 +35,7 @@ from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 
+from cvmatch_ray import metrics
 from cvmatch_ray.config import Settings
 from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage, UnknownDocument
 from cvmatch_ray.priority import lower_priority
@@ -227,6 +228,10 @@ class UploadPipelineDeployment:
         return await self._run(record, data)
 
     async def _run(self, record: UploadRecord, data: bytes) -> CVPublic:
+        with metrics.timed("upload"):
+            return await self._run_steps(record, data)
+
+    async def _run_steps(self, record: UploadRecord, data: bytes) -> CVPublic:
         cv_id, job_id = record.cv_id, record.job_id
         try:
             stored = await asyncio.to_thread(self.store.get_cv, cv_id)
@@ -260,10 +265,12 @@ class UploadPipelineDeployment:
             await self._fail(record, err)
             raise err from e
         await self.progress.report_step(job_id, UploadStep.done, cv.stats)
+        metrics.record_processed("upload")
         logger.info("upload %s stored (%d skills)", cv_id, cv.stats.skills_count)
         return cv.to_public()
 
     async def _fail(self, record: UploadRecord, err: ProcessingError) -> None:
+        metrics.record_failure(err.stage, err.code)
         await self.progress.report_step(record.job_id, UploadStep.failed, error=err)
         # The failure stays readable through the progress job, which the upload record
         # keeps pointing at; the bytes and the client's file name are not kept.
