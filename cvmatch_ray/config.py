@@ -111,10 +111,20 @@ class UploadSettings(BaseModel):
         "2 s after the first), so a burst is accepted before its processing competes for the CPU; 0 = at once.",
     )
     recover_every_s: float = Field(
-        60.0, ge=0, description="How often the ingress looks for uploads a dead replica left unfinished; 0 = never."
+        10.0, ge=0, description="How often the ingress looks for uploads a dead replica left unfinished; 0 = never."
     )
-    stale_after_s: float = Field(
-        600.0, gt=0, description="An unfinished upload whose progress has not moved for this long is taken over."
+    lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="A claimed upload is taken back (given to another worker) once its worker has not reported "
+        "a step or renewed its lease (every lease_s / 3) for this long; an accepted upload the queue never got is "
+        "put in line once it is this old.",
+    )
+    max_attempts: int = Field(
+        3,
+        gt=0,
+        description="An upload whose processing ended abnormally this many times (its worker died, its lease ran "
+        "out, a backend failed) fails as poison_document instead of being tried again.",
     )
 
 

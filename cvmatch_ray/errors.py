@@ -39,6 +39,8 @@ class ErrorCode(StrEnum):
     embedding_failed = "embedding_failed"
     # Not the document's fault: a backend or storage failed, or the upload was lost.
     internal_error = "internal_error"
+    # Its processing ended abnormally (a worker died, a lease ran out) too many times.
+    poison_document = "poison_document"
 
     @property
     def stage(self) -> Stage:
@@ -50,6 +52,7 @@ _STAGE_OF: dict[ErrorCode, Stage] = {
     ErrorCode.standardization_failed: Stage.standardize,
     ErrorCode.embedding_failed: Stage.embed,
     ErrorCode.internal_error: Stage.store,
+    ErrorCode.poison_document: Stage.store,
 }
 
 

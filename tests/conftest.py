@@ -130,20 +130,25 @@ class Server:
         # and one actor serves one data directory.
         self.namespace = f"api{port}"
         self.client = httpx.Client(base_url=url, timeout=httpx.Timeout(API_TIMEOUT))
+        self.overrides: dict = {}  # the module's SERVER_ARGS
 
     def args(self, **overrides):
-        """The app's arguments (``AppArgs``), with ``overrides``."""
+        """The app's arguments (``AppArgs``), with ``overrides`` (``upload`` ones merged)."""
         from cvmatch_ray.serve.app import AppArgs
 
+        overrides = self.overrides | overrides
+        # Recovery rounds off unless a module asks for them: tests run them by hand.
+        upload = {"recover_every_s": 0, **overrides.pop("upload", {})}
         return AppArgs(
-            data_dir=str(self.data_dir), max_upload_bytes=API_MAX_UPLOAD, upload={"recover_every_s": 0},
+            data_dir=str(self.data_dir), max_upload_bytes=API_MAX_UPLOAD, upload=upload,
             ray_namespace=self.namespace, **overrides,
         )
 
 
 @pytest.fixture(scope="module")
-def server(ray_cluster: RayCluster, tmp_path_factory) -> Iterator[Server]:
-    """The real Serve app on a free loopback port with its own data directory, per module."""
+def server(ray_cluster: RayCluster, tmp_path_factory, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """The real Serve app on a free loopback port with its own data directory, per module
+    (with the module's ``SERVER_ARGS``, ``AppArgs`` overrides, if it has any)."""
     from ray import serve
 
     from cvmatch_ray.serve.app import APP_NAME, build_app
@@ -155,6 +160,7 @@ def server(ray_cluster: RayCluster, tmp_path_factory) -> Iterator[Server]:
     serve.shutdown()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     srv = Server(f"http://127.0.0.1:{port}", data_dir, port)
+    srv.overrides = dict(getattr(request.module, "SERVER_ARGS", {}))
     serve.run(build_app(srv.args()), name=APP_NAME, route_prefix="/")
     try:
         yield srv

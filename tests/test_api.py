@@ -31,6 +31,7 @@ from cvmatch_ray.match.rank import rank_stored
 from cvmatch_ray.progress import (
     JobNotFoundError,
     JobStatus,
+    ProgressClient,
     UploadStep,
     get_progress_actor,
 )
@@ -586,7 +587,7 @@ STALE = timedelta(seconds=2)
 
 
 def _api_replica(
-    server: Server, store: Store, progress: ActorHandle, *, clock: Callable[[], datetime]
+    server: Server, store: Store, progress: ActorHandle, *, clock: Callable[[], datetime] | None = None
 ) -> APIService:
     """Another API replica's service: the running app's deployments and progress actor."""
     settings = server.args().to_settings()
@@ -594,14 +595,14 @@ def _api_replica(
         settings=settings,
         store=store,
         blobs=BlobStore(settings.data_dir),
-        progress=progress,
+        progress=ProgressClient(settings, actor=progress),
         extractor=serve.get_deployment_handle(EXTRACTOR, APP_NAME),
         standardizer=serve.get_deployment_handle(STANDARDIZER, APP_NAME),
         embedder=serve.get_deployment_handle(EMBEDDER, APP_NAME),
         pipeline=serve.get_deployment_handle(UPLOAD_PIPELINE, APP_NAME),
         embedding_model="unused",
         standardizer_backend="rules",
-        clock=clock,
+        **({"clock": clock} if clock is not None else {}),
     )
 
 

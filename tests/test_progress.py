@@ -526,6 +526,44 @@ def test_stalled_jobs_are_put_back_in_line(tmp_path: Path, clock: FakeClock) -> 
     assert book.known(["u_old", "nope", "m_old"]) == ["u_old", "m_old"]
 
 
+def test_leases_are_renewed_by_heartbeats_and_a_poison_job_is_failed(tmp_path: Path, clock: FakeClock) -> None:
+    book = ProgressBook(JobTable(str(tmp_path)), clock=clock)
+    queue = WorkQueue(book, "upload", clock=clock)
+    queue.put(_jobs("u_alive", "u_dead"))
+    assert _ids(queue.claim(2)) == ["u_alive", "u_dead"]
+    for _ in range(3):  # 3 x 20 s: only the job whose worker heartbeats keeps its lease
+        clock.advance(20)
+        assert book.heartbeat(["u_alive", "u_unknown"]) == 1
+    assert queue.requeue_stalled(30, max_attempts=3) == ["u_dead"]
+    # Claimed twice more and lost twice more: the third lost lease fails it for good.
+    for attempt in (2, 3):
+        assert _ids(queue.claim(1)) == ["u_dead"]
+        book.flush()  # readers see what is written
+        assert book.get("u_dead").attempts == attempt
+        clock.advance(31)
+        book.heartbeat(["u_alive"])
+        expected = ["u_dead"] if attempt < 3 else []
+        assert queue.requeue_stalled(30, max_attempts=3) == expected
+    book.flush()
+    dead = book.get("u_dead")
+    assert (dead.status, dead.error_code, dead.error_stage) == (JobStatus.failed, "poison_document", "store")
+    assert queue.claim(10) == [] and book.get("u_alive").status == JobStatus.running
+    # A restarted book (a new actor) knows how often each job was claimed.
+    assert ProgressBook(JobTable(str(tmp_path)), clock=clock).get("u_alive").attempts == 1
+
+
+def test_a_released_job_is_claimed_again_until_its_attempts_run_out(book: ProgressBook) -> None:
+    queue = WorkQueue(book, "upload")
+    queue.put(_jobs("u1"))
+    for attempt in (1, 2):
+        assert _ids(queue.claim(1)) == ["u1"]
+        assert queue.release("u1", max_attempts=3).status == JobStatus.queued
+    assert _ids(queue.claim(1)) == ["u1"]
+    assert queue.release("u1", max_attempts=3).error_code == "poison_document"
+    assert queue.claim(1) == []
+    assert queue.release("u1", max_attempts=3).status == JobStatus.failed  # ended: left as it is
+
+
 def test_forget_removes_jobs_from_memory_and_table(tmp_path: Path, clock: FakeClock) -> None:
     book = ProgressBook(JobTable(str(tmp_path)), clock=clock, coalesce_s=3600, max_cached_jobs=1)
     for attempt in ("a1", "a2"):

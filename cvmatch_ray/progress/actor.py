@@ -129,9 +129,17 @@ class ProgressBookActor:
         """See :meth:`WorkQueue.claim` (a long poll holds one of the actor's threads)."""
         return self._queue(kind).claim(limit, wait_s=wait_s, settle_s=settle_s, max_delay_s=max_delay_s)
 
-    def requeue_stale(self, kind: JobKind, older_than_s: float, *, limit: int = 200) -> list[str]:
+    def requeue_stale(self, kind: JobKind, older_than_s: float, *, limit: int = 200, max_attempts: int = 0) -> list[str]:
         """See :meth:`WorkQueue.requeue_stalled`."""
-        return self._queue(kind).requeue_stalled(older_than_s, limit=limit)
+        return self._queue(kind).requeue_stalled(older_than_s, limit=limit, max_attempts=max_attempts)
+
+    def release(self, kind: JobKind, job_id: str, *, max_attempts: int = 0) -> JobProgress:
+        """See :meth:`WorkQueue.release`."""
+        return self._queue(kind).release(job_id, max_attempts=max_attempts)
+
+    def heartbeat(self, job_ids: Sequence[str]) -> int:
+        """See :meth:`ProgressBook.heartbeat`."""
+        return self._book.heartbeat(job_ids)
 
     def known(self, job_ids: Sequence[str]) -> list[str]:
         """See :meth:`ProgressBook.known`."""

@@ -30,6 +30,7 @@ from cvmatch_ray.progress.models import (
     StepReport,
     UploadStep,
 )
+from cvmatch_ray.progress.queued import QueuedJobs
 from cvmatch_ray.progress.records import JobRecord, now_dt
 from cvmatch_ray.schemas import CVStats, clean_line
 from cvmatch_ray.storage.jobs import JobTable
@@ -41,7 +42,7 @@ _Failure = tuple[str | None, str | None, str | None]
 _NO_FAILURE: _Failure = (None, None, None)
 
 
-class ProgressBook:
+class ProgressBook(QueuedJobs):
     """All jobs' progress, with its rules; optionally written through to a :class:`JobTable`.
 
     Thread-safe. Changes that must survive a crash (a job's creation, every chunk report,
@@ -136,74 +137,6 @@ class ProgressBook:
         if durable:
             self._make_durable(seq)
         return result
-
-    def add_queued(self, kind: JobKind, jobs: Sequence[tuple[str, str | None]], *, total: int = 1) -> list[str]:
-        """Register queued ``(job_id, cv_id)`` jobs for a work queue, without a write.
-
-        A caller that queues work keeps its own durable note of it (an accepted upload's
-        blob), so these are written with the book's next batch of changes. Ids that
-        exist already are left as they are.
-
-        Returns:
-            The ids of the jobs created.
-        """
-        created: list[str] = []
-        with self._lock:
-            for job_id, cv_id in jobs:
-                if self._lookup(job_id) is None:
-                    self._add_job(job_id, kind, total, cv_id=cv_id, written=False)
-                    created.append(job_id)
-        return created
-
-    def start_queued(self, job_ids: Sequence[str]) -> list[tuple[str, str | None]]:
-        """Mark the still-queued jobs of ``job_ids`` running (one lock, no write).
-
-        Returns:
-            ``(job_id, cv_id)`` of the jobs started; forgotten or finished ones are skipped.
-        """
-        now = self._clock()
-        started: list[tuple[str, str | None]] = []
-        with self._lock:
-            for job_id in job_ids:
-                record = self._records.get(job_id)
-                if record is None or record.progress.status != JobStatus.queued:
-                    continue
-                record.start(now)
-                self._changed(record)
-                started.append((job_id, record.progress.cv_id))
-        return started
-
-    def queued(self, kind: JobKind) -> list[str]:
-        """Ids of the queued jobs of ``kind``, oldest first (unfinished jobs are all in memory)."""
-        with self._lock:
-            records = [r for r in self._records.values() if r.progress.kind == kind and r.progress.status == JobStatus.queued]
-            records.sort(key=lambda r: r.progress.created_at)
-            return [r.progress.job_id for r in records]
-
-    def requeue_stalled(self, kind: JobKind, older_than_s: float, *, limit: int = 200) -> list[str]:
-        """Mark running jobs of ``kind`` unchanged for ``older_than_s`` queued again.
-
-        Whoever was processing them is presumed dead. Their step and percent stay
-        (progress never goes back).
-
-        Returns:
-            The ids of the jobs put back, longest stalled first.
-        """
-        with self._lock:
-            now = self._clock()
-            cutoff = now_dt(now - older_than_s)
-            # Unfinished jobs are never evicted: memory holds every candidate.
-            stale = [
-                r
-                for r in self._records.values()
-                if r.progress.kind == kind and r.progress.status == JobStatus.running and r.progress.updated_at <= cutoff
-            ]
-            stale.sort(key=lambda r: r.progress.updated_at)
-            for r in stale[: max(0, limit)]:
-                r.progress.status = JobStatus.queued
-                r.touch(now)
-                self._changed(r)
-            return [r.progress.job_id for r in stale[: max(0, limit)]]
 
     def known(self, job_ids: Iterable[str]) -> list[str]:
         """Which of ``job_ids`` the book has (in memory or only in the table)."""

@@ -104,8 +104,6 @@ class StepReport(NamedTuple):
     step: UploadStep
     stats: CVStats | None = None
     error: str | None = None
-    error_code: str | None = Field(None, description="Why the job failed, as a code of ``errors.ErrorCode``.")
-    error_stage: str | None = Field(None, description="Where it failed, as a ``errors.Stage``.")
     error_code: str | None = None
     error_stage: str | None = None
 
@@ -168,4 +166,5 @@ class JobProgress(BaseModel):
     error: str | None = None
     error_code: str | None = Field(None, description="Why the job failed, as a code of ``errors.ErrorCode``.")
     error_stage: str | None = Field(None, description="Where it failed, as a ``errors.Stage``.")
+    attempts: int = Field(0, ge=0, description="Times a worker claimed this queued job.")
 

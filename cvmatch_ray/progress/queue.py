@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from cvmatch_ray.progress.book import ProgressBook
-from cvmatch_ray.progress.models import JobKind
+from cvmatch_ray.progress.models import JobKind, JobProgress, JobStatus
 
 
 class WorkQueue:
@@ -94,19 +94,31 @@ class WorkQueue:
                 taken += self._book.start_queued(batch)
             return taken
 
-    def requeue_stalled(self, older_than_s: float, *, limit: int = 200) -> list[str]:
-        """Put running jobs whose progress stood still for ``older_than_s`` back in line.
+    def requeue_stalled(self, older_than_s: float, *, limit: int = 200, max_attempts: int = 0) -> list[str]:
+        """Put running jobs whose lease ran out (no report or heartbeat for ``older_than_s``)
+        back in line; one claimed ``max_attempts`` times already fails as poison instead.
 
         Returns:
             The ids of the jobs put back.
         """
         with self._changed:
-            stalled = self._book.requeue_stalled(self._kind, older_than_s, limit=limit)
-            for job_id in stalled:
-                self._waiting[job_id] = -math.inf  # long overdue: never held back to settle
-            if stalled:
-                self._changed.notify_all()
+            stalled = self._book.requeue_stalled(self._kind, older_than_s, limit=limit, max_attempts=max_attempts)
+            self._put_first(stalled)
             return stalled
+
+    def release(self, job_id: str, *, max_attempts: int = 0) -> JobProgress:
+        """Put a running job its worker gave back in line (see :meth:`ProgressBook.release`)."""
+        with self._changed:
+            job = self._book.release(job_id, max_attempts=max_attempts)
+            if job.status == JobStatus.queued:
+                self._put_first([job_id])
+            return job
+
+    def _put_first(self, job_ids: Sequence[str]) -> None:
+        for job_id in job_ids:
+            self._waiting[job_id] = -math.inf  # long overdue: never held back to settle
+        if job_ids:
+            self._changed.notify_all()
 
     def _ready_in(self, now: float, settle_s: float, max_delay_s: float) -> float:
         """Seconds until work may be handed out (<= 0: now; inf: the queue is empty)."""

@@ -56,7 +56,7 @@ class AppArgs(BaseModel):
     match_parallelism: Optional[int] = Field(None, gt=0)
     match_chunk_cpus: Optional[float] = Field(None, gt=0)
     upload: Optional[dict] = Field(
-        None, description="Overrides of ``Settings.upload`` (concurrency, settle_s, recover_every_s, stale_after_s)."
+        None, description="Overrides of ``Settings.upload`` (concurrency, settle_s, recover_every_s, lease_s, max_attempts)."
     )
     llm: Optional[dict] = Field(None, description="Overrides of ``Settings.llm`` (model, num_gpus, ...).")
 

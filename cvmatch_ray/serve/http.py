@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cvmatch_ray.errors import ErrorCode, ProcessingError
 from cvmatch_ray.errors import UnknownDocument
-from cvmatch_ray.progress import JobNotFoundError
+from cvmatch_ray.progress import JobNotFoundError, ProgressError
 from cvmatch_ray.serve.errors import InvalidRequest, RequestTooLarge, ServiceUnavailable
 from cvmatch_ray.serve.service import APIService
 from cvmatch_ray.storage.blobs import BlobStoreError
@@ -57,6 +57,7 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     # Not the document's fault.
     ErrorCode.embedding_failed: 500,
     ErrorCode.internal_error: 500,
+    ErrorCode.poison_document: 422,
 }
 
 
@@ -189,7 +190,10 @@ def error_response(e: Exception) -> JSONResponse | None:
         return JSONResponse({"detail": str(e)}, status_code=422)
     if isinstance(e, RequestTooLarge):
         return JSONResponse({"detail": str(e)}, status_code=413)
-    if isinstance(e, (ServiceUnavailable, BlobStoreError, RayError, RayServeException)):
+    if isinstance(e, ServiceUnavailable) and not isinstance(e, RayError):
+        logger.warning("service unavailable: %s", e)
+        return JSONResponse({"detail": str(e)}, status_code=503, headers={"Retry-After": "5"})
+    if isinstance(e, (ServiceUnavailable, ProgressError, BlobStoreError, RayError, RayServeException)):
         logger.error("backend unavailable: %s", type(e).__name__)
         return JSONResponse({"detail": "a backend is unavailable; try again"}, status_code=503, headers={"Retry-After": "5"})
     return None
@@ -204,7 +208,7 @@ def install_error_handlers(app: FastAPI) -> None:
             raise e
         return response
 
-    for cls in (ProcessingError, UnknownDocument, JobNotFoundError, InvalidRequest, RequestTooLarge, ServiceUnavailable,
+    for cls in (ProcessingError, UnknownDocument, JobNotFoundError, ProgressError, InvalidRequest, RequestTooLarge, ServiceUnavailable,
                 BlobStoreError, RayError, RayServeException):
         app.add_exception_handler(cls, _known)
 

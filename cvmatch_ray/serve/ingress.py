@@ -12,7 +12,7 @@ from ray.exceptions import RayError
 from ray.serve.handle import DeploymentHandle
 
 from cvmatch_ray.config import Settings
-from cvmatch_ray.progress import ProgressError, get_progress_actor
+from cvmatch_ray.progress import ProgressClient, ProgressError
 from cvmatch_ray.serve.api import create_api
 from cvmatch_ray.serve.service import APIService
 from cvmatch_ray.storage.blobs import BlobStore, BlobStoreError
@@ -47,8 +47,8 @@ class APIIngress:
     ) -> None:
         info: dict[str, Any] = await embedder.info.remote()
         provenance = await standardizer.provenance.remote()
-        # get_progress_actor blocks on a name lookup (and on the actor's first start).
-        progress = await asyncio.to_thread(get_progress_actor, settings)
+        # Getting the actor blocks on a name lookup (and on the actor's first start).
+        progress = await asyncio.to_thread(ProgressClient, settings)
         self.service = APIService(
             settings=settings,
             store=Store.open(settings.data_dir, settings.store, dim=int(info["dim"])),

@@ -56,6 +56,7 @@ from cvmatch_ray.progress import (
     JobNotFoundError,
     JobProgress,
     JobStatus,
+    ProgressClient,
     ProgressError,
     UploadStep,
 )
@@ -93,8 +94,8 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-#: How long accepted uploads wait to share one ``enqueue`` call to the progress actor.
-ENQUEUE_BATCH_S = 0.05
+#: How long health waits for the progress actor to answer.
+HEALTH_TIMEOUT_S = 5.0
 #: Uploads up to this size are inspected on the event loop, larger ones in a thread.
 INLINE_INSPECT_BYTES = 256 * 1024
 #: How long a synchronous upload waits for the same bytes being processed elsewhere.
@@ -126,7 +127,7 @@ class APIService:
         settings: Settings,
         store: Store,
         blobs: BlobStore,
-        progress: Any,
+        progress: ProgressClient,
         extractor: Any,
         standardizer: Any,
         embedder: Any,
@@ -141,7 +142,8 @@ class APIService:
             settings: the deployment's settings (``data_dir`` already absolute).
             store: the LanceDB store (``dim`` = the embedder's).
             blobs: where raw uploads are kept.
-            progress: the progress actor handle (``get_progress_actor``).
+            progress: the client of the progress actor (it gets the actor again after
+                it died; when it cannot, uploads and health answer 503).
             extractor: handle of the ``Extractor`` deployment.
             standardizer: handle of the ``Standardizer`` deployment.
             embedder: handle of the ``Embedder`` deployment.
@@ -168,7 +170,7 @@ class APIService:
         self._admitting: dict[str, asyncio.Future[_Admission]] = {}
         self._processing: dict[str, asyncio.Task[CVPublic]] = {}
         # (job id, cv id) of accepted background uploads not yet put in line (see _enqueue).
-        self._to_enqueue: list[tuple[str, str]] = []
+        self._to_enqueue: list[tuple[tuple[str, str], asyncio.Future[None]]] = []
         self._enqueuing: asyncio.Task[None] | None = None
         # Blocking calls (files, LanceDB) get threads of their own rather than asyncio's
         # shared default pool (a handful of threads on a small machine): an upload never
@@ -185,7 +187,7 @@ class APIService:
     async def _job(self, job_id: str) -> JobProgress | None:
         """The progress job ``job_id``, or ``None`` if the actor does not know it."""
         try:
-            return await self.progress.get.remote(job_id)
+            return await self.progress.acall("get", job_id)
         except JobNotFoundError:
             return None
 
@@ -259,11 +261,15 @@ class APIService:
         if earlier is not None:
             existing = await self._existing_upload(cv_id, earlier)
             if existing is not None:
+                if existing.job_id == earlier.job_id and existing.status == JobStatus.queued and existing.percent == 0:
+                    # Accepted before, but no worker may know of it (the queue was down):
+                    # put in line again (the queue ignores a job it has).
+                    await self._enqueue(earlier.job_id, cv_id)
                 return _Admission(earlier, existing)
             # Failed, cancelled or deleted since: a new attempt replaces its record.
             await self._blocking(self.uploads.put, record, data)
         if queue:
-            self._enqueue(record.job_id, cv_id)
+            await self._enqueue(record.job_id, cv_id)
         else:
             task = asyncio.ensure_future(self._process_now(record, data))
             self._processing[cv_id] = task
@@ -314,22 +320,37 @@ class APIService:
             delay = min(1.0, delay * 2)
         raise ServiceUnavailable(f"upload {cv_id} is still being processed elsewhere")
 
-    def _enqueue(self, job_id: str, cv_id: str) -> None:
-        """Put an accepted upload's job in line; uploads accepted together share one call."""
-        self._to_enqueue.append((job_id, cv_id))
+    def _enqueue(self, job_id: str, cv_id: str) -> asyncio.Future[None]:
+        """Put an accepted upload's job in line; uploads accepted together share one call.
+
+        Returns:
+            Done once the progress actor has the job; raises ``ServiceUnavailable`` when it
+            could not be reached (the upload is then not acknowledged: nothing is accepted
+            that no worker will see).
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_enqueue.append(((job_id, cv_id), done))
         if self._enqueuing is None:
             self._enqueuing = asyncio.get_running_loop().create_task(self._flush_enqueued())
+        return done
 
     async def _flush_enqueued(self) -> None:
         try:
-            await asyncio.sleep(ENQUEUE_BATCH_S)
+            await asyncio.sleep(0)  # uploads admitted in this turn of the loop go together
             while self._to_enqueue:
-                jobs, self._to_enqueue = self._to_enqueue, []
+                batch, self._to_enqueue = self._to_enqueue, []
                 try:
-                    await self.progress.enqueue.remote("upload", jobs)
+                    await self.progress.acall("enqueue", "upload", [job for job, _ in batch])
                 except (ProgressError, RayError) as e:
-                    # Their blobs are durable: the next recovery round puts them in line.
-                    logger.error("%d accepted uploads not put in line: %s", len(jobs), type(e).__name__)
+                    # Their blobs are durable: the next recovery round that reaches the
+                    # actor puts them in line, and sending the same file again joins them.
+                    logger.error("%d accepted uploads not put in line: %s", len(batch), type(e).__name__)
+                    error = ServiceUnavailable(f"the upload queue is unavailable ({type(e).__name__}); try again")
+                    for _, done in batch:
+                        done.set_exception(error)
+                else:
+                    for _, done in batch:
+                        done.set_result(None)
         finally:
             self._enqueuing = None
 
@@ -340,11 +361,13 @@ class APIService:
         except (ProcessingError, UnknownDocument):
             raise  # the document's own failure, or deleted while processed
         except (RayError, RayServeException) as e:
-            # The pipeline replica died or is gone: the upload stays accepted (its blob)
-            # and ``recover_uploads`` puts it in line.
-            logger.error("upload %s: pipeline unavailable: %s", record.cv_id, type(e).__name__)
-            raise ProcessingError(
-                Stage.store, ErrorCode.internal_error, f"processing failed ({type(e).__name__})"
+            # The pipeline replica died or is gone, or it put the upload back in line: the
+            # upload stays accepted (its blob) and is processed in the background (the
+            # recovery takes back the job of a dead replica once its lease runs out).
+            logger.error("upload %s: not processed now: %s", record.cv_id, type(e).__name__)
+            raise ServiceUnavailable(
+                "processing is delayed; the upload is kept and will be processed: "
+                f"follow /api/cv-upload-progress/{record.cv_id}"
             ) from e
 
     def _sync_finished(self, cv_id: str, task: asyncio.Task[CVPublic]) -> None:
@@ -358,8 +381,9 @@ class APIService:
     async def recover_uploads(self, *, stale_after: timedelta | None = None, limit: int = 200) -> int:
         """Put back in line the uploads nobody is processing.
 
-        Two kinds: jobs whose progress has not moved for ``stale_after`` (the replica
-        processing them died; ``requeue_stale`` hands each to one caller, so API replicas
+        Two kinds: jobs whose lease ran out, no step or heartbeat for ``stale_after``
+        (default: the lease; the replica processing them died; one tried ``max_attempts``
+        times fails as poison instead; ``requeue_stale`` hands each to one caller, so API replicas
         running this side by side do not both act), and accepted uploads older than
         ``stale_after`` whose job the progress actor never got (their replica died before
         putting them in line, or the actor lost them before writing them).
@@ -367,16 +391,16 @@ class APIService:
         Returns:
             How many uploads were put back in line.
         """
-        stale_after = stale_after or timedelta(seconds=self.settings.upload.stale_after_s)
-        requeued: list[str] = await self.progress.requeue_stale.remote(
-            "upload", stale_after.total_seconds(), limit=limit
+        stale_after = stale_after or timedelta(seconds=self.settings.upload.lease_s)
+        requeued: list[str] = await self.progress.acall(
+            "requeue_stale", "upload", stale_after.total_seconds(), limit=limit, max_attempts=self.settings.upload.max_attempts
         )
         candidates = await self._blocking(self._unstored_uploads, stale_after, limit)
-        known = set(await self.progress.known.remote([job_id for job_id, _ in candidates])) if candidates else set()
+        known = set(await self.progress.acall("known", [job_id for job_id, _ in candidates])) if candidates else set()
         orphans = [(job_id, cv_id) for job_id, cv_id in candidates if job_id not in known]
         if orphans:
             logger.warning("%d accepted uploads had no job; putting them in line", len(orphans))
-            await self.progress.enqueue.remote("upload", orphans)
+            await self.progress.acall("enqueue", "upload", orphans)
         return len(requeued) + len(orphans)
 
     def _unstored_uploads(self, older_than: timedelta, limit: int) -> list[tuple[str, str]]:
@@ -452,8 +476,8 @@ class APIService:
         found = await self._blocking(delete)
         try:
             # Every attempt's job (the record names only the latest).
-            job_ids: list[str] = await self.progress.jobs_of_cv.remote(cv_id)
-            forgotten: int = await self.progress.forget.remote(job_ids) if job_ids else 0
+            job_ids: list[str] = await self.progress.acall("jobs_of_cv", cv_id)
+            forgotten: int = await self.progress.acall("forget", job_ids) if job_ids else 0
         except (ProgressError, RayError) as e:
             logger.error("CV %s: upload jobs not forgotten: %s", cv_id, type(e).__name__)
             raise ServiceUnavailable("the CV's upload progress could not be removed; try again") from e
@@ -546,7 +570,7 @@ class APIService:
     async def _match_job(self, job_or_jd_id: str) -> JobProgress:
         job = await self._job(job_or_jd_id)
         if job is None:
-            job = await self.progress.latest_for_jd.remote(job_or_jd_id)
+            job = await self.progress.acall("latest_for_jd", job_or_jd_id)
         if job is None or job.kind != "match":
             raise UnknownDocument(f"no matching job for {job_or_jd_id!r}")
         return job
@@ -618,8 +642,16 @@ class APIService:
 
     # ----------------------------------------------------------------- health
 
-    def health(self) -> Health:
-        """What this replica fronts; answers without touching storage or other actors."""
+    async def health(self) -> Health:
+        """What this replica fronts, once the progress actor answers (no storage read).
+
+        Raises:
+            ServiceUnavailable: the progress actor cannot be reached or got again.
+        """
+        try:
+            await asyncio.wait_for(self.progress.acall("data_dir"), HEALTH_TIMEOUT_S)
+        except (ProgressError, RayError, TimeoutError) as e:
+            raise ServiceUnavailable(f"the progress tracker is unavailable ({type(e).__name__})") from e
         return Health(
             version=__version__,
             standardizer=self.standardizer_backend,

@@ -40,8 +40,9 @@ from cvmatch_ray.config import Settings
 from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage, UnknownDocument
 from cvmatch_ray.priority import lower_priority
 from cvmatch_ray.process import RawDocument, features_batch, unwrap
-from cvmatch_ray.progress import JobStatus, ProgressClient, ProgressError, UploadStep
+from cvmatch_ray.progress import JobProgress, JobStatus, ProgressClient, ProgressError, UploadStep
 from cvmatch_ray.schemas import CVPublic
+from cvmatch_ray.serve.errors import ServiceUnavailable
 from cvmatch_ray.storage.blobs import BlobStore, BlobStoreError
 from cvmatch_ray.storage.records import CVRecord
 from cvmatch_ray.storage.tables import Store
@@ -102,6 +103,16 @@ def new_upload_job_id() -> str:
     return f"upload_{uuid.uuid4().hex[:16]}"
 
 
+#: Backoff before an upload that failed through no fault of its own is put back in line:
+#: this, doubled per attempt, at most ``RETRY_BACKOFF_MAX_S``.
+RETRY_BACKOFF_S = 1.0
+RETRY_BACKOFF_MAX_S = 30.0
+
+
+class _NotTheDocument(Exception):
+    """Processing failed through no fault of the document's (its message: the cause's class)."""
+
+
 #: The error an upload job ends with when its upload can no longer be processed.
 LOST_UPLOAD = ProcessingError(Stage.store, ErrorCode.internal_error, "the upload was lost; upload the file again")
 
@@ -140,16 +151,21 @@ class UploadPipelineDeployment:
         self.embedder = embedder
         self._concurrency = settings.upload.concurrency
         self._settle_s = settings.upload.settle_s
-        self._claimed: set[asyncio.Task[None]] = set()
+        self._lease_s = settings.upload.lease_s
+        self._max_attempts = settings.upload.max_attempts
+        # The queued uploads in hand, by job id: their leases are renewed while they run.
+        self._claimed: dict[str, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
-        self._puller = asyncio.get_running_loop().create_task(self._claim_forever())
+        loop = asyncio.get_running_loop()
+        self._puller = loop.create_task(self._claim_forever())
+        self._heart = loop.create_task(self._heartbeat_forever())
 
     def __del__(self) -> None:
         # Uploads in hand when the replica stops are put back in line by the ingress's
         # recovery once their progress has stood still (``requeue_stale``).
-        puller = getattr(self, "_puller", None)
-        if puller is not None:
-            puller.cancel()
+        for task in (getattr(self, "_puller", None), getattr(self, "_heart", None)):
+            if task is not None:
+                task.cancel()
 
     async def _report(self, method: str, *args: Any, **kwargs: Any) -> None:
         """A call on the progress actor; a progress outage slows no upload down (logged)."""
@@ -179,11 +195,18 @@ class UploadPipelineDeployment:
                 continue
             for job_id, cv_id in jobs:
                 task = asyncio.create_task(self._process_claimed(job_id, cv_id))
-                self._claimed.add(task)
-                task.add_done_callback(self._claim_finished)
+                self._claimed[job_id] = task
+                task.add_done_callback(lambda t, job_id=job_id: self._claim_finished(job_id, t))
 
-    def _claim_finished(self, task: asyncio.Task[None]) -> None:
-        self._claimed.discard(task)
+    async def _heartbeat_forever(self) -> None:
+        """Renew the leases of the uploads in hand, three times per lease."""
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            if self._claimed:
+                await self._report("heartbeat", list(self._claimed))
+
+    def _claim_finished(self, job_id: str, task: asyncio.Task[None]) -> None:
+        self._claimed.pop(job_id, None)
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             logger.error("upload worker failed: %s", type(task.exception()).__name__)
@@ -205,6 +228,29 @@ class UploadPipelineDeployment:
             pass  # reported to the job by _run()
         except UnknownDocument:
             pass  # deleted while it was processed: nothing left to report to
+        except _NotTheDocument as e:
+            # Tried again later, by this replica or another; its lease is held meanwhile.
+            job = await self.progress.acall("get", job_id)
+            await asyncio.sleep(min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S * 2 ** max(0, job.attempts - 1)))
+            await self._give_back(found[0], e)
+
+    async def _give_back(self, record: UploadRecord, cause: _NotTheDocument) -> JobProgress:
+        """Put an upload that failed through no fault of its own back in line.
+
+        Returns:
+            Its job: queued again, or failed as ``poison_document`` once it was tried
+            ``max_attempts`` times (its bytes are then dropped like any failed upload's).
+        """
+        job: JobProgress = await self.progress.acall(
+            "release", "upload", record.job_id, max_attempts=self._max_attempts
+        )
+        if job.status == JobStatus.queued:
+            logger.warning("upload %s: %s; put back in line (attempt %d)", record.cv_id, cause, job.attempts)
+        elif job.error_code == ErrorCode.poison_document:
+            logger.error("upload %s: %s; quarantined after %d attempts", record.cv_id, cause, job.attempts)
+            metrics.record_failure(Stage.store, ErrorCode.poison_document)
+            await self._drop_bytes(record)
+        return job
 
     # -------------------------------------------------------------- the steps
 
@@ -225,7 +271,16 @@ class UploadPipelineDeployment:
         """
         # The job of a synchronous upload starts here, never queued for the claim loop.
         await self._report("create", record.job_id, "upload", 1, cv_id=record.cv_id, durable=False)
-        return await self._run(record, data)
+        try:
+            return await self._run(record, data)
+        except _NotTheDocument as e:
+            job = await self._give_back(record, e)
+            if job.status == JobStatus.queued:
+                raise ServiceUnavailable(
+                    f"processing is delayed ({e}); the upload is kept and will be processed: "
+                    f"follow /api/cv-upload-progress/{record.cv_id}"
+                ) from None
+            raise ProcessingError(Stage.store, ErrorCode.poison_document, job.error or "quarantined") from None
 
     async def _run(self, record: UploadRecord, data: bytes) -> CVPublic:
         with metrics.timed("upload"):
@@ -257,9 +312,13 @@ class UploadPipelineDeployment:
         except ProcessingError as e:
             await self._fail(record, e)
             raise
-        except (RayError, RayServeException, OSError, ValueError, RuntimeError) as e:
-            # Not the document's fault: report it as ours, keep the class name only (the
-            # message of a backend error may quote document content).
+        except (RayError, RayServeException, OSError, RuntimeError) as e:
+            # Not the document's fault (a replica died, a backend timed out, storage
+            # failed): the upload stays accepted and is tried again. The class name only:
+            # a backend's message may quote document content.
+            raise _NotTheDocument(type(e).__name__) from e
+        except ValueError as e:
+            # A bug of ours this document trips: trying again would trip it again.
             err = ProcessingError(Stage.store, ErrorCode.internal_error, f"processing failed ({type(e).__name__})")
             logger.error("upload %s: %s", cv_id, type(e).__name__)
             await self._fail(record, err)
@@ -272,8 +331,13 @@ class UploadPipelineDeployment:
     async def _fail(self, record: UploadRecord, err: ProcessingError) -> None:
         metrics.record_failure(err.stage, err.code)
         await self.progress.report_step(record.job_id, UploadStep.failed, error=err)
-        # The failure stays readable through the progress job, which the upload record
-        # keeps pointing at; the bytes and the client's file name are not kept.
+        await self._drop_bytes(record)
+
+    async def _drop_bytes(self, record: UploadRecord) -> None:
+        """Keep a failed upload's record without its bytes and the client's file name.
+
+        The failure stays readable through the progress job, which the record points at.
+        """
         anonymous = record.model_copy(update={"filename": None, "content_type": None})
         try:
             await asyncio.to_thread(self.blobs.put, "upload", record.cv_id, anonymous.pack())

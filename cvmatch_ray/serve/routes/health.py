@@ -16,4 +16,4 @@ router = APIRouter(tags=["health"])
 @router.get("/health", response_model=Health)
 async def health(service: Annotated[APIService, Depends(get_service)]) -> Health:
     """The replica is up; which standardizer and encoder it fronts; whether keys are on."""
-    return service.health()
+    return await service.health()
