@@ -76,7 +76,7 @@ from cvmatch_ray.serve.models import (
     UploadAccepted,
     UploadProgress,
 )
-from cvmatch_ray.serve.upload_writer import UploadWriter
+from cvmatch_ray.serve.upload_writer import UploadQueueSender, UploadWriter
 from cvmatch_ray.serve.upload_worker import (
     UploadRecord,
     new_upload_job_id,
@@ -169,14 +169,12 @@ class APIService:
         # instead of starting another.
         self._admitting: dict[str, asyncio.Future[_Admission]] = {}
         self._processing: dict[str, asyncio.Task[CVPublic]] = {}
-        # (job id, cv id) of accepted background uploads not yet put in line (see _enqueue).
-        self._to_enqueue: list[tuple[tuple[str, str], asyncio.Future[None]]] = []
-        self._enqueuing: asyncio.Task[None] | None = None
         # Blocking calls (files, LanceDB) get threads of their own rather than asyncio's
         # shared default pool (a handful of threads on a small machine): an upload never
         # waits in line behind another request's LanceDB scan to write its bytes.
         self._threads = ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix="cvmatch-api")
         self.uploads = UploadWriter(blobs, self._blocking)
+        self.queue = UploadQueueSender(progress)
 
     # ---------------------------------------------------------------- helpers
 
@@ -264,12 +262,12 @@ class APIService:
                 if existing.job_id == earlier.job_id and existing.status == JobStatus.queued and existing.percent == 0:
                     # Accepted before, but no worker may know of it (the queue was down):
                     # put in line again (the queue ignores a job it has).
-                    await self._enqueue(earlier.job_id, cv_id)
+                    await self.queue.put(earlier.job_id, cv_id)
                 return _Admission(earlier, existing)
             # Failed, cancelled or deleted since: a new attempt replaces its record.
             await self._blocking(self.uploads.put, record, data)
         if queue:
-            await self._enqueue(record.job_id, cv_id)
+            await self.queue.put(record.job_id, cv_id)
         else:
             task = asyncio.ensure_future(self._process_now(record, data))
             self._processing[cv_id] = task
@@ -319,40 +317,6 @@ class APIService:
             await asyncio.sleep(delay)
             delay = min(1.0, delay * 2)
         raise ServiceUnavailable(f"upload {cv_id} is still being processed elsewhere")
-
-    def _enqueue(self, job_id: str, cv_id: str) -> asyncio.Future[None]:
-        """Put an accepted upload's job in line; uploads accepted together share one call.
-
-        Returns:
-            Done once the progress actor has the job; raises ``ServiceUnavailable`` when it
-            could not be reached (the upload is then not acknowledged: nothing is accepted
-            that no worker will see).
-        """
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._to_enqueue.append(((job_id, cv_id), done))
-        if self._enqueuing is None:
-            self._enqueuing = asyncio.get_running_loop().create_task(self._flush_enqueued())
-        return done
-
-    async def _flush_enqueued(self) -> None:
-        try:
-            await asyncio.sleep(0)  # uploads admitted in this turn of the loop go together
-            while self._to_enqueue:
-                batch, self._to_enqueue = self._to_enqueue, []
-                try:
-                    await self.progress.acall("enqueue", "upload", [job for job, _ in batch])
-                except (ProgressError, RayError) as e:
-                    # Their blobs are durable: the next recovery round that reaches the
-                    # actor puts them in line, and sending the same file again joins them.
-                    logger.error("%d accepted uploads not put in line: %s", len(batch), type(e).__name__)
-                    error = ServiceUnavailable(f"the upload queue is unavailable ({type(e).__name__}); try again")
-                    for _, done in batch:
-                        done.set_exception(error)
-                else:
-                    for _, done in batch:
-                        done.set_result(None)
-        finally:
-            self._enqueuing = None
 
     async def _process_now(self, record: UploadRecord, data: bytes) -> CVPublic:
         """A synchronous upload: the pipeline deployment's run of it, waited for."""

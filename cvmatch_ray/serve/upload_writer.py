@@ -1,4 +1,5 @@
-"""Accepted uploads' blobs, written in group commits: one durability barrier for many uploads.
+"""Accepting uploads: their blobs written in group commits (one durability barrier for many
+uploads), their jobs put in line together (one call to the progress actor for many).
 
 Uploads that arrive while a batch is being written wait in line; the next batch is written in
 one thread hop and made durable by one barrier (``BlobStore.sync``). A blob is created only if
@@ -12,6 +13,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ray.exceptions import RayError
+
+from cvmatch_ray.progress import ProgressClient, ProgressError
 from cvmatch_ray.serve.errors import ServiceUnavailable
 from cvmatch_ray.serve.upload_worker import UploadRecord, read_upload
 from cvmatch_ray.storage.blobs import BlobStore, BlobStoreError
@@ -125,3 +129,50 @@ class UploadWriter:
                     pass  # unacknowledged; the recovery round requeues it if it lasted
             raise ServiceUnavailable("the upload could not be stored; try again") from e
         return outcomes
+
+
+class UploadQueueSender:
+    """Puts accepted uploads' jobs in line for one API replica, together when they arrive together.
+
+    A job goes out at once when no call is in flight; jobs accepted meanwhile share the
+    next call. The caller learns whether its job got there: an upload is acknowledged only
+    once a worker can see it.
+    """
+
+    def __init__(self, progress: ProgressClient) -> None:
+        self.progress = progress
+        self._to_send: list[tuple[tuple[str, str], asyncio.Future[None]]] = []
+        self._sending: asyncio.Task[None] | None = None
+
+    def put(self, job_id: str, cv_id: str) -> asyncio.Future[None]:
+        """Put an accepted upload's job in line (the queue ignores a job it has).
+
+        Returns:
+            Done once the progress actor has the job; raises ``ServiceUnavailable`` when it
+            could not be reached.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_send.append(((job_id, cv_id), done))
+        if self._sending is None:
+            self._sending = asyncio.get_running_loop().create_task(self._send())
+        return done
+
+    async def _send(self) -> None:
+        try:
+            await asyncio.sleep(0)  # uploads admitted in this turn of the loop go together
+            while self._to_send:
+                batch, self._to_send = self._to_send, []
+                try:
+                    await self.progress.acall("enqueue", "upload", [job for job, _ in batch])
+                except (ProgressError, RayError) as e:
+                    # Their blobs are durable: a recovery round that reaches the actor puts
+                    # them in line, and sending the same file again joins them.
+                    logger.error("%d accepted uploads not put in line: %s", len(batch), type(e).__name__)
+                    error = ServiceUnavailable(f"the upload queue is unavailable ({type(e).__name__}); try again")
+                    for _, done in batch:
+                        done.set_exception(error)
+                else:
+                    for _, done in batch:
+                        done.set_result(None)
+        finally:
+            self._sending = None
