@@ -3,7 +3,7 @@
 The ``--json`` outputs are a contract that scripts rely on:
 
 - ``parse``:  ``[{"file", "profile"} | {"file", "error"}]``
-- ``ingest``: ``[{"file", "id"} | {"file", "error", "stage"}]``
+- ``ingest``: ``[{"file", "id"} | {"file", "error", "stage", "code"}]``
 - ``rank`` and ``match``: a list sorted by score, one object per CV:
   ``{"cv_id", "file", "score", "breakdown", "matched_skills", "missing_required",
   "missing_preferred"}``; a CV that failed appears (last) with ``"error"``.
@@ -322,7 +322,8 @@ def ingest(
     settings = _settings(db)
     outcomes = _engine(settings, engine, len(files)).ingest(files, kind, f"ingesting {kind}s")
     rows = [
-        {"file": o.file, "id": o.id} if o.ok else {"file": o.file, "error": o.error, "stage": o.stage} for o in outcomes
+        {"file": o.file, "id": o.id} if o.ok else {"file": o.file, "error": o.error, "stage": o.stage, "code": o.code}
+        for o in outcomes
     ]
     if as_json:
         _print_json(rows)

@@ -22,6 +22,7 @@ import pytest
 import ray
 from conftest import API_MAX_UPLOAD, Server
 from conftest import API_TIMEOUT as TIMEOUT
+from hostile_docs import inflating_docx
 from ray import serve
 from ray.actor import ActorHandle
 
@@ -353,6 +354,22 @@ def test_unreadable_pdf_is_422_and_leaves_nothing(client: httpx.Client, server: 
     blob = BlobStore(str(server.data_dir)).get("upload", cv_id)
     record, raw = UploadRecord.unpack(blob)
     assert record.filename is None and raw is None and blob.endswith(b"}\n")
+
+
+def test_zip_bomb_docx_is_422_too_complex_in_both_modes(client: httpx.Client, store: Store) -> None:
+    bomb = inflating_docx(12 * 1024 * 1024)  # under the upload and archive limits, over the XML budget
+    assert len(bomb) < MAX_UPLOAD
+    cv_id = document_id(bomb)
+    r = upload(client, bomb, "bomb.docx", background=False)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail["code"] == "document_too_complex" and detail["stage"] == "extract" and detail["message"]
+
+    r = upload(client, bomb, "bomb.docx", background=True)
+    assert r.status_code == 202, r.text
+    final, _ = wait_upload(client, cv_id)
+    assert final["status"] == "failed" and final["error"].startswith("document_too_complex")
+    assert not store.has_cv(cv_id)
 
 
 def test_too_large_by_content_length_is_refused_before_the_body(server: Server) -> None:
