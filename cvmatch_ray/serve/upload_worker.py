@@ -37,6 +37,7 @@ from ray.serve.handle import DeploymentHandle
 
 from cvmatch_ray.config import Settings
 from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage, UnknownDocument
+from cvmatch_ray.logs import route_app_logs
 from cvmatch_ray.priority import lower_priority
 from cvmatch_ray.process import RawDocument, features_batch, unwrap
 from cvmatch_ray.progress import JobStatus, ProgressClient, ProgressError, UploadStep
@@ -128,6 +129,7 @@ class UploadPipelineDeployment:
             standardizer: handle of the ``Standardizer`` deployment.
             embedder: handle of the ``Embedder`` deployment.
         """
+        route_app_logs()
         lower_priority(settings.background_niceness)
         info: dict[str, Any] = await embedder.info.remote()
         self.store = Store.open(settings.data_dir, settings.store, dim=int(info["dim"]))
@@ -264,6 +266,7 @@ class UploadPipelineDeployment:
         return cv.to_public()
 
     async def _fail(self, record: UploadRecord, err: ProcessingError) -> None:
+        logger.info("upload %s failed at %s: %s", record.cv_id, err.stage, err.code)
         await self.progress.report_step(record.job_id, UploadStep.failed, error=err)
         # The failure stays readable through the progress job, which the upload record
         # keeps pointing at; the bytes and the client's file name are not kept.
