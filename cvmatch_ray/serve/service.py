@@ -227,10 +227,8 @@ class APIService:
             admission.add_done_callback(lambda _: self._admitting.pop(cv_id, None))
         admitted = await asyncio.shield(admission)
         new = admitted.existing is None and not joined
-        if new:
-            logger.info("upload %s accepted (%d bytes, background=%s)", cv_id, len(data), background)
-        else:
-            logger.info("upload %s is a duplicate (background=%s)", cv_id, background)
+        logger.info("upload %s %s (%d bytes, background=%s)", cv_id, "accepted" if new else "is a duplicate",
+                    len(data), background)
         if background:
             if new:
                 return UploadAccepted(cv_id=cv_id, status=UploadStep.queued)
