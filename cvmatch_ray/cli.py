@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -454,7 +455,7 @@ def serve(
     db: DbOption = None,
 ) -> None:
     """Run the HTTP API on Ray Serve until interrupted (the same app as `serve run serve_config.yaml`)."""
-    from cvmatch_ray.serve.app import AppArgs, run_app
+    from cvmatch_ray.serve.app import AppArgs, run_app, stop_app
     from cvmatch_ray.serve.env import resolve_ingress
 
     if ingress not in ("auto", "proxy", "haproxy"):
@@ -463,10 +464,16 @@ def serve(
     console.print(
         f"cvmatch API on http://{host}:{port} (ingress: {mode}; OpenAPI at /openapi.json); Ctrl-C to stop", markup=False
     )
+    # SIGTERM (a supervisor, `kill`) stops the server the way Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         run_app(AppArgs(data_dir=db), host=host, port=port, ingress=mode, blocking=True)
     except RuntimeError as e:
         raise _fail(str(e)) from e
+    except KeyboardInterrupt:
+        console.print("stopping", markup=False)
+    finally:
+        stop_app()
 
 
 if __name__ == "__main__":  # pragma: no cover
