@@ -3,7 +3,7 @@
 The ``--json`` outputs are a contract that scripts rely on:
 
 - ``parse``:  ``[{"file", "profile"} | {"file", "error"}]``
-- ``ingest``: ``[{"file", "id"} | {"file", "error", "stage"}]``
+- ``ingest``: ``[{"file", "id"} | {"file", "error", "stage", "code"}]``
 - ``rank`` and ``match``: a list sorted by score, one object per CV:
   ``{"cv_id", "file", "score", "breakdown", "matched_skills", "missing_required",
   "missing_preferred"}``; a CV that failed appears (last) with ``"error"``.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -353,7 +354,8 @@ def ingest(
     settings = _settings(db)
     outcomes = _engine(settings, engine, len(files)).ingest(files, kind, f"ingesting {kind}s")
     rows = [
-        {"file": o.file, "id": o.id} if o.ok else {"file": o.file, "error": o.error, "stage": o.stage} for o in outcomes
+        {"file": o.file, "id": o.id} if o.ok else {"file": o.file, "error": o.error, "stage": o.stage, "code": o.code}
+        for o in outcomes
     ]
     if as_json:
         _print_json(rows)
@@ -484,7 +486,7 @@ def serve(
     db: DbOption = None,
 ) -> None:
     """Run the HTTP API on Ray Serve until interrupted (the same app as `serve run serve_config.yaml`)."""
-    from cvmatch_ray.serve.app import AppArgs, run_app
+    from cvmatch_ray.serve.app import AppArgs, run_app, stop_app
     from cvmatch_ray.serve.env import resolve_ingress
 
     if ingress not in ("auto", "proxy", "haproxy"):
@@ -493,10 +495,16 @@ def serve(
     console.print(
         f"cvmatch API on http://{host}:{port} (ingress: {mode}; OpenAPI at /openapi.json); Ctrl-C to stop", markup=False
     )
+    # SIGTERM (a supervisor, `kill`) stops the server the way Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         run_app(AppArgs(data_dir=db), host=host, port=port, ingress=mode, blocking=True)
     except RuntimeError as e:
         raise _fail(str(e)) from e
+    except KeyboardInterrupt:
+        console.print("stopping", markup=False)
+    finally:
+        stop_app()
 
 
 if __name__ == "__main__":  # pragma: no cover

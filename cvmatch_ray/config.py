@@ -166,6 +166,24 @@ class Settings(BaseSettings):
     max_docx_inflated_bytes: int = Field(
         50 * 1024 * 1024, gt=0, description="Most bytes a DOCX may inflate to (zip-bomb guard)."
     )
+    max_docx_entries: int = Field(
+        1000, gt=0, description="A DOCX holding more files is refused as too complex (a CV holds a few dozen)."
+    )
+    max_docx_xml_bytes: int = Field(
+        8 * 1024 * 1024, gt=0,
+        description="Most bytes the XML parts of a DOCX may inflate to, in all, before they are parsed "
+        "(a CV's are about 1 MB); more is refused as too complex.",
+    )
+    max_docx_compression_ratio: float = Field(
+        100.0, gt=1,
+        description="Most one XML part of a DOCX over 1 MiB may inflate, relative to its compressed size "
+        "(Word's own parts stay under ~35); more is refused as too complex.",
+    )
+    max_pdf_chars: int = Field(
+        500_000, gt=0,
+        description="Most characters a PDF's pages may hold in all, counted page by page before layout; "
+        "more is refused as too complex.",
+    )
     max_text_chars: int = Field(200_000, gt=0, description="Extracted text is cut past this.")
 
     # --- standardization -----------------------------------------------------------

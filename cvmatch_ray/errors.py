@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     document_too_large = "document_too_large"
     too_many_pages = "too_many_pages"
     archive_too_large = "archive_too_large"
+    document_too_complex = "document_too_complex"
     encrypted_document = "encrypted_document"
     no_text_layer = "no_text_layer"
     empty_document = "empty_document"

@@ -20,8 +20,9 @@ import httpx
 import lancedb
 import pytest
 import ray
-from conftest import API_MAX_UPLOAD, Server
+from conftest import API_MAX_UPLOAD, RayCluster, Server
 from conftest import API_TIMEOUT as TIMEOUT
+from hostile_docs import inflating_docx
 from ray import serve
 from ray.actor import ActorHandle
 
@@ -354,6 +355,69 @@ def test_unreadable_pdf_is_422_and_leaves_nothing(client: httpx.Client, server: 
     blob = BlobStore(str(server.data_dir)).get("upload", cv_id)
     record, raw = UploadRecord.unpack(blob)
     assert record.filename is None and raw is None and blob.endswith(b"}\n")
+
+
+def test_zip_bomb_docx_is_422_too_complex_in_both_modes(client: httpx.Client, store: Store) -> None:
+    bomb = inflating_docx(12 * 1024 * 1024)  # under the upload and archive limits, over the XML budget
+    assert len(bomb) < MAX_UPLOAD
+    cv_id = document_id(bomb)
+    r = upload(client, bomb, "bomb.docx", background=False)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail["code"] == "document_too_complex" and detail["stage"] == "extract" and detail["message"]
+
+    r = upload(client, bomb, "bomb.docx", background=True)
+    assert r.status_code == 202, r.text
+    final, _ = wait_upload(client, cv_id)
+    assert final["status"] == "failed" and final["error"].startswith("document_too_complex")
+    assert not store.has_cv(cv_id)
+
+
+def _replica_log_lines(ray_cluster: RayCluster, *needles: str, timeout: float = 30.0) -> list[str]:
+    """The lines of the Serve replicas' log files holding any of ``needles``, once each
+    needle is found (Serve may hand a line to its file a moment after it is logged)."""
+    logs = Path(ray_cluster.temp_dir) / "session_latest" / "logs" / "serve"
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [line for f in logs.glob("replica_*.log") for line in f.read_text(errors="replace").splitlines()]
+        found = [line for line in lines if any(n in line for n in needles)]
+        if all(any(n in line for line in found) for n in needles) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def test_uploads_are_logged_in_the_replica_logs_without_personal_data(
+    ray_cluster: RayCluster, client: httpx.Client
+) -> None:
+    if not ray_cluster.temp_dir:
+        pytest.skip("a Ray head started elsewhere: its log folder is not known here")
+    text = cv_text(977)
+    data = pdf_bytes(text, title="logged")
+    cv_id = document_id(data)
+    assert upload(client, data, "logged.pdf").status_code == 202
+    assert wait_upload(client, cv_id)[0]["step"] == "done"
+    assert upload(client, data, "logged.pdf").json()["duplicate"] is True
+    bomb = inflating_docx(12 * 1024 * 1024 + 4096)
+    bomb_id = document_id(bomb)
+    assert upload(client, bomb, "bomb.docx").status_code == 202
+    assert wait_upload(client, bomb_id)[0]["status"] == "failed"
+    assert client.delete(f"/api/cvs/{cv_id}").status_code == 200
+
+    expected = [
+        f"upload {cv_id} accepted ({len(data)} bytes, background=True)",
+        f"upload {cv_id} stored",
+        f"upload {cv_id} is a duplicate",
+        f"upload {bomb_id} failed at extract: document_too_complex",
+        f"CV {cv_id} deleted",
+    ]
+    lines = _replica_log_lines(ray_cluster, *expected)
+    for needle in expected:
+        assert any(needle in line for line in lines), (needle, lines)
+    # Ids, sizes and codes only: not the file name, the person's name or e-mail.
+    email = text.splitlines()[2].split(" | ")[0]
+    for line in _replica_log_lines(ray_cluster, cv_id, bomb_id, timeout=0):
+        assert "logged.pdf" not in line and "bomb.docx" not in line
+        assert text.splitlines()[0] not in line and email not in line
 
 
 def test_too_large_by_content_length_is_refused_before_the_body(server: Server) -> None:

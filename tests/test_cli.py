@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hostile_docs import inflating_docx
 from typer.testing import CliRunner
 
 from cvmatch_ray.cli import app
@@ -102,6 +103,17 @@ def test_errors_are_printed_as_text_not_markup(tmp_path: Path, capsys: pytest.Ca
     result = runner.invoke(app, ["parse", str(bad)])
     assert result.exit_code == 1
     assert "[bold]cv.txt" in result.output.replace("\n", "")
+
+
+def test_a_zip_bomb_docx_is_a_per_item_error(examples_dir: Path, tmp_path: Path):
+    folder = tmp_path / "cvs"
+    folder.mkdir()
+    (folder / "bomb.docx").write_bytes(inflating_docx(12 * 1024 * 1024))
+    (folder / "good.txt").write_bytes((examples_dir / "cvs" / "jose_garcia_accountant.txt").read_bytes())
+    rows = _json(runner.invoke(app, ["ingest", str(folder), "--db", str(tmp_path / "db"), "--engine", "local", "--json"]))
+    by_name = {Path(r["file"]).name: r for r in rows}
+    assert by_name["bomb.docx"]["code"] == "document_too_complex" and by_name["bomb.docx"]["stage"] == "extract"
+    assert "id" in by_name["good.txt"]
 
 
 def test_parse_json_contract(examples_dir: Path):

@@ -18,6 +18,7 @@ from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
 from docx.shared import Pt, RGBColor
 from fpdf import FPDF
+from hostile_docs import inflating_docx
 from pypdf import PdfReader, PdfWriter
 
 from cvmatch_ray.config import Settings
@@ -28,6 +29,7 @@ from cvmatch_ray.extract import (
     FLAG_TRUNCATED,
     ArchiveTooLarge,
     CorruptDocument,
+    DocumentTooComplex,
     DocumentTooLarge,
     EmptyDocument,
     EncryptedDocument,
@@ -454,6 +456,57 @@ def test_zip_bomb_docx() -> None:
         extract_document(bomb, settings=settings)
     assert e.value.code == "archive_too_large"
     assert extract_document(good, settings=settings).kind == "docx"
+
+
+@pytest.fixture
+def never_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if python-docx is asked to open the package or a PDF page is laid out."""
+
+    def parsed(*args, **kwargs):
+        raise AssertionError("the document was parsed before its budget was checked")
+
+    monkeypatch.setattr("cvmatch_ray.extract.docx.Document", parsed)
+    monkeypatch.setattr("cvmatch_ray.extract.pdf.layout_page", parsed)
+
+
+def test_docx_inflating_to_45_mb_is_refused_unparsed(never_parsed: None) -> None:
+    # The probe's shape: a small file whose body inflates to ~45 MB, under the 50 MB guard.
+    bomb = inflating_docx(45 * 1024 * 1024)
+    assert len(bomb) < 1024 * 1024
+    with pytest.raises(DocumentTooComplex) as e:
+        extract_document(bomb, filename="bomb.docx")
+    assert e.value.code == "document_too_complex"
+    assert "XML inflates to" in e.value.message
+
+
+def test_docx_compression_ratio_budget(never_parsed: None) -> None:
+    # 3 MiB of XML, under the size budget, but inflating hundreds of times.
+    with pytest.raises(DocumentTooComplex, match="inflates [0-9]+ times"):
+        extract_document(inflating_docx(3 * 1024 * 1024))
+
+
+def test_docx_budgets_pass_an_ordinary_docx_and_count_files() -> None:
+    good = docx_bytes(cv_docx)  # its styles.xml inflates ~30 times: under the ratio budget
+    assert "Bramble Retail" in extract_document(good).text
+    with zipfile.ZipFile(io.BytesIO(good)) as zf:
+        files = len(zf.infolist())
+    with pytest.raises(DocumentTooComplex, match="files"):
+        extract_document(good, settings=Settings(max_docx_entries=files - 1))
+
+
+def test_pdf_character_budget_is_checked_before_layout(never_parsed: None) -> None:
+    data = simple_pdf(["Python engineer with SQL and Spark experience"] * 40)
+    with pytest.raises(DocumentTooComplex) as e:
+        extract_document(data, settings=Settings(max_pdf_chars=500))
+    assert e.value.code == "document_too_complex"
+
+
+def test_pdf_character_budget_counts_all_pages() -> None:
+    data = simple_pdf(["Python engineer with SQL and Spark experience"] * 10, pages=3)
+    one_page = len(extract_document(simple_pdf(["Python engineer with SQL and Spark experience"] * 10)).text)
+    assert extract_document(data, settings=Settings(max_pdf_chars=4 * one_page)).pages == 3
+    with pytest.raises(DocumentTooComplex):
+        extract_document(data, settings=Settings(max_pdf_chars=2 * one_page))
 
 
 def encrypted_pdf() -> bytes:

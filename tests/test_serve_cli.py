@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cvmatch_ray.serve.env import haproxy_binary
+from cvmatch_ray.serve.env import fate_sharing_haproxy, haproxy_binary
 
 START_TIMEOUT_S = 300.0
 
@@ -98,3 +98,95 @@ def test_cvmatch_serve_takes_uploads_through_haproxy(tmp_path: Path) -> None:
     finally:
         output = _stop(proc)
     assert "ingress: haproxy" in output, output[-3000:]
+
+
+def _haproxy_pids_on(port: int) -> list[int]:
+    """HAProxy processes whose command line names a config that holds ``port``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or not argv[0].endswith(b"haproxy") or b"-f" not in argv:
+            continue
+        config = argv[argv.index(b"-f") + 1].decode()
+        try:
+            if f":{port}" in Path(config).read_text():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _start_serve(port: int, data_dir: Path, cwd: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "RAY_ADDRESS": "local", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    cvmatch = str(Path(sys.executable).with_name("cvmatch"))
+    return subprocess.Popen(
+        [cvmatch, "serve", "--port", str(port), "--db", str(data_dir)],
+        env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # a process group of its own, as a supervisor runs it
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(haproxy_binary() is None, reason="no HAProxy binary (ray[serve] brings one on Linux only)")
+@pytest.mark.parametrize("sig", [signal.SIGKILL])
+def test_a_server_killed_by_process_group_leaves_nothing_listening(tmp_path: Path, sig: signal.Signals) -> None:
+    port = _free_port()
+    first = _start_serve(port, tmp_path / "db", tmp_path)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0) as client:
+            _wait_healthy(client, first)
+        assert _haproxy_pids_on(port), "the server runs no HAProxy on its port"
+        os.killpg(first.pid, sig)
+        first.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while _haproxy_pids_on(port) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _haproxy_pids_on(port) == [], "HAProxy outlived the server it belonged to"
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+        first.communicate()
+
+    second = _start_serve(port, tmp_path / "db", tmp_path)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0) as client:
+            _wait_healthy(client, second)
+    finally:
+        output = _stop(second)
+    assert "ingress: haproxy" in output, output[-3000:]
+    assert "stopping" in output, output[-3000:]
+    deadline = time.monotonic() + 30
+    while _haproxy_pids_on(port) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _haproxy_pids_on(port) == [], "Ctrl-C left HAProxy running"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_haproxy_wrapper_dies_with_its_parent(tmp_path: Path) -> None:
+    wrapper = fate_sharing_haproxy("/bin/sleep", str(tmp_path))
+    assert wrapper is not None
+    # A parent that starts the wrapped program, prints its pid and exits (the program
+    # is given a moment to start, as Serve's proxy actor lives on).
+    code = (
+        "import subprocess, time\n"
+        f"p = subprocess.Popen([{wrapper!r}, '300'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "time.sleep(1.0)\n"
+        "print(p.pid)\n"
+    )
+    parent = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
+    pid = int(parent.stdout)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text() if Path(f"/proc/{pid}/status").exists() else ""
+        if "State:\tZ" in status:
+            break
+        time.sleep(0.05)
+    alive = Path(f"/proc/{pid}/status").exists() and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "the wrapped program outlived its parent"

@@ -19,6 +19,7 @@ from .document import (
 from .errors import (
     ArchiveTooLarge,
     CorruptDocument,
+    DocumentTooComplex,
     DocumentTooLarge,
     EmptyDocument,
     EncryptedDocument,
@@ -37,6 +38,7 @@ __all__ = [
     "ArchiveTooLarge",
     "CorruptDocument",
     "DocumentKind",
+    "DocumentTooComplex",
     "DocumentTooLarge",
     "EmptyDocument",
     "EncryptedDocument",

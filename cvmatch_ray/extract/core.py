@@ -8,7 +8,7 @@ import time
 from ..config import Settings
 from .detect import detect_kind
 from .document import ExtractedDocument
-from .docx import extract_docx
+from .docx import DocxLimits, extract_docx
 from .errors import DocumentTooLarge
 from .pdf import extract_pdf
 from .text import extract_html, extract_plain
@@ -27,8 +27,8 @@ def extract_document(
     Args:
         data: The whole file.
         filename: The uploaded file's name, for messages only.
-        settings: Limits (``max_upload_bytes``, ``max_pdf_pages``,
-            ``max_docx_inflated_bytes``, ``max_text_chars``); defaults when omitted.
+        settings: Limits (``max_upload_bytes``, ``max_pdf_pages``, ``max_pdf_chars``,
+            ``max_docx_*``, ``max_text_chars``); defaults when omitted.
 
     Returns:
         The normalized text, the detected kind, page count, extractor, hidden text and
@@ -36,7 +36,7 @@ def extract_document(
 
     Raises:
         ExtractionError: One of its subclasses, each with a stable ``code``:
-            ``DocumentTooLarge``, ``TooManyPages``, ``ArchiveTooLarge``,
+            ``DocumentTooLarge``, ``TooManyPages``, ``ArchiveTooLarge``, ``DocumentTooComplex``,
             ``EncryptedDocument``, ``NoTextLayer``, ``EmptyDocument``,
             ``UnsupportedDocumentType``, ``CorruptDocument``.
     """
@@ -49,9 +49,18 @@ def extract_document(
     kind = detect_kind(data, filename=filename)
     limit = settings.max_text_chars
     if kind == "pdf":
-        doc = extract_pdf(data, max_pages=settings.max_pdf_pages, max_chars=limit, filename=filename)
+        doc = extract_pdf(
+            data, max_pages=settings.max_pdf_pages, max_glyphs=settings.max_pdf_chars, max_chars=limit,
+            filename=filename,
+        )
     elif kind == "docx":
-        doc = extract_docx(data, max_inflated=settings.max_docx_inflated_bytes, max_chars=limit, filename=filename)
+        limits = DocxLimits(
+            inflated_bytes=settings.max_docx_inflated_bytes,
+            entries=settings.max_docx_entries,
+            xml_bytes=settings.max_docx_xml_bytes,
+            compression_ratio=settings.max_docx_compression_ratio,
+        )
+        doc = extract_docx(data, limits=limits, max_chars=limit, filename=filename)
     elif kind == "html":
         doc = extract_html(data, max_chars=limit, filename=filename)
     else:

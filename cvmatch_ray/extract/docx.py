@@ -12,9 +12,11 @@ which CV templates use a lot (a sidebar is often a text box or a table cell).
 - Hidden runs go to ``hidden_text``: ``w:vanish``, font under 2 pt, or white text that is
   not on a shaded paragraph, run or cell.
 
-The archive is checked before parsing: the sizes its directory declares must stay under
-``max_docx_inflated_bytes``. ``zipfile`` never inflates a member past its declared size
-(it fails the CRC check instead), so the declared total bounds the real one.
+The archive is checked against ``DocxLimits`` before anything is inflated or parsed, from
+the sizes its directory declares: the number of files, the total size, and the size and
+compression ratio of the XML parts (python-docx parses every XML part it reaches, and the
+walk below costs CPU and memory in proportion). ``zipfile`` never inflates a member past
+its declared size (it fails the CRC check instead), so the declared sizes bound the real ones.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from .document import ExtractedDocument, finish
 from .errors import (
     ArchiveTooLarge,
     CorruptDocument,
+    DocumentTooComplex,
     EmptyDocument,
     UnsupportedDocumentType,
 )
 
 logger = logging.getLogger(__name__)
 
-_MAX_ENTRIES = 5000
+_RATIO_FLOOR = 1024 * 1024  # XML under this is cheap to parse whatever its compression ratio
 _LAYOUT_CELL_LINES = 3
 _TINY_HALF_POINTS = 4  # w:sz is in half-points: 4 = 2 pt
 _NS = {
@@ -66,25 +69,37 @@ _RPR, _PPR, _TCPR = qn("w:rPr"), qn("w:pPr"), qn("w:tcPr")
 _VAL, _FILL, _THEME = qn("w:val"), qn("w:fill"), qn("w:themeColor")
 
 
+@dataclass(frozen=True, slots=True)
+class DocxLimits:
+    """What a DOCX may declare before it is parsed (``Settings.max_docx_*``)."""
+
+    inflated_bytes: int  # all files, inflated
+    entries: int  # files in the archive
+    xml_bytes: int  # the XML parts, inflated
+    compression_ratio: float  # an XML part's inflated over compressed size, past _RATIO_FLOOR
+
+
 def extract_docx(
-    data: bytes, *, max_inflated: int, max_chars: int, filename: str | None = None
+    data: bytes, *, limits: DocxLimits, max_chars: int, filename: str | None = None
 ) -> ExtractedDocument:
     """Extract a DOCX's text.
 
     Args:
         data: The DOCX file.
-        max_inflated: Refuse archives that declare more uncompressed bytes.
+        limits: Budgets checked on the archive's directory before anything is parsed.
         max_chars: Cut the text past this many characters.
         filename: Only used in error messages.
 
     Raises:
-        ArchiveTooLarge: Too many bytes or entries once inflated (zip bomb).
+        ArchiveTooLarge: More bytes in all than ``limits.inflated_bytes`` once inflated.
+        DocumentTooComplex: Too many files, or XML parts too large or too compressible
+            (a zip bomb under the size limit).
         CorruptDocument: Not a readable DOCX package.
         UnsupportedDocumentType: A Word package python-docx does not open (macro-enabled,
             template).
         EmptyDocument: No visible text.
     """
-    pages = _check_archive(data, max_inflated, filename)
+    pages = _check_archive(data, limits, filename)
     try:
         document = Document(io.BytesIO(data))
     except ValueError as e:
@@ -131,18 +146,36 @@ def extract_docx(
     return doc
 
 
-def _check_archive(data: bytes, max_inflated: int, filename: str | None) -> int:
+def _check_archive(data: bytes, limits: DocxLimits, filename: str | None) -> int:
     """Refuse zip bombs before anything inflates; return the saved page count (or 1)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
-            if len(infos) > _MAX_ENTRIES:
-                raise ArchiveTooLarge(f"the DOCX holds {len(infos)} files", filename=filename)
-            total = sum(i.file_size for i in infos)
-            if total > max_inflated:
-                raise ArchiveTooLarge(
-                    f"the DOCX inflates to {total} bytes; at most {max_inflated} are accepted", filename=filename
+            if len(infos) > limits.entries:
+                raise DocumentTooComplex(
+                    f"the DOCX holds {len(infos)} files; at most {limits.entries} are accepted", filename=filename
                 )
+            total = sum(i.file_size for i in infos)
+            if total > limits.inflated_bytes:
+                raise ArchiveTooLarge(
+                    f"the DOCX inflates to {total} bytes; at most {limits.inflated_bytes} are accepted",
+                    filename=filename,
+                )
+            xml = [i for i in infos if i.filename.lower().endswith((".xml", ".rels"))]
+            xml_bytes = sum(i.file_size for i in xml)
+            if xml_bytes > limits.xml_bytes:
+                raise DocumentTooComplex(
+                    f"the DOCX's XML inflates to {xml_bytes} bytes; at most {limits.xml_bytes} are accepted",
+                    filename=filename,
+                )
+            for i in xml:
+                ratio = i.file_size / max(1, i.compress_size)
+                if i.file_size > _RATIO_FLOOR and ratio > limits.compression_ratio:
+                    raise DocumentTooComplex(
+                        f"a part of the DOCX inflates {ratio:.0f} times; at most "
+                        f"{limits.compression_ratio:.0f} is accepted",
+                        filename=filename,
+                    )
             try:
                 app = zf.read("docProps/app.xml") if "docProps/app.xml" in zf.namelist() else b""
             except (zipfile.BadZipFile, ValueError):

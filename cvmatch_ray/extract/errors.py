@@ -44,6 +44,13 @@ class ArchiveTooLarge(ExtractionError):
     code = ErrorCode.archive_too_large
 
 
+class DocumentTooComplex(ExtractionError):
+    """Over an extraction budget (``Settings.max_docx_*``, ``max_pdf_chars``), found before
+    the expensive parse: small on disk but costly to read."""
+
+    code = ErrorCode.document_too_complex
+
+
 class EncryptedDocument(ExtractionError):
     """A password-protected PDF (or an encrypted Office file)."""
 
@@ -77,6 +84,7 @@ class CorruptDocument(ExtractionError):
 __all__ = [
     "ArchiveTooLarge",
     "CorruptDocument",
+    "DocumentTooComplex",
     "DocumentTooLarge",
     "EmptyDocument",
     "EncryptedDocument",

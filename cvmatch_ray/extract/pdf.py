@@ -39,6 +39,7 @@ from .document import (
 )
 from .errors import (
     CorruptDocument,
+    DocumentTooComplex,
     EmptyDocument,
     EncryptedDocument,
     NoTextLayer,
@@ -103,15 +104,20 @@ class _PageResult:
     spaces_added: int
     spaces_kept: int
     columns: int
+    chars: int = 0  # pdfium's character count, whitespace included
     extractor: str = "pypdfium2"
 
 
-def extract_pdf(data: bytes, *, max_pages: int, max_chars: int, filename: str | None = None) -> ExtractedDocument:
+def extract_pdf(
+    data: bytes, *, max_pages: int, max_glyphs: int, max_chars: int, filename: str | None = None
+) -> ExtractedDocument:
     """Extract a PDF's visible text.
 
     Args:
         data: The PDF file.
         max_pages: Refuse PDFs with more pages.
+        max_glyphs: Refuse PDFs whose pages hold more characters in all; counted page by
+            page before the page's glyphs are read and laid out (the costly part).
         max_chars: Cut the text past this many characters.
         filename: Only used in error messages.
 
@@ -119,6 +125,7 @@ def extract_pdf(data: bytes, *, max_pages: int, max_chars: int, filename: str | 
         EncryptedDocument: It needs a password.
         CorruptDocument: pdfium cannot open or read it.
         TooManyPages: More than ``max_pages`` pages.
+        DocumentTooComplex: More than ``max_glyphs`` characters.
         NoTextLayer: Pages but no text (a scan).
         EmptyDocument: No pages, or only hidden text.
     """
@@ -130,14 +137,15 @@ def extract_pdf(data: bytes, *, max_pages: int, max_chars: int, filename: str | 
                 raise EmptyDocument("the PDF has no pages", filename=filename)
             if n_pages > max_pages:
                 raise TooManyPages(f"the PDF has {n_pages} pages; at most {max_pages} are accepted", filename=filename)
-            pages = []
+            pages: list[_PageResult] = []
             for i in range(n_pages):
                 try:
                     page = pdf[i]
                 except pdfium.PdfiumError as e:
                     raise CorruptDocument(f"cannot read page {i + 1}: {e}", filename=filename) from e
                 try:
-                    pages.append(_read_page(page))
+                    left = max_glyphs - sum(p.chars for p in pages)
+                    pages.append(_read_page(page, left, max_glyphs, filename))
                 finally:
                     page.close()
         finally:
@@ -180,12 +188,16 @@ def _open(data: bytes, filename: str | None) -> pdfium.PdfDocument:
         raise CorruptDocument(f"unreadable PDF: {e}", filename=filename) from e
 
 
-def _read_page(page: pdfium.PdfPage) -> _PageResult:
+def _read_page(page: pdfium.PdfPage, chars_left: int, max_glyphs: int, filename: str | None) -> _PageResult:
     textpage = page.get_textpage()
     try:
         n = pdfium_c.FPDFText_CountChars(textpage.raw)
         if n <= 0:
             return _PageResult("", "", 0, 0, 0, 0)
+        if n > chars_left:
+            raise DocumentTooComplex(
+                f"the PDF holds more than {max_glyphs} characters", filename=filename
+            )
         tp = ctypes.cast(textpage.raw, ctypes.c_void_p).value
         codes = _codes(textpage, tp, n)
         boxes = _boxes(tp, n)
@@ -219,6 +231,7 @@ def _read_page(page: pdfium.PdfPage) -> _PageResult:
         spaces_added=vis.spaces_added,
         spaces_kept=vis.spaces_kept,
         columns=vis.columns,
+        chars=n,
     )
 
 

@@ -23,6 +23,7 @@ import ray
 from cvmatch_ray import metrics
 from cvmatch_ray.config import ScoreWeights, Settings, StoreSettings
 from cvmatch_ray.errors import UnknownDocument
+from cvmatch_ray.logs import route_app_logs
 from cvmatch_ray.match.rank import jd_features
 from cvmatch_ray.match.scoring import JDFeatures, score_table
 from cvmatch_ray.pipelines.resources import stage_options
@@ -100,6 +101,7 @@ def run_match_job(
     try:
         jd = jd_features(store, jd_id, idf_sample=settings.retrieval.lexical_idf_sample)
     except (LookupError, ValueError) as e:
+        logger.warning("match job %s failed: its JD cannot be read (%s)", job_id, type(e).__name__)
         progress.call("finish", job_id, JobStatus.failed, str(e))
         return JobStatus.failed
     ids = list(cv_ids)
@@ -134,15 +136,22 @@ def run_match_job(
         metrics.observe_latency("match_chunk", out.seconds)
         metrics.record_match_chunks()
         metrics.record_processed("match", len(out.results))
-        progress.call("chunk_done", job_id, index, len(chunks[index]), failures)
+        report = progress.call("chunk_done", job_id, index, len(chunks[index]), failures)
+        if report.status == JobStatus.cancelled:
+            for ref in in_flight:
+                ray.cancel(ref)
+            logger.info("match job %s cancelled after %d of %d chunks", job_id, next_chunk - len(in_flight), len(chunks))
+            return JobStatus.cancelled
 
     status = JobStatus.failed if ids and failed_items == len(ids) else JobStatus.succeeded
     progress.call("finish", job_id, status, "every CV failed" if status is JobStatus.failed else None)
+    logger.info("match job %s %s: %d CVs, %d failed", job_id, status.value, len(ids), failed_items)
     return status
 
 
 @ray.remote(num_cpus=0)
 def _run_match_job_task(settings: Settings, kwargs: dict) -> JobStatus:
+    route_app_logs(None)  # to the worker's log file: no Serve logger in a plain task
     return run_match_job(settings, **kwargs)
 
 

@@ -145,3 +145,11 @@ def run_app(
     serve.start(http_options={"host": host, "port": port})
     logger.info("serving cvmatch on http://%s:%d (ingress: %s; docs at /docs)", host, port, mode)
     return serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=blocking)
+
+
+def stop_app() -> None:
+    """Stop Serve (its proxies and HAProxy with them) and this process's Ray connection
+    (the local Ray :func:`run_app` started, if it did)."""
+    if ray.is_initialized():
+        serve.shutdown()
+        ray.shutdown()

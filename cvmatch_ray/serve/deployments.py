@@ -26,6 +26,7 @@ from typing import Any
 from ray import serve
 
 from cvmatch_ray.config import Settings
+from cvmatch_ray.logs import route_app_logs
 from cvmatch_ray.embed import Embedder
 from cvmatch_ray.priority import lower_priority
 from cvmatch_ray.process import (
@@ -61,6 +62,7 @@ class ExtractorDeployment:
     """Bytes -> text (PDF, DOCX, text, HTML); CPU only, stateless."""
 
     def __init__(self, settings: Settings) -> None:
+        route_app_logs()
         lower_priority(settings.background_niceness)
         self._settings = settings
 
@@ -78,6 +80,7 @@ class StandardizerDeployment:
     """Text -> CV or JD profile with the backend ``settings.standardizer`` names."""
 
     def __init__(self, settings: Settings) -> None:
+        route_app_logs()
         lower_priority(settings.background_niceness)
         self._standardizer = make_standardizer(settings)
         logger.info("standardizer %s ready", self._standardizer.provenance.backend)
@@ -107,6 +110,7 @@ class EmbedderDeployment:
     """Standardized documents -> records with their ``[3, dim]`` vectors, batching concurrent documents."""
 
     def __init__(self, settings: Settings) -> None:
+        route_app_logs()
         lower_priority(settings.background_niceness)
         self._embedder = Embedder.from_settings(settings)
 

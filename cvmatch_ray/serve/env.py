@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
+import tempfile
 from typing import Literal
 
 #: How HTTP reaches the API replicas.
@@ -74,15 +76,49 @@ def free_local_port() -> int:
         return int(s.getsockname()[1])
 
 
+_FATE_SHARING = """#!{python} -S
+# Runs HAProxy so that it dies with the process that started it (Serve's proxy actor).
+import ctypes, os, signal, sys
+parent = os.getppid()
+ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+if parent == 1 or os.getppid() != parent:
+    sys.exit(1)  # the parent died before the signal was armed
+os.execv({binary!r}, [{binary!r}, *sys.argv[1:]])
+"""
+
+
+def fate_sharing_haproxy(binary: str, folder: str) -> str | None:
+    """An executable in ``folder`` that runs ``binary`` with a parent-death signal (Linux).
+
+    Serve starts HAProxy as a child of its proxy actor and stops it on ``serve.shutdown``
+    only: when the server's processes are killed instead (SIGKILL to a process group, an
+    OOM kill), HAProxy was left orphaned, still listening on the API port, and the next
+    server on that port could not start. With ``PR_SET_PDEATHSIG`` (kept across ``exec``)
+    the kernel sends it SIGTERM when its parent dies. None off Linux.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    path = os.path.join(folder, "haproxy")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(_FATE_SHARING.format(python=sys.executable, binary=binary))
+    os.chmod(path, 0o700)
+    return path
+
+
 def local_ray_env(ingress: IngressMode = "auto") -> dict[str, str]:
     """:func:`ray_env` for the single-node Ray that ``cvmatch serve`` starts itself.
 
     HAProxy's stats page and metrics exporter get ports of their own (Ray's defaults, 8404
     and 9101, are fixed: a second server on the host could not start). Ray binds them on
-    every interface (its template says so); firewall them on a shared host.
+    every interface (its template says so); firewall them on a shared host. HAProxy runs
+    through :func:`fate_sharing_haproxy`, so that it never outlives the server.
     """
     env = ray_env(ingress)
     if resolve_ingress(ingress) == "haproxy":
         env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_local_port())
         env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_local_port())
+        binary = haproxy_binary()
+        wrapper = fate_sharing_haproxy(binary, tempfile.mkdtemp(prefix="cvmatch-haproxy-")) if binary else None
+        if wrapper is not None:
+            env["RAY_SERVE_HAPROXY_BINARY_PATH"] = wrapper
     return env

@@ -12,6 +12,7 @@ from ray.exceptions import RayError
 from ray.serve.handle import DeploymentHandle
 
 from cvmatch_ray.config import Settings
+from cvmatch_ray.logs import route_app_logs
 from cvmatch_ray.progress import ProgressClient, ProgressError
 from cvmatch_ray.serve.api import create_api
 from cvmatch_ray.serve.service import APIService
@@ -45,6 +46,7 @@ class APIIngress:
         embedder: DeploymentHandle,
         pipeline: DeploymentHandle,
     ) -> None:
+        route_app_logs()
         info: dict[str, Any] = await embedder.info.remote()
         provenance = await standardizer.provenance.remote()
         # Getting the actor blocks on a name lookup (and on the actor's first start).

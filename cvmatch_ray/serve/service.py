@@ -227,6 +227,8 @@ class APIService:
             admission.add_done_callback(lambda _: self._admitting.pop(cv_id, None))
         admitted = await asyncio.shield(admission)
         new = admitted.existing is None and not joined
+        logger.info("upload %s %s (%d bytes, background=%s)", cv_id, "accepted" if new else "is a duplicate",
+                    len(data), background)
         if background:
             if new:
                 return UploadAccepted(cv_id=cv_id, status=UploadStep.queued)
@@ -340,7 +342,8 @@ class APIService:
         if not task.cancelled() and task.exception() is not None:
             # Retrieved here so a failure (already reported to the progress actor) that
             # no request awaited is not logged again by asyncio as "never retrieved".
-            logger.info("upload %s failed: %s", cv_id, getattr(task.exception(), "code", "error"))
+            # The pipeline replica logged the failure (with its stage).
+            logger.debug("upload %s failed: %s", cv_id, getattr(task.exception(), "code", "error"))
 
     async def recover_uploads(self, *, stale_after: timedelta | None = None, limit: int = 200) -> int:
         """Put back in line the uploads nobody is processing.

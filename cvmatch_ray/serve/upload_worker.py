@@ -38,6 +38,7 @@ from ray.serve.handle import DeploymentHandle
 from cvmatch_ray import metrics
 from cvmatch_ray.config import Settings
 from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage, UnknownDocument
+from cvmatch_ray.logs import route_app_logs
 from cvmatch_ray.priority import lower_priority
 from cvmatch_ray.process import RawDocument, features_batch, unwrap
 from cvmatch_ray.progress import JobProgress, JobStatus, ProgressClient, ProgressError, UploadStep
@@ -140,6 +141,7 @@ class UploadPipelineDeployment:
             standardizer: handle of the ``Standardizer`` deployment.
             embedder: handle of the ``Embedder`` deployment.
         """
+        route_app_logs()
         lower_priority(settings.background_niceness)
         info: dict[str, Any] = await embedder.info.remote()
         self.store = Store.open(settings.data_dir, settings.store, dim=int(info["dim"]))
@@ -330,6 +332,7 @@ class UploadPipelineDeployment:
 
     async def _fail(self, record: UploadRecord, err: ProcessingError) -> None:
         metrics.record_failure(err.stage, err.code)
+        logger.info("upload %s failed at %s: %s", record.cv_id, err.stage, err.code)
         await self.progress.report_step(record.job_id, UploadStep.failed, error=err)
         await self._drop_bytes(record)
 

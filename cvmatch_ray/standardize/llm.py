@@ -40,7 +40,8 @@ from cvmatch_ray.schemas import (
     Provenance,
 )
 from cvmatch_ray.standardize.base import StandardizationError, Standardizer
-from cvmatch_ray.standardize.llm_merge import merge_jd_profiles, merge_profiles
+from cvmatch_ray.standardize.grounding import Grounding
+from cvmatch_ray.standardize.llm_merge import ground_cv, ground_jd, merge_jd_profiles, merge_profiles
 from cvmatch_ray.standardize.prompts import (
     PROMPT_VERSION,
     DocKind,
@@ -111,6 +112,7 @@ class BatchStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    ungrounded: int = 0  # skills, titles, companies the LLM returned that the text lacks
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,22 +288,33 @@ class LLMStandardizer(abc.ABC):
             self._helpers = (rules, taxonomy)
         return self._helpers
 
-    def _merge(self, kind: DocKind, profile: P, text: str) -> P:
+    def _merge(self, kind: DocKind, profile: P, text: str, stats: BatchStats) -> P:
         rules, taxonomy = self._rules_and_taxonomy()
+        grounding = Grounding(text, taxonomy)
         try:
+            try:
+                ruled: CVProfile | JDProfile
+                if kind == "cv":
+                    ruled = rules.standardize_cv(text) if rules is not None else CVProfile()
+                else:
+                    ruled = rules.standardize_jd(text) if rules is not None else JDProfile()
+            except StandardizationError as e:
+                # The rules could not read this text; the LLM's profile, checked, still stands.
+                logger.info("rules found nothing to merge (%s); keeping the LLM profile", type(e).__name__)
+                ruled = CVProfile() if kind == "cv" else JDProfile()
             if kind == "cv":
-                ruled_cv = rules.standardize_cv(text) if rules is not None else CVProfile()
-                return merge_profiles(profile, ruled_cv, text=text, taxonomy=taxonomy, today=self.today)
-            ruled_jd = rules.standardize_jd(text) if rules is not None else JDProfile()
-            return merge_jd_profiles(profile, ruled_jd, taxonomy=taxonomy)
-        except StandardizationError as e:
-            # The rules could not read this text; the LLM's validated profile still stands.
-            logger.info("rules found nothing to merge (%s); keeping the LLM profile", type(e).__name__)
-            return profile
+                return merge_profiles(profile, ruled, text=text, taxonomy=taxonomy, today=self.today,
+                                      grounding=grounding)
+            return merge_jd_profiles(profile, ruled, taxonomy=taxonomy, grounding=grounding)
         except ValidationError as e:
-            logger.warning("merged %s profile failed validation (%d errors); keeping the LLM profile",
+            logger.warning("merged %s profile failed validation (%d errors); keeping the LLM profile, checked",
                            kind, e.error_count())
-            return profile
+            grounding = Grounding(text, taxonomy)
+            return ground_cv(profile, grounding) if isinstance(profile, CVProfile) else ground_jd(profile, grounding)
+        finally:
+            if grounding.dropped:
+                stats.ungrounded += sum(grounding.dropped.values())
+                logger.info("%s: dropped what its text does not support: %s", kind, dict(grounding.dropped))
 
     def _run(self, kind: DocKind, model: type[P], texts: Sequence[str]) -> list[P | StandardizationError]:
         started = time.perf_counter()
@@ -326,7 +339,9 @@ class LLMStandardizer(abc.ABC):
                 err: ValidationError | None = None
                 if gen.error is None and gen.finish_reason != "length":
                     try:
-                        results[req.index] = self._merge(kind, model.model_validate_json(gen.text), texts[req.index])
+                        results[req.index] = self._merge(
+                            kind, model.model_validate_json(gen.text), texts[req.index], stats
+                        )
                         continue
                     except ValidationError as e:
                         err = e
@@ -353,6 +368,13 @@ class LLMStandardizer(abc.ABC):
     def _sampling(self, attempt: int) -> tuple[float, int]:
         """Temperature and seed of an attempt: greedy first, then a seeded re-sample."""
         return (0.0, self.seed) if attempt == 1 else (self.retry_temperature, self.seed + 1)
+
+
+def _special_strings(tokenizer: Any) -> tuple[str, ...]:
+    """The tokenizer's special and added tokens: strings its encoder reads as one control token."""
+    found = set(getattr(tokenizer, "all_special_tokens", None) or ())
+    found.update(t.content for t in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values())
+    return tuple(sorted(s for s in found if s and not s.isspace()))
 
 
 def _one(results: list[P | StandardizationError]) -> P:
@@ -474,7 +496,9 @@ class VLLMStandardizer(LLMStandardizer):
             self._llm = None
 
     def _prompt_ids(self, tokenizer: Any, req: LLMRequest, budget: int) -> list[int]:
-        ids = tokenizer.encode(render_prompt(req.messages, tokenizer), add_special_tokens=False)
+        specials = _special_strings(tokenizer)
+        messages = build_messages(req.kind, req.text, note=req.note, special_tokens=specials)
+        ids = tokenizer.encode(render_prompt(messages, tokenizer), add_special_tokens=False)
         text = req.text
         for _ in range(4):
             if len(ids) <= budget:
@@ -483,7 +507,7 @@ class VLLMStandardizer(LLMStandardizer):
             # (token counts of a cut text are not additive), keeping the fence and the guide.
             text_ids = tokenizer.encode(text, add_special_tokens=False)
             text = tokenizer.decode(text_ids[: max(0, len(text_ids) - (len(ids) - budget) - 16)])
-            cut = build_messages(req.kind, text, note=req.note)
+            cut = build_messages(req.kind, text, note=req.note, special_tokens=specials)
             ids = tokenizer.encode(render_prompt(cut, tokenizer), add_special_tokens=False)
             logger.info("document %d cut to fit max_model_len (%d prompt tokens)", req.index, len(ids))
         if len(ids) <= budget:

@@ -3,7 +3,8 @@
 An LLM reads layout and wording better than rules; rules read e-mails, phones, links and
 date ranges exactly. ``merge_profiles`` keeps the LLM's profile and puts the rules' reading
 of those fields in where the LLM's is missing or not in the text; skills become canonical
-taxonomy names.
+taxonomy names. Given the text, skills, employers and job titles the text does not support
+are dropped (``grounding.py``): text written for the model cannot add them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from cvmatch_ray.schemas import MAX_SKILLS, Contact, CVProfile, ExperienceEntry, JDProfile, SkillMention
+from cvmatch_ray.standardize.grounding import Grounding
 
 if TYPE_CHECKING:
     from cvmatch_ray.taxonomy import Taxonomy
@@ -117,6 +119,7 @@ def merge_profiles(
     text: str | None = None,
     taxonomy: Taxonomy | None = None,
     today: date | None = None,
+    grounding: Grounding | None = None,
 ) -> CVProfile:
     """The LLM's CV profile, checked and filled with what the rules extract reliably.
 
@@ -129,7 +132,10 @@ def merge_profiles(
     * total_experience_months: the rules' union of date ranges when they found any, else
       the union of the merged entries' dates, else the LLM's number;
     * skill names (CV skills, experience skills) go through the taxonomy, and duplicates
-      that the taxonomy shows to be the same skill are merged.
+      that the taxonomy shows to be the same skill are merged;
+    * with ``text``: a skill (CV or experience) not written in it, and an experience
+      entry's title or company mostly not written in it, are dropped and counted in
+      ``grounding.dropped``.
 
     Args:
         llm: the profile the LLM produced (already validated).
@@ -137,8 +143,13 @@ def merge_profiles(
         text: the document text, to check the LLM's contact details against.
         taxonomy: the skills lookup; None leaves skill names as the LLM wrote them.
         today: the month "current" jobs run to; defaults to today.
+        grounding: the text's checks, to read the drops from; made from ``text`` if None.
     """
     today = today or date.today()
+    if grounding is None and text is not None:
+        grounding = Grounding(text, taxonomy)
+    if grounding is not None:
+        llm = ground_cv(llm, grounding)
     by_title = {_key(e.title): e for e in rules.experience if e.title and e.start}
     by_company = {_key(e.company): e for e in rules.experience if e.company and e.start}
     experience: list[ExperienceEntry] = []
@@ -171,12 +182,49 @@ def merge_profiles(
     return CVProfile.model_validate(data)
 
 
-def merge_jd_profiles(llm: JDProfile, rules: JDProfile, *, taxonomy: Taxonomy | None = None) -> JDProfile:
+def ground_cv(llm: CVProfile, g: Grounding) -> CVProfile:
+    """``llm`` without the skills, titles and companies its text does not support."""
+    skills = []
+    for s in llm.skills:
+        if g.keep("skills", g.skill(s.name, s.mentions)):
+            skills.append(s.model_copy(update={"mentions": [m for m in s.mentions if g.written(m)]}))
+    experience = []
+    for e in llm.experience:
+        experience.append(e.model_copy(update={
+            "title": e.title if e.title is None or g.keep("titles", g.mostly_written(e.title)) else None,
+            "company": e.company if e.company is None or g.keep("companies", g.mostly_written(e.company)) else None,
+            "skills": [s for s in e.skills if g.keep("skills", g.skill(s))],
+        }))
+    return llm.model_copy(update={"skills": skills, "experience": experience})
+
+
+def ground_jd(llm: JDProfile, g: Grounding) -> JDProfile:
+    """``llm`` without the skills and title its text does not support."""
+    return llm.model_copy(update={
+        "required_skills": [s for s in llm.required_skills if g.keep("skills", g.skill(s))],
+        "preferred_skills": [s for s in llm.preferred_skills if g.keep("skills", g.skill(s))],
+        "title": llm.title if llm.title is None or g.keep("titles", g.mostly_written(llm.title)) else None,
+    })
+
+
+def merge_jd_profiles(
+    llm: JDProfile,
+    rules: JDProfile,
+    *,
+    taxonomy: Taxonomy | None = None,
+    text: str | None = None,
+    grounding: Grounding | None = None,
+) -> JDProfile:
     """The LLM's JD profile with skill names through the taxonomy and gaps filled by the rules.
 
     Title, minimum years, education level and location that the LLM left empty come from
-    the rules; a preferred skill that is also required is kept as required only.
+    the rules; a preferred skill that is also required is kept as required only. With
+    ``text`` (or ``grounding``), skills and a title the text does not support are dropped.
     """
+    if grounding is None and text is not None:
+        grounding = Grounding(text, taxonomy)
+    if grounding is not None:
+        llm = ground_jd(llm, grounding)
     required = _canonical_names(llm.required_skills, taxonomy, 80)
     preferred = [s for s in _canonical_names(llm.preferred_skills, taxonomy, 80) if s not in required]
     data = llm.model_dump()
