@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -14,7 +15,8 @@ import ray
 from cvmatch_ray.config import Settings
 from cvmatch_ray.match.features import cv_feature_columns
 from cvmatch_ray.match.rank import rank_stored
-from cvmatch_ray.pipelines.matching import create_match_job, run_plan, submit_match_job
+from cvmatch_ray.pipelines.match_driver import submit_match_job
+from cvmatch_ray.pipelines.matching import create_match_job, run_plan
 from cvmatch_ray.pipelines.ray_ingest import run_ingest
 from cvmatch_ray.pipelines.resources import stage_options
 from cvmatch_ray.progress import JobStatus, get_progress_actor
@@ -257,3 +259,84 @@ def test_progress_actor_killed_mid_job_recovers_from_lancedb(pool_300):
         time.sleep(0.05)
     assert now.status == JobStatus.succeeded and now.current_chunk == 60 and now.processed == 300
     assert len(store.read_matches(job_id)) == 300
+
+
+def _wait_job_end(settings, job_id: str, timeout: float = 180.0):
+    actor = get_progress_actor(settings)
+    deadline = time.monotonic() + timeout
+    while not (job := ray.get(actor.get.remote(job_id))).status.is_terminal():
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    return job
+
+
+def _wait_chunks(settings, job_id: str, n: int) -> None:
+    actor = get_progress_actor(settings)
+    deadline = time.monotonic() + 60
+    while ray.get(actor.get.remote(job_id)).current_chunk < n:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_a_match_job_outlives_the_process_that_started_it(pool_300):
+    # What the API's ingress replica is to a job: a process that may die right after.
+    settings, store, jd_id, cv_ids = pool_300
+
+    @ray.remote(num_cpus=0)
+    class Submitter:
+        def submit(self) -> str:
+            return submit_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=5, parallelism=1)
+
+    submitter = Submitter.remote()
+    job_id = ray.get(submitter.submit.remote())
+    ray.kill(submitter, no_restart=True)
+    assert _wait_job_end(settings, job_id).status == JobStatus.succeeded
+    assert _dump(store.read_matches(job_id)) == _dump(rank_stored(store, jd_id, cv_ids))
+
+
+def test_a_match_job_whose_driver_died_goes_on_from_its_last_chunk(ray_cluster, pool_300):
+    from cvmatch_ray.pipelines.match_driver import resume_stalled_match_jobs
+    from cvmatch_ray.progress import ProgressClient
+
+    settings, store, jd_id, cv_ids = pool_300
+    job_id = submit_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=5, parallelism=1)
+    _wait_chunks(settings, job_id, 3)
+    # Killed for good (no Ray restart): only the recovery round can bring a driver back.
+    ray.kill(ray.get_actor(f"cvmatch-match-{job_id}", namespace=settings.ray_namespace), no_restart=True)
+    time.sleep(0.5)
+    stalled_at = ray.get(get_progress_actor(settings).get.remote(job_id)).current_chunk
+    assert stalled_at < 60
+    deadline = time.monotonic() + 30
+    while resume_stalled_match_jobs(settings, ProgressClient(settings), older_than_s=0) != [job_id]:
+        assert time.monotonic() < deadline, "the dead driver was never replaced"
+        time.sleep(0.2)
+    job = _wait_job_end(settings, job_id)
+    assert (job.status, job.current_chunk, job.processed) == (JobStatus.succeeded, 60, 300)
+    assert _dump(store.read_matches(job_id)) == _dump(rank_stored(store, jd_id, cv_ids))
+    if ray_cluster.temp_dir:
+        # The second driver scored only the chunks not reported yet.
+        logs = "".join(
+            p.read_text(errors="replace") for p in Path(ray_cluster.temp_dir).glob("session_*/logs/worker-*.err")
+        )
+        starts = re.findall(rf"match job {job_id}: 300 CVs in 60 chunks \((\d+) to go\)", logs)
+        # (a line may be in more than one log file: a set of the two drivers' starts)
+        first, second = sorted({int(n) for n in starts}, reverse=True)
+        assert first == 60 and second <= 60 - stalled_at, starts
+
+
+def test_a_cancelled_match_job_stops_and_keeps_its_results(pool_300):
+    settings, store, jd_id, cv_ids = pool_300
+    job_id = submit_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=1, parallelism=1)
+    _wait_chunks(settings, job_id, 3)
+    ray.get(get_progress_actor(settings).cancel.remote(job_id))
+    deadline = time.monotonic() + 60
+    while True:  # the driver stops at its next chunk and removes itself
+        try:
+            ray.get_actor(f"cvmatch-match-{job_id}", namespace=settings.ray_namespace)
+        except ValueError:
+            break
+        assert time.monotonic() < deadline, "the driver of a cancelled job is still there"
+        time.sleep(0.1)
+    job = ray.get(get_progress_actor(settings).get.remote(job_id))
+    assert job.status == JobStatus.cancelled and 3 <= job.current_chunk < 300
+    assert len(store.read_matches(job_id)) >= 3

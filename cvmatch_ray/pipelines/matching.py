@@ -2,7 +2,8 @@
 
 The CV ids are cut into chunks; each chunk is a Ray task that reads its CVs' scoring
 columns from LanceDB and scores them with the core vectorized scorer. The job's driver (a
-Ray task of its own for API jobs, the caller's process for the CLI and batch jobs) keeps a
+detached actor for API jobs, ``match_driver.py``; the caller's process for the CLI and
+batch jobs) keeps a
 bounded number of chunks in flight, writes each chunk's results as it arrives (one writer,
 so no commit conflicts) and reports to the progress actor. Any chunk size or parallelism
 gives the same results as the in-process path, and memory stays bounded by the chunks in
@@ -23,7 +24,6 @@ import ray
 from cvmatch_ray import metrics
 from cvmatch_ray.config import ScoreWeights, Settings, StoreSettings
 from cvmatch_ray.errors import UnknownDocument
-from cvmatch_ray.logs import route_app_logs
 from cvmatch_ray.match.rank import jd_features
 from cvmatch_ray.match.scoring import JDFeatures, score_table
 from cvmatch_ray.pipelines.resources import stage_options
@@ -108,16 +108,21 @@ def run_match_job(
     chunks = chunked(ids, chunk_size or settings.match_chunk_size)
     limit = parallelism or settings.match_parallelism
     task = _score_chunk_task.options(**stage_options(settings)["match_chunk"].remote_options())
-    progress.call("start", job_id)
-    logger.info("match job %s: %d CVs in %d chunks", job_id, len(ids), len(chunks))
+    job = progress.call("start", job_id)
+    if job.status.is_terminal():
+        return job.status  # cancelled before it started, or finished by an earlier driver
+    # A driver started again after one died goes on from the chunks already reported
+    # (their results are written before they are reported: none is lost, none redone).
+    done = {i for start, end in progress.call("done_chunks", job_id) for i in range(start, end + 1)}
+    todo = [i for i in range(len(chunks)) if i not in done]
+    logger.info("match job %s: %d CVs in %d chunks (%d to go)", job_id, len(ids), len(chunks), len(todo))
 
     in_flight: dict[ray.ObjectRef, int] = {}
-    next_chunk = 0
-    failed_items = 0
-    while next_chunk < len(chunks) or in_flight:
-        while next_chunk < len(chunks) and len(in_flight) < limit:
-            ref = task.remote(settings, jd, chunks[next_chunk], next_chunk, settings.weights)
-            in_flight[ref] = next_chunk
+    next_chunk = 0  # position in todo
+    while next_chunk < len(todo) or in_flight:
+        while next_chunk < len(todo) and len(in_flight) < limit:
+            index = todo[next_chunk]
+            in_flight[task.remote(settings, jd, chunks[index], index, settings.weights)] = index
             next_chunk += 1
         [done], _ = ray.wait(list(in_flight), num_returns=1)
         index = in_flight.pop(done)
@@ -132,7 +137,6 @@ def run_match_job(
             failures = [{"item_id": c, "stage": "match", "reason": "no stored CV with this id"} for c in out.missing]
             if out.results:
                 store.write_matches(job_id, out.results)
-        failed_items += len(failures)
         metrics.observe_latency("match_chunk", out.seconds)
         metrics.record_match_chunks()
         metrics.record_processed("match", len(out.results))
@@ -140,19 +144,14 @@ def run_match_job(
         if report.status == JobStatus.cancelled:
             for ref in in_flight:
                 ray.cancel(ref)
-            logger.info("match job %s cancelled after %d of %d chunks", job_id, next_chunk - len(in_flight), len(chunks))
+            logger.info("match job %s cancelled after %d of %d chunks", job_id, report.current_chunk, len(chunks))
             return JobStatus.cancelled
 
+    failed_items = progress.call("get", job_id).failed  # this driver's and any earlier one's
     status = JobStatus.failed if ids and failed_items == len(ids) else JobStatus.succeeded
     progress.call("finish", job_id, status, "every CV failed" if status is JobStatus.failed else None)
     logger.info("match job %s %s: %d CVs, %d failed", job_id, status.value, len(ids), failed_items)
     return status
-
-
-@ray.remote(num_cpus=0)
-def _run_match_job_task(settings: Settings, kwargs: dict) -> JobStatus:
-    route_app_logs(None)  # to the worker's log file: no Serve logger in a plain task
-    return run_match_job(settings, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -202,27 +201,3 @@ def run_plan(settings: Settings, plan: MatchPlan, *, parallelism: int | None = N
         settings, job_id=plan.job_id, jd_id=plan.jd_id, cv_ids=plan.cv_ids,
         chunk_size=plan.chunk_size, parallelism=parallelism,
     )
-
-
-def submit_match_job(
-    settings: Settings,
-    *,
-    jd_id: str,
-    cv_ids: Sequence[str] | None = None,
-    chunk_size: int | None = None,
-    parallelism: int | None = None,
-) -> str:
-    """Start a matching job in the background on Ray and return its id at once.
-
-    Raises:
-        UnknownDocument: the JD is not stored.
-    """
-    plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=chunk_size)
-    # The returned ref is dropped on purpose: the task runs to its end regardless and
-    # reports through the progress actor, which is what callers read.
-    _run_match_job_task.remote(
-        settings,
-        {"job_id": plan.job_id, "jd_id": plan.jd_id, "cv_ids": plan.cv_ids,
-         "chunk_size": plan.chunk_size, "parallelism": parallelism},
-    )
-    return plan.job_id

@@ -137,6 +137,14 @@ class ProgressBookActor:
         """See :meth:`WorkQueue.release`."""
         return self._queue(kind).release(job_id, max_attempts=max_attempts)
 
+    def stalled(self, kind: JobKind, older_than_s: float) -> list[str]:
+        """See :meth:`ProgressBook.stalled`."""
+        return self._book.stalled(kind, older_than_s)
+
+    def done_chunks(self, job_id: str) -> list[list[int]]:
+        """See :meth:`ProgressBook.done_chunks`."""
+        return self._book.done_chunks(job_id)
+
     def heartbeat(self, job_ids: Sequence[str]) -> int:
         """See :meth:`ProgressBook.heartbeat`."""
         return self._book.heartbeat(job_ids)

@@ -130,3 +130,16 @@ class QueuedJobs:
         self._changed(record)
         return True
 
+    def stalled(self, kind: JobKind, older_than_s: float) -> list[str]:
+        """Ids of unfinished jobs of ``kind`` unchanged for ``older_than_s`` (queued or running)."""
+        with self._lock:
+            cutoff = now_dt(self._clock() - older_than_s)
+            return [
+                r.progress.job_id for r in self._records.values()
+                if r.progress.kind == kind and not r.progress.status.is_terminal() and r.progress.updated_at <= cutoff
+            ]
+
+    def done_chunks(self, job_id: str) -> list[list[int]]:
+        """The chunks of ``job_id`` reported done, as inclusive ``[start, end]`` ranges."""
+        with self._lock:
+            return self._require(job_id).chunks.ranges()

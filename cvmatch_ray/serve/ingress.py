@@ -13,6 +13,7 @@ from ray.serve.handle import DeploymentHandle
 
 from cvmatch_ray.config import Settings
 from cvmatch_ray.logs import route_app_logs
+from cvmatch_ray.pipelines.match_driver import resume_stalled_match_jobs
 from cvmatch_ray.progress import ProgressClient, ProgressError
 from cvmatch_ray.serve.api import create_api
 from cvmatch_ray.serve.service import APIService
@@ -79,17 +80,23 @@ class APIIngress:
 
     async def _recover_forever(self, every_s: float) -> None:
         """At start and now and then: put back in line uploads that nobody is processing
-        (see ``APIService.recover_uploads``), and index the id columns of tables that
+        (see ``APIService.recover_uploads``), start again the drivers of stalled match jobs
+        (``resume_stalled_match_jobs``), and index the id columns of tables that
         uploads created since."""
         if every_s <= 0:
             return
         while True:
             try:
                 requeued = await self.service.recover_uploads()
+                # Match jobs whose driver died: started again from their last chunk.
+                resumed = len(await asyncio.to_thread(
+                    resume_stalled_match_jobs, self.service.settings, self.service.progress,
+                    self.service.settings.upload.lease_s,
+                ))
             except (RayError, ProgressError, BlobStoreError, OSError, ValueError, RuntimeError) as e:
-                logger.warning("upload recovery failed: %s", type(e).__name__)
+                logger.warning("recovery failed: %s", type(e).__name__)
             else:
-                if requeued:
-                    logger.info("put %d unfinished uploads back in line", requeued)
+                if requeued or resumed:
+                    logger.info("put %d unfinished uploads back in line; resumed %d match jobs", requeued, resumed)
             await asyncio.sleep(every_s)
             await self._index_lookups()

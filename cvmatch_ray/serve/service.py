@@ -50,7 +50,7 @@ from cvmatch_ray.ids import document_id, validate_id
 from cvmatch_ray.errors import UnknownDocument
 from cvmatch_ray.match.rank import rank_jobs
 from cvmatch_ray.match.retrieve import match_pool
-from cvmatch_ray.pipelines.matching import submit_match_job
+from cvmatch_ray.pipelines.match_driver import submit_match_job
 from cvmatch_ray.process import RawDocument, features_batch, sniff, unwrap
 from cvmatch_ray.progress import (
     JobNotFoundError,
@@ -81,6 +81,7 @@ from cvmatch_ray.serve.upload_worker import (
     UploadRecord,
     new_upload_job_id,
     read_upload,
+    unstored_uploads,
 )
 from cvmatch_ray.storage.blobs import BlobStore
 from cvmatch_ray.storage.records import JDRecord
@@ -362,28 +363,13 @@ class APIService:
         requeued: list[str] = await self.progress.acall(
             "requeue_stale", "upload", stale_after.total_seconds(), limit=limit, max_attempts=self.settings.upload.max_attempts
         )
-        candidates = await self._blocking(self._unstored_uploads, stale_after, limit)
+        candidates = await self._blocking(unstored_uploads, self.store, self.blobs, self._clock() - stale_after, limit)
         known = set(await self.progress.acall("known", [job_id for job_id, _ in candidates])) if candidates else set()
         orphans = [(job_id, cv_id) for job_id, cv_id in candidates if job_id not in known]
         if orphans:
             logger.warning("%d accepted uploads had no job; putting them in line", len(orphans))
             await self.progress.acall("enqueue", "upload", orphans)
         return len(requeued) + len(orphans)
-
-    def _unstored_uploads(self, older_than: timedelta, limit: int) -> list[tuple[str, str]]:
-        """(job id, cv id) of accepted uploads older than ``older_than`` whose CV is not stored."""
-        stored = set(self.store.list_cv_ids())
-        cutoff = self._clock() - older_than
-        out: list[tuple[str, str]] = []
-        for cv_id in self.blobs.ids("upload"):
-            if cv_id in stored:
-                continue
-            found = read_upload(self.blobs, cv_id)
-            if found is not None and found[0].accepted_at <= cutoff:
-                out.append((found[0].job_id, cv_id))
-                if len(out) >= limit:
-                    break
-        return out
 
     # --------------------------------------------------------------- CV reads
 
@@ -522,15 +508,10 @@ class APIService:
             except ValueError as e:
                 raise InvalidRequest(str(e)) from e
         job_id = await self._blocking(
-            submit_match_job,
-            self.settings,
-            jd_id=jd_id,
-            cv_ids=cv_ids,
-            chunk_size=request.chunk_size,
+            submit_match_job, self.settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=request.chunk_size,
+            # What the results endpoint needs to remember of the request.
+            meta={"top_k": request.top_k},
         )
-        # What the results endpoint needs to remember of the request (its top_k).
-        meta = {"jd_id": jd_id, "top_k": request.top_k}
-        await self._blocking(self.blobs.put, "job", job_id, json.dumps(meta).encode())
         logger.info("match job %s started for JD %s (%s CVs)", job_id, jd_id, len(cv_ids) if cv_ids is not None else "all")
         return MatchAccepted(job_id=job_id, jd_id=jd_id, status=JobStatus.queued)
 
@@ -541,6 +522,17 @@ class APIService:
         if job is None or job.kind != "match":
             raise UnknownDocument(f"no matching job for {job_or_jd_id!r}")
         return job
+
+    async def cancel_match(self, job_id: str) -> MatchProgress:
+        """Cancel a match job: its driver stops at its next chunk; results so far stay.
+
+        Raises:
+            UnknownDocument: no such job.
+        """
+        job = await self._match_job(job_id)
+        cancelled: JobProgress = await self.progress.acall("cancel", job.job_id)
+        logger.info("match job %s: cancel asked (%s)", job.job_id, cancelled.status.value)
+        return MatchProgress.of(cancelled)
 
     async def match_progress(self, job_or_jd_id: str) -> MatchProgress:
         """A matching job's progress, by job id or by JD id (that JD's latest job).

@@ -99,6 +99,21 @@ def read_upload(blobs: BlobStore, cv_id: str, *, with_data: bool = False) -> tup
     return unpacked
 
 
+def unstored_uploads(store: Store, blobs: BlobStore, accepted_before: datetime, limit: int) -> list[tuple[str, str]]:
+    """(job id, cv id) of uploads accepted before ``accepted_before`` whose CV is not stored."""
+    stored = set(store.list_cv_ids())
+    out: list[tuple[str, str]] = []
+    for cv_id in blobs.ids("upload"):
+        if cv_id in stored:
+            continue
+        found = read_upload(blobs, cv_id)
+        if found is not None and found[0].accepted_at <= accepted_before:
+            out.append((found[0].job_id, cv_id))
+            if len(out) >= limit:
+                break
+    return out
+
+
 def new_upload_job_id() -> str:
     """A fresh progress job id for one upload attempt (the job names its CV in ``cv_id``)."""
     return f"upload_{uuid.uuid4().hex[:16]}"

@@ -34,6 +34,17 @@ async def match(request: MatchRequest, service: Service) -> MatchAccepted:
     return await service.submit_match(request)
 
 
+@router.post(
+    "/match/{job_id}/cancel",
+    response_model=MatchProgress,
+    responses={404: {"model": ErrorResponse, "description": "No such job."}},
+)
+async def cancel_match(job_id: str, service: Service) -> MatchProgress:
+    """Cancel a match job: no chunk starts after this; the results written so far stay
+    readable. A job that has ended keeps its ending."""
+    return await service.cancel_match(job_id)
+
+
 @router.get(
     "/matching-progress/{job_id}",
     response_model=MatchProgress,
