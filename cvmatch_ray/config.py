@@ -138,6 +138,12 @@ class StoreSettings(BaseModel):
         default_factory=dict,
         description="LanceDB object-store options for an s3:// data_dir (endpoint, region, credentials...).",
     )
+    erase_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="Longest a write to a table may take. A deleted CV's bytes are removed from disk once "
+        "the table versions that hold them are this old, so a DELETE answers after at least this long.",
+    )
 
 
 class Settings(BaseSettings):

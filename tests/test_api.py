@@ -23,6 +23,7 @@ import ray
 from conftest import API_MAX_UPLOAD, RayCluster, Server
 from conftest import API_TIMEOUT as TIMEOUT
 from hostile_docs import inflating_docx
+from test_erasure import Canary, versions_holding
 from ray import serve
 from ray.actor import ActorHandle
 
@@ -609,8 +610,9 @@ def test_match_unknown_cvs_fail_one_by_one(client: httpx.Client, store: Store) -
 def test_delete_removes_the_cv_everywhere(
     client: httpx.Client, server: Server, store: Store, progress: ActorHandle
 ) -> None:
-    data = pdf_bytes(cv_text(8), title="delete-me")
-    cv_id = upload(client, data, background=False).json()["cv_id"]
+    canary = Canary()  # an e-mail and a word found in no other file
+    data = canary.data
+    cv_id = upload(client, data, "canary.txt", background=False).json()["cv_id"]
     upload_job = client.get(f"/api/cv-upload-progress/{cv_id}").json()["job_id"]
     # An earlier, failed attempt: its job is no longer named by the upload record.
     earlier_job = new_upload_job_id()
@@ -620,6 +622,7 @@ def test_delete_removes_the_cv_everywhere(
     job_id = client.post("/api/match", json={"jd_id": jd_id, "cv_ids": [cv_id]}).json()["job_id"]
     wait_job(client, job_id)
     assert client.get(f"/api/match-results/{job_id}").json()["count"] == 1
+    assert canary.files_holding_it(server.data_dir)
 
     r = client.delete(f"/api/cvs/{cv_id}")
     assert r.status_code == 200 and r.json() == {"cv_id": cv_id, "deleted": True}
@@ -641,6 +644,9 @@ def test_delete_removes_the_cv_everywhere(
     # ... while the match job, which names the JD, keeps its row (its results for the CV went).
     assert jobs.count_rows(f"job_id = '{job_id}'") == 1
     assert client.get(f"/api/matching-progress/{job_id}").json()["status"] == "succeeded"
+    # Erased, not only deleted: no file under the data dir holds it, no version has a row of it.
+    assert canary.files_holding_it(server.data_dir) == []
+    assert versions_holding(server.data_dir, canary) == []
     # Uploading it again starts afresh.
     r = upload(client, data)
     assert r.status_code == 202 and r.json()["duplicate"] is False

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import lancedb
@@ -565,7 +566,8 @@ def test_a_released_job_is_claimed_again_until_its_attempts_run_out(book: Progre
 
 
 def test_forget_removes_jobs_from_memory_and_table(tmp_path: Path, clock: FakeClock) -> None:
-    book = ProgressBook(JobTable(str(tmp_path)), clock=clock, coalesce_s=3600, max_cached_jobs=1)
+    table = JobTable(str(tmp_path), erase_grace=timedelta(0))
+    book = ProgressBook(table, clock=clock, coalesce_s=3600, max_cached_jobs=1)
     for attempt in ("a1", "a2"):
         book.create(attempt, "upload", total=1, cv_id="cv1")
         clock.advance(1)

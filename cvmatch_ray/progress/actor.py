@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import ray
@@ -25,6 +26,7 @@ from cvmatch_ray.progress.models import (
 )
 from cvmatch_ray.progress.queue import WorkQueue
 from cvmatch_ray.schemas import CVStats
+from cvmatch_ray.storage.erasure import GRACE
 from cvmatch_ray.storage.jobs import JobTable
 from cvmatch_ray.storage.lance import resolve_data_dir
 
@@ -40,9 +42,10 @@ class ProgressBookActor:
     background thread writes coalesced changes every ``flush_interval_s``.
     """
 
-    def __init__(self, data_dir: str, *, flush_interval_s: float = 0.5) -> None:
+    def __init__(self, data_dir: str, *, flush_interval_s: float = 0.5, erase_grace_s: float = GRACE.total_seconds()) -> None:
         self._data_dir = resolve_data_dir(data_dir)
-        self._book = ProgressBook(JobTable(self._data_dir), coalesce_s=flush_interval_s)
+        table = JobTable(self._data_dir, erase_grace=timedelta(seconds=erase_grace_s))
+        self._book = ProgressBook(table, coalesce_s=flush_interval_s)
         self._queues = {"upload": WorkQueue(self._book, "upload")}
         self._interval = flush_interval_s
         self._stop = threading.Event()
@@ -187,7 +190,8 @@ def get_progress_actor(settings: Settings, *, max_concurrency: int = 32) -> Acto
     per actor per process.
 
     Args:
-        settings: ``data_dir`` (the LanceDB URI) and ``ray_namespace`` are used.
+        settings: ``data_dir`` (the LanceDB URI), ``ray_namespace`` and
+            ``store.erase_grace_s`` (of the actor this call creates) are used.
         max_concurrency: threads serving calls; concurrent chunk reports share one write.
 
     Raises:
@@ -199,7 +203,7 @@ def get_progress_actor(settings: Settings, *, max_concurrency: int = 32) -> Acto
     data_dir = resolve_data_dir(settings.data_dir)
     for attempt in range(_GET_ATTEMPTS):
         try:
-            return _get_or_create(settings.ray_namespace, data_dir, max_concurrency)
+            return _get_or_create(settings.ray_namespace, data_dir, max_concurrency, settings.store.erase_grace_s)
         except ray.exceptions.RayActorError:
             # The name still pointed at an actor killed for good (ray.kill(no_restart=True)
             # is asynchronous); once the GCS drops it, the next try creates a new one.
@@ -213,7 +217,7 @@ def get_progress_actor(settings: Settings, *, max_concurrency: int = 32) -> Acto
 _GET_ATTEMPTS = 10
 
 
-def _get_or_create(namespace: str, data_dir: str, max_concurrency: int) -> ActorHandle:
+def _get_or_create(namespace: str, data_dir: str, max_concurrency: int, erase_grace_s: float) -> ActorHandle:
     with _getter_lock:
         handle = ProgressActor.options(
             name=ACTOR_NAME,
@@ -229,7 +233,7 @@ def _get_or_create(namespace: str, data_dir: str, max_concurrency: int) -> Actor
             max_restarts=-1,
             max_task_retries=-1,
             max_concurrency=max_concurrency,
-        ).remote(data_dir)
+        ).remote(data_dir, erase_grace_s=erase_grace_s)
         actor_id = handle._actor_id.hex()
         if actor_id not in _actor_data_dirs:
             # Also waits for __init__ (the reload), so table errors surface here, not later.

@@ -299,19 +299,20 @@ class ProgressBook(QueuedJobs):
         """Remove jobs from memory and from the table, for good; unknown ids are skipped.
 
         For data that must go (a deleted CV's upload jobs): a later report on a forgotten
-        job raises :class:`JobNotFoundError`.
+        job raises :class:`JobNotFoundError`; their rows are erased from disk too.
 
         Returns:
             How many of the jobs existed.
 
         Raises:
             ProgressStoreError: the table could not be written; nothing was forgotten.
+            ErasureError: forgotten, but their bytes remain until the next ``forget``.
         """
         ids = list(dict.fromkeys(job_ids))
         if not ids:
             return 0
-        # Under the write lock, no write of these jobs is in flight; the table goes first,
-        # so a job is never gone from memory but still in the table to be reloaded.
+        # Under the write lock no write of these jobs is in flight; the table goes first, so
+        # a job is never gone from memory but still in the table to be reloaded.
         with self._write_lock:
             stored = 0
             if self._table is not None:
@@ -329,6 +330,8 @@ class ProgressBook(QueuedJobs):
                     # only never-written ones add to the rows deleted.
                     if record is not None and (self._table is None or record.durable is None):
                         unwritten += 1
+        if self._table is not None:
+            self._table.erase_deleted()  # outside the lock: it waits out writes in flight
         forgotten = stored + unwritten
         if forgotten:
             logger.info("forgot %d job(s)", forgotten)

@@ -84,6 +84,7 @@ from cvmatch_ray.serve.upload_worker import (
     unstored_uploads,
 )
 from cvmatch_ray.storage.blobs import BlobStore
+from cvmatch_ray.storage.erasure import ErasureError
 from cvmatch_ray.storage.records import JDRecord
 from cvmatch_ray.storage.tables import Store
 
@@ -406,38 +407,41 @@ class APIService:
         return record.to_public()
 
     async def delete_cv(self, cv_id: str) -> Deleted:
-        """Remove a CV from every table: its row and vectors, raw bytes, match results, upload jobs.
+        """Erase a CV: row, vectors, raw bytes, match results, upload jobs, and their bytes on disk.
 
-        Every upload attempt's progress job goes (found by job id prefix). Match jobs that
-        scored the CV keep their progress job (it names a JD, not the CV); their result
-        rows for the CV go with the CV.
+        Returns once they are gone (``storage.erasure``: after ``store.erase_grace_s`` at
+        least). Match jobs that scored the CV keep their progress job (it names a JD).
 
         Raises:
             UnknownDocument: nothing was stored under ``cv_id``.
-            ServiceUnavailable: the progress actor could not forget the upload jobs (the
-                rest is deleted; deleting again finishes the job).
+            ServiceUnavailable: something could not be removed or erased yet; the CV no
+                longer reads back, and deleting again finishes the job.
         """
         _checked_id(cv_id, "cv_id")
+        # The upload first: a worker processing it checks for it after writing the row (a delete wins).
+        upload = await self._blocking(self.blobs.delete, "upload", cv_id)
+        # The tables and the jobs are erased side by side: each waits out the erase grace.
+        stored, forgotten = await asyncio.gather(
+            self._blocking(self.store.delete_cv, cv_id), self._forget_uploads(cv_id), return_exceptions=True
+        )
+        for outcome in (stored, forgotten):
+            if isinstance(outcome, ErasureError):
+                raise ServiceUnavailable("the CV is deleted but not yet erased from disk; delete it again") from outcome
+            if isinstance(outcome, BaseException):
+                raise outcome
+        if not (upload or stored or forgotten):
+            raise UnknownDocument(f"no CV with id {cv_id!r}")
+        logger.info("CV %s deleted and erased", cv_id)
+        return Deleted(cv_id=cv_id)
 
-        def delete() -> bool:
-            # The upload (record and raw bytes) first: a worker still processing it checks
-            # for it after writing the row, and takes the row back (a delete wins).
-            upload = self.blobs.delete("upload", cv_id)
-            stored = self.store.delete_cv(cv_id)
-            return stored or upload
-
-        found = await self._blocking(delete)
+    async def _forget_uploads(self, cv_id: str) -> int:
+        """Forget every upload attempt's job of ``cv_id`` (the record names only the latest)."""
         try:
-            # Every attempt's job (the record names only the latest).
             job_ids: list[str] = await self.progress.acall("jobs_of_cv", cv_id)
-            forgotten: int = await self.progress.acall("forget", job_ids) if job_ids else 0
+            return await self.progress.acall("forget", job_ids) if job_ids else 0
         except (ProgressError, RayError) as e:
             logger.error("CV %s: upload jobs not forgotten: %s", cv_id, type(e).__name__)
             raise ServiceUnavailable("the CV's upload progress could not be removed; try again") from e
-        if not (found or forgotten):
-            raise UnknownDocument(f"no CV with id {cv_id!r}")
-        logger.info("CV %s deleted", cv_id)
-        return Deleted(cv_id=cv_id)
 
     # -------------------------------------------------------------------- JDs
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
 
-from cvmatch_ray.storage import lance
+from cvmatch_ray.storage import erasure, lance
 
 
 def _sql_str(value: str) -> str:
@@ -32,19 +33,27 @@ class JobTable:
         ]
     )
 
-    def __init__(self, uri: str, *, compact_every: int | None = lance.COMPACT_EVERY) -> None:
+    def __init__(
+        self,
+        uri: str,
+        *,
+        compact_every: int | None = lance.COMPACT_EVERY,
+        erase_grace: timedelta = erasure.GRACE,
+    ) -> None:
         """Open (or create) the table.
 
         Args:
             uri: LanceDB database URI (a folder, or ``s3://...``); made absolute if local.
             compact_every: writes between two compactions (``storage.lance``'s policy);
                 the book runs a due compaction with ``optimize_if_due``.
+            erase_grace: how long a write may take; ``erase_deleted`` waits this long.
         """
         self.uri = lance.resolve_data_dir(uri)
         self._db = lance.connect(self.uri)
         self._table = self._db.create_table(self.NAME, schema=self.SCHEMA, exist_ok=True)
         self._commits = lance.CommitCounter(compact_every)
         self._compaction_due = False
+        self._erase_grace = erase_grace
 
     def upsert(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert or replace ``rows`` (from ``JobRecord.to_row``) in one merge."""
@@ -78,12 +87,26 @@ class JobTable:
         return self._query(f"jd_id = {_sql_str(jd_id)}")
 
     def delete(self, job_ids: Sequence[str]) -> int:
-        """Remove the rows of ``job_ids`` in one commit; returns how many there were."""
+        """Remove the rows of ``job_ids`` in one commit; returns how many there were.
+
+        Their bytes stay on disk until ``erase_deleted``.
+        """
         if not job_ids:
             return 0
         result = self._table.delete(f"job_id IN ({', '.join(_sql_str(i) for i in job_ids)})")
         self._committed()
         return result.num_deleted_rows
+
+    def erase_deleted(self) -> None:
+        """Remove every byte of the deleted rows from disk (``storage.erasure``).
+
+        Separate from ``delete`` so that writes need not wait for it (it takes at least
+        ``erase_grace``); other writers may go on meanwhile.
+
+        Raises:
+            erasure.ErasureError: bytes may remain; the next call removes them.
+        """
+        erasure.erase([erasure.Target(self.NAME, self._table, None)], grace=self._erase_grace)
 
     def _query(self, where: str) -> list[str]:
         table = self._table.search().where(where).select(["state_json"]).to_arrow()

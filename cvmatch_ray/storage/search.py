@@ -167,6 +167,14 @@ class CVSearch:
             self._ensure_fulltext_index(table, {ix.columns[0]: ix for ix in table.list_indices()})
 
     @staticmethod
+    def _has_fulltext_index(table: Any) -> bool:
+        return any(ix.columns[0] == LEXICAL_TEXT_COLUMN for ix in table.list_indices())
+
+    def _rebuild_fulltext_index(self, table: Any) -> None:
+        """Build the full-text index again from the rows there are (after an erasure)."""
+        self._ensure_fulltext_index(table, {}, replace=True)
+
+    @staticmethod
     def _ensure_fulltext_index(table: Any, existing: Mapping[str, Any], *, replace: bool = False) -> None:
         if replace or LEXICAL_TEXT_COLUMN not in existing:
             table.create_index(LEXICAL_TEXT_COLUMN, config=FTS(with_position=False), replace=True)

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from cvmatch_ray.ids import validate_id, validate_job_id
 from cvmatch_ray.match.features import FEATURE_COLUMNS, LexicalStats
 from cvmatch_ray.schemas import MatchResult
-from cvmatch_ray.storage import lance
+from cvmatch_ray.storage import erasure, lance
 from cvmatch_ray.storage.records import (
     CVS,
     JDS,
@@ -72,6 +72,7 @@ def _reopen(
     read_consistency_interval: timedelta | None,
     storage_options: dict[str, str] | None,
     compact_every: int | None,
+    erase_grace: timedelta,
 ) -> Store:
     return Store(
         uri,
@@ -79,6 +80,7 @@ def _reopen(
         read_consistency_interval=read_consistency_interval,
         storage_options=storage_options,
         compact_every=compact_every,
+        erase_grace=erase_grace,
     )
 
 
@@ -97,6 +99,7 @@ class Store(CVSearch):
         read_consistency_interval: timedelta | None = timedelta(0),
         storage_options: dict[str, str] | None = None,
         compact_every: int | None = lance.COMPACT_EVERY,
+        erase_grace: timedelta = erasure.GRACE,
     ) -> None:
         """Connect to the database at ``uri``.
 
@@ -111,6 +114,9 @@ class Store(CVSearch):
             storage_options: object-store options (credentials, endpoint, region...).
             compact_every: compact a table after this many commits to it through this
                 store (``None``: never; ``optimize()`` then does it on demand).
+            erase_grace: how long a write to the tables may take; a deleted CV's bytes
+                are removed once the versions that hold them are this old
+                (``storage.erasure``), so a delete takes at least this long.
 
         Raises:
             ValueError: ``dim`` is not positive.
@@ -122,6 +128,11 @@ class Store(CVSearch):
         self._read_consistency_interval = read_consistency_interval
         self._storage_options = storage_options
         self._compact_every = compact_every
+        self._erase_grace = erase_grace
+        # Deletes that arrive together share one erasure (its rewrite and its wait).
+        self._eraser: erasure.GroupRunner[str, set[str]] = erasure.GroupRunner(
+            self._erase_cvs, window=erasure.WINDOW_S
+        )
         self._commits = lance.CommitCounter(compact_every)
         self._db = lance.connect(
             uri, read_consistency_interval=read_consistency_interval, storage_options=storage_options
@@ -138,7 +149,10 @@ class Store(CVSearch):
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             _reopen,
-            (self.uri, self._dim, self._read_consistency_interval, self._storage_options, self._compact_every),
+            (
+                self.uri, self._dim, self._read_consistency_interval, self._storage_options,
+                self._compact_every, self._erase_grace,
+            ),
         )
 
     @classmethod
@@ -147,6 +161,7 @@ class Store(CVSearch):
         return cls(
             uri, dim=dim, storage_options=dict(options.storage_options) or None,
             compact_every=options.compact_every or None,
+            erase_grace=timedelta(seconds=options.erase_grace_s),
         )
 
     def __repr__(self) -> str:
@@ -355,16 +370,36 @@ class Store(CVSearch):
         return table
 
     def delete_cv(self, cv_id: str) -> bool:
-        """Remove a CV from ``cvs`` and its match rows.
+        """Erase a CV: its row in ``cvs`` and its match rows, and every byte of them on disk.
+
+        Returns once the bytes are gone (``storage.erasure``): it takes at least the
+        store's ``erase_grace``; deletes that arrive together share one erasure.
 
         Returns:
             Whether anything was stored under ``cv_id``.
+
+        Raises:
+            erasure.ErasureError: the rows are deleted but their bytes may remain;
+                deleting again finishes the job.
         """
-        where = _eq("cv_id", cv_id)
-        removed = self._delete(CVS, where)
-        matches = self._delete(MATCHES, where)
-        logger.info("deleted CV %s (%d rows, %d match rows)", cv_id, removed, matches)
-        return removed + matches > 0
+        return validate_id(cv_id, "cv_id") in self._eraser.submit([cv_id])
+
+    def _erase_cvs(self, cv_ids: list[str]) -> set[str]:
+        """Erase the CVs ``cv_ids`` from every table that holds them; the ids that were stored."""
+        wanted = list(dict.fromkeys(cv_ids))
+        where = _in("cv_id", wanted)
+        targets, found = [], set()
+        for name in (CVS, MATCHES):
+            table = self._table(name, create=False)
+            if table is None:
+                continue
+            rows = self._select(name, where, ["cv_id"])
+            found.update(rows.column("cv_id").to_pylist() if rows is not None else [])
+            reindex = self._rebuild_fulltext_index if name == CVS and self._has_fulltext_index(table) else None
+            targets.append(erasure.Target(name, table, where, reindex))
+        counts = erasure.erase(targets, grace=self._erase_grace)
+        logger.info("erased %d CVs (rows per table: %s)", len(wanted), dict(zip((t.name for t in targets), counts, strict=True)))
+        return found
 
     def _check_dims(self, records: Sequence[CVRecord] | Sequence[JDRecord]) -> None:
         """Records must have the store's dim; an empty database takes the first record's."""
