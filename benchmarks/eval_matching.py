@@ -305,8 +305,9 @@ class _CachingEmbedder:
 
 
 #: The packages whose code decides a prepared document (extraction, standardization and
-#: their taxonomy); the prepared cache is keyed by a hash of their files.
-PREPARE_CODE = ("extract", "standardize", "taxonomy", "schemas.py", "process.py")
+#: their taxonomy, then the features step's columns); the prepared cache is keyed by a
+#: hash of their files.
+PREPARE_CODE = ("extract", "standardize", "taxonomy", "schemas.py", "process.py", "match/features.py")
 
 
 @functools.cache
