@@ -39,6 +39,16 @@ class ScoreWeights(BaseModel):
     title_match_credit: float = Field(
         1.0, ge=0, le=1, description="Title component when CV and JD titles map to the same occupation."
     )
+    relevant_experience_share: float = Field(
+        0.0, ge=0, le=1,
+        description="Share of the experience component measured on months in roles matching the JD "
+        "(title occupation or skills) instead of total months.",
+    )
+    requirement_statements: bool = Field(
+        False,
+        description="Skill components count the JD's requirement statements met (any one skill of an "
+        "'A, B or C' statement meets it) instead of skills met.",
+    )
 
     @property
     def component_weights(self) -> dict[str, float]:
@@ -52,7 +62,9 @@ class ScoreWeights(BaseModel):
         return self
 
 
-_SCORE_PARAMETERS = frozenset({"related_skill_credit", "title_match_credit"})
+_SCORE_PARAMETERS = frozenset(
+    {"related_skill_credit", "title_match_credit", "relevant_experience_share", "requirement_statements"}
+)
 
 
 class RetrievalSettings(BaseModel):
