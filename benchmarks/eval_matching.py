@@ -517,7 +517,8 @@ def _only_factory(component: str) -> RankerFactory:
 
 
 def _weights_factory(spec: str) -> RankerFactory:
-    """``cvmatch@name=value,...``: the cvmatch ranker with these ``ScoreWeights`` fields changed."""
+    """``cvmatch@name=value+...``: the cvmatch ranker with these ``ScoreWeights`` fields changed
+    (validated as settings are: ``requirement_statements=true`` works, an unknown name fails)."""
 
     def factory(pool: el.CVPool) -> Ranker:
         from cvmatch_ray.config import ScoreWeights
@@ -525,8 +526,10 @@ def _weights_factory(spec: str) -> RankerFactory:
         update = {}
         for part in spec.split("+"):
             key, _, value = part.partition("=")
-            update[key.strip()] = float(value)
-        return make_cvmatch_ranker(pool, weights=ScoreWeights().model_copy(update=update))
+            if key.strip() not in ScoreWeights.model_fields:
+                raise ValueError(f"{key.strip()!r} is not a ScoreWeights field")
+            update[key.strip()] = value.strip()
+        return make_cvmatch_ranker(pool, weights=ScoreWeights.model_validate({**ScoreWeights().model_dump(), **update}))
 
     return factory
 
