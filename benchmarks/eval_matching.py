@@ -344,6 +344,12 @@ def _prepare(data: bytes, *, kind: str, filename: str | None, settings, standard
     return features_batch(standardize_batch(extracted, standardizer))[0]
 
 
+def _standardizer_key(settings) -> str:
+    """The settings that decide a prepared document besides the code ("rules-crf-"): one cache
+    directory serves runs with and without the field extractor."""
+    return "" if settings is None else f"{settings.standardizer}-{settings.field_extractor}-"
+
+
 def _prepare_cached(items, kind: str, settings, standardizer, cache: Path | None):
     """``_prepare`` each ``(name, bytes)``, reusing pickles in ``cache``; failures stay None."""
     import pickle
@@ -354,7 +360,8 @@ def _prepare_cached(items, kind: str, settings, standardizer, cache: Path | None
     out = []
     for name, data in items:
         doc_id = document_id(data)
-        path = cache / "prepared" / prepare_fingerprint() / f"{kind}-{doc_id}.pkl" if cache is not None else None
+        name = f"{kind}-{_standardizer_key(settings)}{doc_id}.pkl"
+        path = cache / "prepared" / prepare_fingerprint() / name if cache is not None else None
         if path is not None and path.is_file():
             prepared = pickle.loads(path.read_bytes())  # our own cache file, written below
         else:
@@ -379,7 +386,7 @@ class CvmatchPool:
     every stored CV.
     """
 
-    def __init__(self, pool: el.CVPool, cache: Path | None) -> None:
+    def __init__(self, pool: el.CVPool, cache: Path | None, settings=None) -> None:
         import tempfile
 
         from cvmatch_ray.config import Settings
@@ -387,7 +394,7 @@ class CvmatchPool:
         from cvmatch_ray.standardize import make_standardizer
         from cvmatch_ray.storage.tables import Store
 
-        self.settings = Settings()
+        self.settings = settings or Settings()
         self.standardizer = make_standardizer(self.settings)
         self.cache = cache
         emb_path = cache / "section_vectors.npz" if cache is not None else None

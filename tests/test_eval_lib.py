@@ -370,6 +370,12 @@ def test_prepared_cache_is_keyed_by_the_prepare_code(tmp_path, monkeypatch):
     # Profiles cached under other code (another fingerprint) are never read.
     (path,) = (tmp_path / "prepared").rglob("*.pkl")
     assert path.parent.name == fingerprint
+    # Another field extractor is another profile: its own file, not the cached one.
+    from cvmatch_ray.config import Settings
+
+    for extractor in ("crf", "none"):
+        em._prepare_cached(items, "jd", Settings(field_extractor=extractor), None, tmp_path)
+    assert len(calls) == 3 and len(list((tmp_path / "prepared").rglob("*.pkl"))) == 3
 
 
 # --- within-family task and text edits (eval_family) --------------------------------------
