@@ -214,3 +214,20 @@ def test_requirement_statement_evidence_quotes_the_statement(jd):
     assert [(e.requirement, e.cv_text) for e in r.evidence if e.component == "required_skills"] == [
         ("Python or Docker", "Shipped Docker images")]
     assert r.explanation.startswith("1/2 required statements with a skill met (1/3 required skills)")
+
+
+def test_a_role_with_no_title_and_no_skill_takes_its_cvs_relevance(jd):
+    titled = JDFeatures(**{**jd.__dict__, "norm_title": "software developer", "title": "Backend Developer"})
+    weights = ScoreWeights(relevant_experience_share=1.0)
+    # 24 months as a developer, 24 as an accountant, 24 the parser found only the dates of.
+    cv = CVFeatures("c", frozenset(), 72, 4, jd.vectors, role_months=(24, 24, 24),
+                    role_titles=("Backend Developer", "Accountant", ""),
+                    role_occupations=("software developer", "accountant", ""), role_skills=((), (), ()))
+    # Half of the judged months are relevant, so half of the dateless role's: 24 + 12 months.
+    assert score_pair(cv, titled, weights).breakdown.experience == round((24 + 12) / 12 / 5.0, 4)
+    # Nothing judged at all: every month counts, as for a CV with no roles.
+    blind = CVFeatures("b", frozenset(), 72, 4, jd.vectors, role_months=(72,), role_titles=("",),
+                       role_occupations=("",), role_skills=((),))
+    assert score_pair(blind, titled, weights).breakdown.experience == 1.0
+    assert "3.0 years in matching roles" in next(
+        e.cv_text for e in score_pair(cv, titled, weights).evidence if e.component == "experience")

@@ -396,7 +396,7 @@ def score_pair(cv: CVFeatures, jd: JDFeatures, weights: ScoreWeights | None = No
         preferred_hits=preferred_hit,
         preferred_related=_related(cv_categories, jd.preferred_categories, len(jd.preferred)),
         experience_months=_experience(jd, np.array([cv.experience_months]), RoleLists.of_one(
-            cv.role_months, cv.role_occupations, cv.role_skills), weights),
+            cv.role_months, cv.role_titles, cv.role_occupations, cv.role_skills), weights),
         education_rank=np.array([cv.education_rank]),
         **_cosine_signals(_cosines(cv.vectors[None, :, :], jd.vectors)),
         title_hit=np.array([jd.norm_title is not None and jd.norm_title in cv.norm_titles]),
