@@ -854,7 +854,7 @@ def render_markdown(
             "## Metamorphic checks (real resumes and postings, full pipeline)",
             "",
             (
-                "Each edited resume text goes through the rule standardizer, the features, the "
+                "Each edited resume text goes through the configured standardizer (rules and field extractor), the features, the "
                 "section embeddings and `CVRecord.to_row`, and is scored by `score_table` "
                 "against the same posting features as its unedited text (run through the same "
                 "steps). Pairs: task A and B postings in order; resumes picked by a hash of "

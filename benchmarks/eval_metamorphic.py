@@ -1,7 +1,7 @@
 """Metamorphic checks of the cvmatch scorer on real resumes and postings (``eval_matching.py``).
 
 Each check edits a real resume (or swaps it), runs the edited text through the project's own
-steps (rule standardizer, features, section embeddings, ``CVRecord.to_row``) and scores it
+steps (the configured standardizer, features, section embeddings, ``CVRecord.to_row``) and scores it
 with ``match.scoring.score_table`` against the same posting features as the original:
 
 1. removing a required skill's mentions never raises the score;
