@@ -72,7 +72,7 @@ def task_ndcg(cvpool: em.CvmatchPool, table: pa.Table, queries: Sequence[el.Quer
     out = []
     for q in queries:
         scores = np.full(len(pool.ids), -1.0)
-        scores[ok] = score_table(cvpool._jds[q.text], table, weights).scores[cvpool.rows[ok]]  # noqa: SLF001
+        scores[ok] = score_table(cvpool._jds[q.text], table, weights).scores[cvpool.rows[ok]]
         out.append(el.query_metrics(q, scores, pool.categories, tie, k=10))
     return out
 

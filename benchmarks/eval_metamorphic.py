@@ -77,7 +77,13 @@ class _Pipeline:
     def features(self, texts: Sequence[str]):
         from cvmatch_ray.ids import document_id
         from cvmatch_ray.match.features import CVFeatures
-        from cvmatch_ray.process import Extracted, Failed, embed_batch, features_batch, standardize_batch
+        from cvmatch_ray.process import (
+            Extracted,
+            Failed,
+            embed_batch,
+            features_batch,
+            standardize_batch,
+        )
 
         todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
         items = [Extracted(document_id(t.encode("utf-8")), "cv", None, t, [], "edit") for t in todo]
@@ -117,7 +123,7 @@ def run_checks(cvpool, pool: el.CVPool, queries: Sequence[el.Query], weights, *,
     todo_remove: list[tuple[object, str, str, str]] = []
     todo_add: list[tuple[object, str, str, str]] = []
     for q in queries:
-        jd = cvpool._jds.get(q.text)  # noqa: SLF001 (the harness's own cache)
+        jd = cvpool._jds.get(q.text)  # the harness's own cache
         if jd is None:
             continue
         same = [i for i in pool.ids if cat_of[i] == q.category]

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cvmatch_ray.match.features import LexicalStats, lexical_tokens, normalized_titles, skill_category
+from cvmatch_ray.match.features import (
+    LexicalStats,
+    lexical_tokens,
+    normalized_titles,
+    skill_category,
+)
 from cvmatch_ray.match.requirements import Requirement, group_requirements
 from cvmatch_ray.schemas import EducationLevel, JDProfile
 

@@ -54,7 +54,11 @@ from cvmatch_ray.match.features import (
     skill_category,
 )
 from cvmatch_ray.match.jd import BM25_B, BM25_K1, JDFeatures
-from cvmatch_ray.match.requirements import statement_component, statement_evidence, statements_met
+from cvmatch_ray.match.requirements import (
+    statement_component,
+    statement_evidence,
+    statements_met,
+)
 from cvmatch_ray.schemas import (
     MAX_EVIDENCE,
     EducationLevel,

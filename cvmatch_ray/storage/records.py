@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from cvmatch_ray.ids import text_hash, validate_id
+from cvmatch_ray.match.experience import RoleLists
 from cvmatch_ray.match.features import (
     FEATURE_COLUMNS,
     LEXICAL_TEXT_COLUMN,
@@ -33,7 +34,6 @@ from cvmatch_ray.match.features import (
     VECTOR_COLUMNS,
     CodedLists,
 )
-from cvmatch_ray.match.experience import RoleLists
 from cvmatch_ray.schemas import (
     CVProfile,
     CVPublic,
