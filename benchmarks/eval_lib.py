@@ -152,6 +152,7 @@ class Query:
     category: str
     group: str
     text: str
+    title: str = ""  # the posting's own title (Google ``title``, Indeed ``positionName``)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -196,7 +197,8 @@ def load_pool(data_dir: Path) -> CVPool:
 def load_google_jds(data_dir: Path) -> list[Query]:
     """Task A queries: the Google postings, each labelled with a livecareer category."""
     rows = _read_jsonl(Path(data_dir) / "google_jds" / "google_jds_dev.jsonl")
-    return [Query(id=str(r["id"]), category=r["category"], group=r["category"], text=r["text"]) for r in rows]
+    return [Query(id=str(r["id"]), category=r["category"], group=r["category"], text=r["text"],
+                  title=str(r.get("title") or "")) for r in rows]
 
 
 def load_indeed_ads(
@@ -229,7 +231,8 @@ def load_indeed_ads(
         for row in sorted(by_role[role], key=lambda r: r["id"])[:per_role]:
             # The position name is part of the ad as a reader sees it.
             text = f"{row.get('positionName', '').strip()}\n\n{row['description']}".strip()
-            queries.append(Query(id=row["id"], category=role_to_category[role], group=role, text=text))
+            queries.append(Query(id=row["id"], category=role_to_category[role], group=role, text=text,
+                                 title=row.get("positionName", "").strip()))
     return queries
 
 

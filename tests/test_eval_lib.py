@@ -326,8 +326,12 @@ def test_harness_writes_tables_with_lexical_rankers(tmp_path):
     page = out.read_text()
     assert "## Task A: 1 Google postings -> 4 resumes" in page
     # the only posting's query has token "20", which only resume 20 (HR) holds: perfect ranking
-    bm25_row = next(line for line in page.splitlines() if line.startswith("| `bm25`"))
+    task_a = page.split("## Task A:", 1)[1]
+    bm25_row = next(line for line in task_a.splitlines() if line.startswith("| `bm25`"))
     assert bm25_row.split("|")[2].strip().startswith("1.000")
+    # The summary gives every task with its dev and held-out halves.
+    summary = page.split("## Summary", 1)[1].split("## Task A:", 1)[0]
+    assert "| `bm25` | A | nDCG@10 | 1.000" in summary
     assert "SALES <-> BUSINESS-DEVELOPMENT" in page
     assert "software_engineer -> INFORMATION-TECHNOLOGY" in page
 
@@ -366,3 +370,58 @@ def test_prepared_cache_is_keyed_by_the_prepare_code(tmp_path, monkeypatch):
     # Profiles cached under other code (another fingerprint) are never read.
     (path,) = (tmp_path / "prepared").rglob("*.pkl")
     assert path.parent.name == fingerprint
+    # Another field extractor is another profile: its own file, not the cached one.
+    from cvmatch_ray.config import Settings
+
+    for extractor in ("crf", "none"):
+        em._prepare_cached(items, "jd", Settings(field_extractor=extractor), None, tmp_path)
+    assert len(calls) == 3 and len(list((tmp_path / "prepared").rglob("*.pkl"))) == 3
+
+
+# --- within-family task and text edits (eval_family) --------------------------------------
+
+_FPATH = _PATH.with_name("eval_family.py")
+_fspec = importlib.util.spec_from_file_location("eval_family", _FPATH)
+ef = importlib.util.module_from_spec(_fspec)
+sys.modules.setdefault("eval_family", ef)
+_fspec.loader.exec_module(ef)
+
+
+def test_split_is_a_stable_hash_half():
+    ids = [f"q{i}" for i in range(400)]
+    halves = [ef.split_of(i) for i in ids]
+    assert halves == [ef.split_of(i) for i in ids]
+    assert 150 < halves.count(ef.DEV) < 250 and set(halves) == {ef.DEV, ef.HELD_OUT}
+
+
+def test_title_grade_uses_the_core_title_without_seniority():
+    assert ef.title_grade("SENIOR ACCOUNTANT", "Senior Accountant, Play Business Controller") == 1.0
+    assert ef.title_grade("Staff Accountant", "Revenue Senior Accountant, Consumer Hardware") == 0.5
+    assert ef.title_grade("HR Manager", "Software Engineer") == 0.0
+
+
+def test_stated_years_is_the_union_of_date_ranges():
+    text = "Company\nJune 2011\n to \nCurrent\nX\nMarch 2008 to June 2012\nDegree 2005"
+    assert ef.date_ranges(text) == [(2011, None), (2008, 2012)]
+    assert ef.stated_years(text, current_year=2018) == 10
+    assert ef.jd_min_years("BA degree. 4 years of experience in tax; 10+ years preferred") == 4
+    assert ef.jd_min_years("no minimum here, 2019 was a year") is None
+
+
+def test_pairwise_accuracy_hand_computed():
+    gains = np.array([2.0, 1.0, 0.0, 0.0])
+    assert ef.pairwise_accuracy(gains, np.array([3.0, 2.0, 1.0, 0.0])) == 1.0
+    assert ef.pairwise_accuracy(gains, np.array([0.0, 1.0, 2.0, 3.0])) == 0.0
+    # 5 ordered pairs; equal scores count half each.
+    assert ef.pairwise_accuracy(gains, np.zeros(4)) == 0.5
+    assert math.isnan(ef.pairwise_accuracy(np.ones(3), np.arange(3.0)))
+
+
+def test_text_edits():
+    text = "ACCOUNTANT\nExperience\nCompany Name\nMay 2010 to Current\nUsed QuickBooks and quickbooks online.\n"
+    removed = ef.remove_mentions(text, ["QuickBooks"])
+    assert "quickbooks" not in removed.lower() and "Used" in removed
+    added = ef.add_role(text, title="Tax Accountant", skills=["Tax", "Excel"])
+    assert added.index("Tax Accountant") < added.index("May 2010")
+    assert "January 2015 to December 2019" in added and "Used Tax, Excel" in added
+    assert ef.add_role("no heading", title="T", skills=[]).endswith("Worked as T.\n")

@@ -22,7 +22,8 @@ from cvmatch_ray.standardize.rules import RuleStandardizer
 from cvmatch_ray.storage.tables import Store
 
 ALL_ON = ScoreWeights(required_skills=0.25, preferred_skills=0.1, semantic=0.2, experience=0.1,
-                      education=0.05, title=0.15, lexical=0.15)
+                      education=0.05, title=0.15, lexical=0.15, relevant_experience_share=0.7,
+                      requirement_statements=True)
 
 JD_TEXT = """Senior Backend Engineer
 
@@ -251,7 +252,14 @@ def test_evidence_quotes_the_cv_lines_that_met_each_requirement(ingestor):
     for e in result.evidence:
         by_component.setdefault(e.component, []).append(e)
     assert {"required_skills", "title", "experience", "lexical"} <= set(by_component)
+    # Each requirement statement of the JD is quoted with the CV line that met it.
     required = {e.requirement: e.cv_text for e in by_component["required_skills"]}
+    assert "Python" in required["Strong Python and PostgreSQL skills"]
+    assert re.search("kubernetes", required["Experience with Docker and Kubernetes"], re.IGNORECASE)
+    # Counted per skill, the evidence names each skill.
+    per_skill = ALL_ON.model_copy(update={"requirement_statements": False})
+    [by_skill] = rank_stored(store, jd_id, [cv_id], weights=per_skill)
+    required = {e.requirement: e.cv_text for e in by_skill.evidence if e.component == "required_skills"}
     assert "Python" in required and "Python" in required["Python"]
     assert "Kubernetes" in required and re.search("kubernetes", required["Kubernetes"], re.IGNORECASE)
     # Evidence is quoted from blinded text: no contact details.

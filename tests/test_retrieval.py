@@ -45,8 +45,11 @@ def _fill(store: Store, n: int, planted: int, seed: int = 0) -> str:
         vec = _unit(jd_vec + rng.normal(scale=0.3, size=(3, DIM))) if near else _unit(rng.normal(size=(3, DIM)))
         skills = (["Python", "PostgreSQL", "Docker"] if near else []) + rng.choice(WORDS, 3, replace=False).tolist()
         skills = list(dict.fromkeys(skills))
-        profile = CVProfile(skills=[SkillMention(name=s) for s in skills], total_experience_months=int(rng.integers(0, 120)),
-                            education=[{"level": "bachelor"}])
+        months = int(rng.integers(0, 120))
+        role = {"title": "Backend Engineer" if near else "Accountant", "months": months // 2,
+                "skills": skills[:2] if i % 3 else []}
+        profile = CVProfile(skills=[SkillMention(name=s) for s in skills], total_experience_months=months,
+                            education=[{"level": "bachelor"}], experience=[role])
         text = "Engineer\nSkills: " + ", ".join(skills) + "\nBuilt services with " + " and ".join(skills[:2]) + "."
         records.append(CVRecord(cv_id=f"{i:032x}", filename=None, text=text, profile=profile,
                                 stats=CVStats.of(profile), provenance=Provenance(), vectors=vec,
@@ -109,6 +112,16 @@ def test_prescore_ranks_the_pool_as_the_scorer_does_when_bm25_weighs_nothing(sma
     found = match_pool(store, jd_id, top_k=20, weights=weights, settings=RetrievalSettings(exact_margin=10))
     assert found.candidates == 30 and "fts" not in found.timings_ms
     assert found.results == everyone[:20]
+
+
+def test_prescore_counts_relevant_experience_as_the_scorer_does(small):
+    store, jd_id = small
+    weights = WEIGHTS.model_copy(update={"lexical": 0.0, "relevant_experience_share": 0.8, "experience": 0.5})
+    everyone = rank_stored(store, jd_id, top_k=store.count_cvs(), weights=weights)
+    ranked = _prescore_ranking(store, jd_features(store, jd_id), store.count_cvs(), weights)
+    assert ranked == [r.cv_id for r in everyone]
+    default = rank_stored(store, jd_id, top_k=store.count_cvs(), weights=WEIGHTS.model_copy(update={"lexical": 0.0}))
+    assert [r.breakdown.experience for r in everyone] != [r.breakdown.experience for r in default]
 
 
 def test_rrf_fusion_is_deterministic():

@@ -131,3 +131,103 @@ def test_features_from_profiles():
 def test_empty_pool(jd):
     batch = score_table(jd, features_table([]))
     assert len(batch) == 0 and batch.top(10) == []
+
+
+def _with_roles(cv: CVFeatures, rng: np.random.Generator) -> CVFeatures:
+    """``cv`` with 0-4 roles: random months, occupations and skills (some the JD's)."""
+    k = int(rng.integers(0, 5))
+    occupations = ("software developer", "accountant", "")
+    return CVFeatures(
+        cv.cv_id, cv.skills, cv.experience_months, cv.education_rank, cv.vectors,
+        role_months=tuple(int(m) for m in rng.integers(0, 120, size=k)),
+        role_titles=tuple(f"role {j}" for j in range(k)),
+        role_occupations=tuple(str(rng.choice(occupations)) for _ in range(k)),
+        role_skills=tuple(tuple(rng.choice(SKILLS, size=int(rng.integers(0, 4)), replace=False).tolist())
+                          for _ in range(k)),
+    )
+
+
+def test_relevant_experience_pair_form_equals_vectorized_form(jd, pool):
+    rng = np.random.default_rng(5)
+    titled = JDFeatures(**{**jd.__dict__, "norm_title": "software developer", "title": "Backend Developer"})
+    cvs = [_with_roles(cv, rng) for cv in pool[:600]]
+    weights = ScoreWeights(relevant_experience_share=0.7)
+    batch = score_table(titled, features_table(cvs), weights)
+    for i, cv in enumerate(cvs):
+        assert batch.result(i) == score_pair(cv, titled, weights)
+
+
+def test_relevant_experience_counts_only_matching_roles(jd):
+    titled = JDFeatures(**{**jd.__dict__, "norm_title": "software developer", "title": "Backend Developer"})
+    weights = ScoreWeights(relevant_experience_share=1.0)
+    accountant = CVFeatures("a", frozenset(), 120, 4, jd.vectors, role_months=(120,), role_titles=("Accountant",),
+                            role_occupations=("accountant",), role_skills=(("Accounting",),))
+    developer = CVFeatures("d", frozenset(), 60, 4, jd.vectors, role_months=(36, 24),
+                           role_titles=("Backend Developer", "Analyst"), role_occupations=("software developer", ""),
+                           role_skills=((), ("Python",)))
+    acc, dev = score_pair(accountant, titled, weights), score_pair(developer, titled, weights)
+    assert acc.breakdown.experience == 0.0
+    # 36 months in the same occupation + half of 24 months in a role with one of the JD's skills.
+    assert dev.breakdown.experience == round(min(1.0, (36 + 12) / 12 / 5.0), 4)
+    assert "Backend Developer" in next(e.cv_text for e in dev.evidence if e.component == "experience")
+    # Total years count in full when the share is 0.
+    assert score_pair(accountant, titled, ScoreWeights(relevant_experience_share=0)).breakdown.experience == 1.0
+
+
+def test_requirement_statements_pair_form_equals_vectorized_form(jd, pool):
+    from cvmatch_ray.match.requirements import Requirement
+
+    grouped = JDFeatures(**{**jd.__dict__,
+                            "required_statements": (Requirement("Python or Docker", (0, 1), True),
+                                                    Requirement("AWS", (2,), False)),
+                            "preferred_statements": (Requirement("Kafka and PostgreSQL", (0, 1), False),)})
+    weights = ScoreWeights(requirement_statements=True)
+    batch = score_table(grouped, features_table(pool[:800]), weights)
+    for i, cv in enumerate(pool[:800]):
+        assert batch.result(i) == score_pair(cv, grouped, weights)
+    # "Python or Docker" is met by Docker alone: one of two statements, not one of three skills.
+    cv = CVFeatures("d", frozenset({"Docker"}), 0, 0, jd.vectors)
+    assert score_pair(cv, grouped, weights).breakdown.required_skills == 0.5
+    assert score_pair(cv, grouped, ScoreWeights(requirement_statements=False)).breakdown.required_skills == 0.3333
+
+
+def test_requirements_group_the_skills_a_statement_names():
+    from cvmatch_ray.match.requirements import group_requirements
+
+    text = "Backend Engineer\nRequirements:\n- Experience with Python or Go.\n- Docker and Kubernetes in production."
+    groups = group_requirements(text, ["Python", "Go (programming language)", "Docker", "Kubernetes", "Rust"])
+    by_text = {g.text: g for g in groups}
+    assert by_text["Experience with Python or Go."].skills == (0, 1) and by_text["Experience with Python or Go."].any_of
+    assert by_text["Docker and Kubernetes in production."].skills == (2, 3)
+    assert not by_text["Docker and Kubernetes in production."].any_of
+    # A skill no statement names is a statement of its own.
+    assert by_text["Rust"].skills == (4,)
+
+
+def test_requirement_statement_evidence_quotes_the_statement(jd):
+    from cvmatch_ray.match.requirements import Requirement
+
+    grouped = JDFeatures(**{**jd.__dict__, "required_statements": (Requirement("Python or Docker", (0, 1), True),
+                                                                   Requirement("AWS", (2,), False))})
+    cv = CVFeatures("d", frozenset({"Docker"}), 0, 0, jd.vectors, skill_lines={"Docker": "Shipped Docker images"})
+    r = score_pair(cv, grouped, ScoreWeights(requirement_statements=True))
+    assert [(e.requirement, e.cv_text) for e in r.evidence if e.component == "required_skills"] == [
+        ("Python or Docker", "Shipped Docker images")]
+    assert r.explanation.startswith("1/2 required statements with a skill met (1/3 required skills)")
+
+
+def test_a_role_with_no_title_and_no_skill_takes_its_cvs_relevance(jd):
+    titled = JDFeatures(**{**jd.__dict__, "norm_title": "software developer", "title": "Backend Developer"})
+    weights = ScoreWeights(relevant_experience_share=1.0)
+    # 24 months as a developer, 24 as an accountant, 24 the parser found only the dates of.
+    cv = CVFeatures("c", frozenset(), 72, 4, jd.vectors, role_months=(24, 24, 24),
+                    role_titles=("Backend Developer", "Accountant", ""),
+                    role_occupations=("software developer", "accountant", ""), role_skills=((), (), ()))
+    # Half of the judged months are relevant, so half of the dateless role's: 24 + 12 months.
+    assert score_pair(cv, titled, weights).breakdown.experience == round((24 + 12) / 12 / 5.0, 4)
+    # Nothing judged at all: every month counts, as for a CV with no roles.
+    blind = CVFeatures("b", frozenset(), 72, 4, jd.vectors, role_months=(72,), role_titles=("",),
+                       role_occupations=("",), role_skills=((),))
+    assert score_pair(blind, titled, weights).breakdown.experience == 1.0
+    assert "3.0 years in matching roles" in next(
+        e.cv_text for e in score_pair(cv, titled, weights).evidence if e.component == "experience")

@@ -29,6 +29,10 @@ LEXICAL_COLUMNS: tuple[str, ...] = ("lex_terms", "lex_tfs", "lex_len")
 # The CV text with contact details and gendered words removed (``embed.cv_lexical_text``):
 # what the full-text index covers, so full-text search is as blind as the score.
 LEXICAL_TEXT_COLUMN = "lexical_text"
+# One entry per experience role, in profile order (``role_columns``): months, title as
+# written, taxonomy occupation ("" if unknown) and canonical skills. The scorer's relevant
+# experience (``match.experience``) reads them.
+ROLE_COLUMNS: tuple[str, ...] = ("role_months", "role_titles", "role_occupations", "role_skills")
 # What ``cv_feature_columns`` computes of one CV, in its schema order.
 PROFILE_FEATURE_COLUMNS: tuple[str, ...] = (
     "skills",
@@ -39,6 +43,7 @@ PROFILE_FEATURE_COLUMNS: tuple[str, ...] = (
     "skill_lines",
     LEXICAL_TEXT_COLUMN,
     *LEXICAL_COLUMNS,
+    *ROLE_COLUMNS,
 )
 # What the vectorized scorer reads of each CV: no text, no PII. ``skill_lines`` is, for
 # each entry of ``skills``, the blinded CV line that mentions it (the evidence shown).
@@ -132,6 +137,20 @@ def _skill_lines(profile: CVProfile, text: str) -> list[str]:
     return out
 
 
+def role_columns(profile: CVProfile) -> dict[str, list]:
+    """The per-role columns of a CV (``ROLE_COLUMNS``), one entry per experience entry."""
+    from cvmatch_ray.taxonomy import load_taxonomy
+
+    tax = load_taxonomy()
+    roles = profile.experience
+    return {
+        "role_months": [int(e.months) for e in roles],
+        "role_titles": [e.title or "" for e in roles],
+        "role_occupations": [(tax.normalize_title(e.title) or "") if e.title else "" for e in roles],
+        "role_skills": [list(dict.fromkeys(e.skills)) for e in roles],
+    }
+
+
 @functools.lru_cache(maxsize=1)
 def _narrow_categories() -> frozenset[str]:
     from cvmatch_ray.taxonomy import load_taxonomy
@@ -173,6 +192,7 @@ def cv_feature_columns(profile: CVProfile, text: str) -> dict[str, Any]:
         "lex_terms": terms,
         "lex_tfs": tfs,
         "lex_len": length,
+        **role_columns(profile),
     }
 
 
@@ -259,6 +279,11 @@ class CVFeatures:
     lex_terms: tuple[str, ...] = ()  # sorted, unique
     lex_tfs: tuple[int, ...] = ()
     lex_len: int = 0
+    # One entry per experience role, in profile order (``ROLE_COLUMNS``).
+    role_months: tuple[int, ...] = ()
+    role_titles: tuple[str, ...] = ()
+    role_occupations: tuple[str, ...] = ()
+    role_skills: tuple[tuple[str, ...], ...] = ()
 
     @classmethod
     def from_profile(cls, cv_id: str, profile: CVProfile, vectors: np.ndarray, *, text: str | None = None) -> CVFeatures:
@@ -279,6 +304,7 @@ class CVFeatures:
                 vectors=np.asarray(vectors, dtype=np.float32),
                 norm_titles=tuple(normalized_titles(profile.titles)),
                 titles=tuple(profile.titles),
+                **_role_fields(role_columns(profile)),
             )
         section_vectors = np.asarray(vectors, dtype=np.float32)
         row = {"cv_id": cv_id, **cv_feature_columns(profile, text)}
@@ -302,7 +328,21 @@ class CVFeatures:
             lex_terms=tuple(row.get("lex_terms") or ()),  # type: ignore[attr-defined]
             lex_tfs=tuple(int(t) for t in row.get("lex_tfs") or ()),  # type: ignore[attr-defined]
             lex_len=int(row.get("lex_len") or 0),  # type: ignore[attr-defined]
+            **_role_fields(row),
         )
+
+
+def _role_fields(row: Mapping[str, object]) -> dict[str, tuple]:
+    """The ``CVFeatures`` role fields of a row (a row without role columns: no roles)."""
+    def get(name: str) -> list:
+        return list(row.get(name) or [])  # type: ignore[call-overload]
+
+    return {
+        "role_months": tuple(int(m) for m in get("role_months")),
+        "role_titles": tuple(str(t) for t in get("role_titles")),
+        "role_occupations": tuple(str(t) for t in get("role_occupations")),
+        "role_skills": tuple(tuple(s or ()) for s in get("role_skills")),
+    }
 
 
 def features_table(cvs: Sequence[CVFeatures]) -> pa.Table:
@@ -322,6 +362,10 @@ def features_table(cvs: Sequence[CVFeatures]) -> pa.Table:
         "lex_terms": pa.array([list(c.lex_terms) for c in cvs], strings),
         "lex_tfs": pa.array([list(c.lex_tfs) for c in cvs], pa.list_(pa.int32())),
         "lex_len": pa.array([c.lex_len for c in cvs], pa.int32()),
+        "role_months": pa.array([list(c.role_months) for c in cvs], pa.list_(pa.int32())),
+        "role_titles": pa.array([list(c.role_titles) for c in cvs], strings),
+        "role_occupations": pa.array([list(c.role_occupations) for c in cvs], strings),
+        "role_skills": pa.array([[list(r) for r in c.role_skills] for c in cvs], pa.list_(strings)),
     }
     for s, name in enumerate(VECTOR_COLUMNS):
         flat = np.concatenate([c.vectors[s] for c in cvs]).astype(np.float32) if cvs else np.zeros(0, np.float32)

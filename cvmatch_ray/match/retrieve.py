@@ -162,6 +162,7 @@ def _prescore_order(
         skills=pool.skills,
         norm_titles=pool.norm_titles,
         weights=weights,
+        roles=pool.roles,
     )
     k = min(limit, len(pool))
     top = np.argpartition(-scores, k - 1)[:k] if k < len(pool) else np.arange(len(pool))

@@ -2,13 +2,17 @@
 
 The score is a weighted mean of components in [0, 1]:
 
-- ``required_skills``: share of the JD's required skills the CV has.
-- ``preferred_skills``: share of the preferred ones.
+- ``required_skills``: share of the JD's required skills the CV has or, with
+  ``requirement_statements``, share of its requirement statements met (any one skill of
+  "Python, Java or Go" meets it; ``match.requirements``).
+- ``preferred_skills``: the same for the preferred ones.
 - ``semantic``: mean cosine over all nine pairs of CV and JD section vectors (title,
   skills, experience on each side): a CV whose experience reads like the JD's title or
   skills counts, not only section against same section (on the development postings the
   cross-section mean ranked job families far better than same-section cosines).
-- ``experience``: years of experience against the JD's minimum.
+- ``experience``: years of experience against the JD's minimum; a share
+  (``relevant_experience_share``) of it counts only the months in roles whose occupation
+  or skills are the JD's (``match.experience``).
 - ``education``: highest education level against the JD's.
 - ``title``: cosine of the title vectors (CV headline and job titles vs the JD title),
   raised to ``title_match_credit`` when both titles map to the same taxonomy occupation.
@@ -26,12 +30,11 @@ Both forms round every component to ``COMPONENT_DECIMALS`` before combining them
 same order, so the vectorized form gives exactly the pair form's numbers. Nothing here
 reads a CV's contact details, and every text feature it reads (section vectors, lexical
 terms, evidence lines) was built from blinded text (``embed.blind_text``): the score is
-blind to who the candidate is.
+blind to who the candidate is. ``JDFeatures`` (``match.jd``) is re-exported here.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -40,21 +43,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cvmatch_ray.config import ScoreWeights
+from cvmatch_ray.match.experience import RoleLists, experience_signal, role_evidence
 from cvmatch_ray.match.features import (
+    ROLE_COLUMNS,
     VECTOR_COLUMNS,
     CodedLists,
     CVFeatures,
-    LexicalStats,
     flat_lists,
-    lexical_tokens,
     normalized_titles,
     skill_category,
+)
+from cvmatch_ray.match.jd import BM25_B, BM25_K1, JDFeatures
+from cvmatch_ray.match.requirements import (
+    statement_component,
+    statement_evidence,
+    statements_met,
 )
 from cvmatch_ray.schemas import (
     MAX_EVIDENCE,
     EducationLevel,
     Evidence,
-    JDProfile,
     MatchResult,
     ScoreBreakdown,
     clean_line,
@@ -77,11 +85,6 @@ UNKNOWN_EDUCATION_CREDIT = 0.5
 # Credit lost per education level short of the JD's requirement.
 EDUCATION_STEP_PENALTY = 0.25
 
-# Okapi BM25 parameters, and the most JD words a query keeps (the rarest in the pool:
-# common words add little to BM25 and cost time on every CV).
-BM25_K1 = 1.2
-BM25_B = 0.75
-MAX_QUERY_TERMS = 100
 # Normalized BM25 (score / best reachable score) of a good lexical match sits around
 # 0.1-0.3, since no CV contains every word of a posting; this maps [0, ceil] onto [0, 1].
 LEXICAL_CEIL = 0.3
@@ -89,102 +92,6 @@ LEXICAL_CEIL = 0.3
 EVIDENCE_SKILLS = 6
 EVIDENCE_PREFERRED = 3
 EVIDENCE_TERMS = 8
-
-
-def lexical_query(
-    text: str, stats: LexicalStats, *, max_terms: int = MAX_QUERY_TERMS
-) -> tuple[tuple[str, ...], tuple[float, ...], float]:
-    """BM25 query of a JD text against a pool: ``(terms, idf weights, pool mean length)``.
-
-    Terms absent from the pool are dropped (no CV can match them), then the ``max_terms``
-    rarest are kept, in term order so that sums run in a fixed order.
-    """
-    if stats.num_docs == 0:
-        return (), (), 0.0
-    n = stats.num_docs
-    idf: dict[str, float] = {}
-    for term in dict.fromkeys(lexical_tokens(text)):
-        df = stats.df.get(term, 0)
-        if df:
-            idf[term] = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-    kept = sorted(sorted(idf, key=lambda t: (-idf[t], t))[:max_terms])
-    return tuple(kept), tuple(idf[t] for t in kept), float(stats.avg_len)
-
-
-@dataclass(frozen=True)
-class JDFeatures:
-    """What the scorer reads of a JD.
-
-    The fields after ``has_title`` are optional so that a JD built by hand (tests, old
-    callers) scores as before: no related-skill credit, no occupation match, no lexical
-    component.
-    """
-
-    jd_id: str
-    required: tuple[str, ...]
-    preferred: tuple[str, ...]
-    min_years: float | None
-    education_rank: int | None
-    vectors: np.ndarray  # [3, dim] float32, L2-normalized
-    has_title: bool = True
-    required_categories: tuple[str | None, ...] = ()  # narrow category per required skill
-    preferred_categories: tuple[str | None, ...] = ()
-    title: str | None = None
-    norm_title: str | None = None  # taxonomy occupation of the title
-    lexical_terms: tuple[str, ...] = ()
-    lexical_idf: tuple[float, ...] = ()
-    lexical_avg_len: float = 0.0
-
-    @classmethod
-    def from_profile(
-        cls,
-        jd_id: str,
-        profile: JDProfile,
-        vectors: np.ndarray,
-        *,
-        text: str | None = None,
-        lexical_stats: LexicalStats | None = None,
-    ) -> JDFeatures:
-        """Features of a standardized JD.
-
-        Args:
-            jd_id: the JD's id.
-            profile: the standardized JD.
-            vectors: its ``[3, dim]`` section vectors.
-            text: the JD's text, the query of the lexical component (needs ``lexical_stats``).
-            lexical_stats: the pool's BM25 statistics (``Store.lexical_stats``).
-        """
-        required = tuple(dict.fromkeys(profile.required_skills))
-        # A skill both required and preferred counts once, as required.
-        preferred = tuple(s for s in dict.fromkeys(profile.preferred_skills) if s not in required)
-        level = profile.education_level
-        terms: tuple[str, ...] = ()
-        idf: tuple[float, ...] = ()
-        avg_len = 0.0
-        if text and lexical_stats is not None:
-            terms, idf, avg_len = lexical_query(text, lexical_stats)
-        norm = normalized_titles([profile.title]) if profile.title else []
-        return cls(
-            jd_id=jd_id,
-            required=required,
-            preferred=preferred,
-            min_years=profile.min_years or None,
-            education_rank=level.rank if level and level is not EducationLevel.none else None,
-            vectors=np.asarray(vectors, dtype=np.float32),
-            has_title=bool(profile.title),
-            required_categories=tuple(skill_category(s) for s in required),
-            preferred_categories=tuple(skill_category(s) for s in preferred),
-            title=profile.title,
-            norm_title=norm[0] if norm else None,
-            lexical_terms=terms,
-            lexical_idf=idf,
-            lexical_avg_len=avg_len,
-        )
-
-    @property
-    def lexical_norm(self) -> float:
-        """The BM25 score of a CV holding every query term infinitely often."""
-        return float(sum(w * (BM25_K1 + 1.0) for w in self.lexical_idf))
 
 
 # --------------------------------------------------------------------- components
@@ -198,6 +105,12 @@ def _cosine_component(cos: np.ndarray) -> np.ndarray:
 
 def _experience_component(months: np.ndarray, min_years: float) -> np.ndarray:
     return np.minimum(1.0, (months / 12.0) / min_years)
+
+
+def _experience(jd: JDFeatures, months: np.ndarray, roles: RoleLists | None, weights: ScoreWeights) -> np.ndarray:
+    """The months the experience component counts (``experience.experience_signal``)."""
+    return experience_signal(months, roles, weights.relevant_experience_share, wanted=jd.wanted,
+                             occupation=jd.norm_title)
 
 
 def _education_component(rank: np.ndarray, required_rank: int) -> np.ndarray:
@@ -237,7 +150,7 @@ class _Signals:
     required_related: np.ndarray  # [n, R] bool: a CV skill of the same narrow category
     preferred_hits: np.ndarray  # [n, P] bool
     preferred_related: np.ndarray  # [n, P] bool
-    experience_months: np.ndarray  # [n]
+    experience_months: np.ndarray  # [n] the months the experience component counts (``_experience``)
     education_rank: np.ndarray  # [n]
     semantic_cos: np.ndarray  # [n] float64: mean of the nine CV-section x JD-section cosines
     title_cos: np.ndarray  # [n] float64: CV title vector against the JD's
@@ -249,10 +162,17 @@ def _components(jd: JDFeatures, sig: _Signals, weights: ScoreWeights) -> dict[st
     r = lambda a: np.round(a.astype(np.float64), COMPONENT_DECIMALS)  # noqa: E731
     out: dict[str, np.ndarray | None] = dict.fromkeys(COMPONENTS)
     credit = weights.related_skill_credit
+    by_statement = weights.requirement_statements
     if jd.required:
-        out["required_skills"] = r(_skill_component(sig.required_hits, sig.required_related, credit))
+        out["required_skills"] = r(
+            statement_component(sig.required_hits, sig.required_related, credit, jd.required_statements)
+            if by_statement and jd.required_statements
+            else _skill_component(sig.required_hits, sig.required_related, credit))
     if jd.preferred:
-        out["preferred_skills"] = r(_skill_component(sig.preferred_hits, sig.preferred_related, credit))
+        out["preferred_skills"] = r(
+            statement_component(sig.preferred_hits, sig.preferred_related, credit, jd.preferred_statements)
+            if by_statement and jd.preferred_statements
+            else _skill_component(sig.preferred_hits, sig.preferred_related, credit))
     out["semantic"] = r(_cosine_component(sig.semantic_cos))
     if jd.min_years:
         out["experience"] = r(_experience_component(sig.experience_months.astype(np.float64), jd.min_years))
@@ -312,6 +232,8 @@ def _evidence(
     lex_terms: Sequence[str],
     experience_months: int,
     education_rank: int,
+    roles: _RowText | None = None,
+    statements: bool = False,
 ) -> list[Evidence]:
     """Bounded, deterministic evidence: which CV text met which JD requirement."""
     out: list[Evidence] = []
@@ -339,15 +261,28 @@ def _evidence(
                 add(component, need, f"related: {other} ({line})" if line != other else f"related: {other}")
                 shown += 1
 
-    skill_items("required_skills", jd.required, jd.required_categories, EVIDENCE_SKILLS)
-    skill_items("preferred_skills", jd.preferred, jd.preferred_categories, EVIDENCE_PREFERRED)
+    for component, wanted, cats, grouped, limit in (
+        ("required_skills", jd.required, jd.required_categories, jd.required_statements, EVIDENCE_SKILLS),
+        ("preferred_skills", jd.preferred, jd.preferred_categories, jd.preferred_statements, EVIDENCE_PREFERRED),
+    ):
+        if statements and grouped:  # quote the JD's statement, not the bare skill name
+            for need, line in statement_evidence(grouped, wanted, cats, skills=skills, skill_lines=skill_lines,
+                                                 by_category=by_category, limit=limit):
+                add(component, need, line)
+        else:
+            skill_items(component, wanted, cats, limit)
     if breakdown.title is not None and titles:
         best = titles[0]
         if jd.norm_title and jd.norm_title in norm_titles:
             best = next((t for t in titles if normalized_titles([t]) == [jd.norm_title]), best)
         add("title", jd.title or jd.norm_title or "job title", best)
     if breakdown.experience is not None and jd.min_years:
-        add("experience", f"{jd.min_years:g}+ years", f"{experience_months / 12.0:.1f} years")
+        if roles is None:
+            add("experience", f"{jd.min_years:g}+ years", f"{experience_months / 12.0:.1f} years")
+        else:
+            add("experience", f"{jd.min_years:g}+ years in the role", role_evidence(
+                jd.wanted, jd.norm_title, months=roles.role_months, titles=roles.role_titles,
+                occupations=roles.role_occupations, skills=roles.role_skills, total_months=experience_months))
     if breakdown.education is not None and jd.education_rank:
         level = _LEVELS[education_rank].value if 0 <= education_rank < len(_LEVELS) else "unknown"
         add("education", _LEVELS[jd.education_rank].value, level if education_rank else "unknown")
@@ -360,12 +295,22 @@ def _evidence(
     return out[:MAX_EVIDENCE]
 
 
-def _explain(breakdown: ScoreBreakdown, jd: JDFeatures, matched_required: int, years: float) -> str:
+def _explain(breakdown: ScoreBreakdown, jd: JDFeatures, required_hit: np.ndarray, years: float,
+             counted_years: float | None, statements: bool) -> str:
     parts: list[str] = []
-    if jd.required:
-        parts.append(f"{matched_required}/{len(jd.required)} required skills")
+    matched = int(required_hit.sum())
+    if jd.required and statements and jd.required_statements:
+        met = statements_met(required_hit, jd.required_statements)
+        parts.append(f"{met}/{len(jd.required_statements)} required statements with a skill met "
+                     f"({matched}/{len(jd.required)} required skills)")
+    elif jd.required:
+        parts.append(f"{matched}/{len(jd.required)} required skills")
     if breakdown.experience is not None and jd.min_years:
-        parts.append(f"{years:.1f} years of experience vs {jd.min_years:g} asked")
+        if counted_years is None:
+            parts.append(f"{years:.1f} years of experience vs {jd.min_years:g} asked")
+        else:
+            parts.append(f"{counted_years:.1f} years counted (relevant roles weighed in) of {years:.1f} "
+                         f"vs {jd.min_years:g} asked")
     if breakdown.education is not None:
         parts.append("education " + ("meets" if breakdown.education >= 1.0 else "below") + " the requirement")
     if breakdown.semantic is not None:
@@ -386,6 +331,10 @@ class _RowText:
     titles: Sequence[str]
     norm_titles: Sequence[str]
     lex_terms: Sequence[str]
+    role_months: Sequence[int] = ()
+    role_titles: Sequence[str] = ()
+    role_occupations: Sequence[str] = ()
+    role_skills: Sequence[Sequence[str]] = ()
 
 
 def _result(
@@ -398,8 +347,12 @@ def _result(
     experience_months: int,
     education_rank: int,
     row: _RowText,
+    counted_months: float | None = None,
+    statements: bool = False,
 ) -> MatchResult:
     breakdown = ScoreBreakdown(**components)
+    # Relevant experience shows only where it changed the months counted.
+    relevant = counted_months is not None and counted_months != experience_months
     matched = [s for s, hit in zip(jd.required, required_hit) if hit]
     matched += [s for s, hit in zip(jd.preferred, preferred_hit) if hit]
     return MatchResult(
@@ -410,11 +363,13 @@ def _result(
         matched_skills=matched,
         missing_required=[s for s, hit in zip(jd.required, required_hit) if not hit],
         missing_preferred=[s for s, hit in zip(jd.preferred, preferred_hit) if not hit],
-        explanation=_explain(breakdown, jd, int(required_hit.sum()), experience_months / 12.0),
+        explanation=_explain(breakdown, jd, required_hit, experience_months / 12.0,
+                             counted_months / 12.0 if relevant and counted_months is not None else None, statements),
         evidence=_evidence(
             jd, breakdown, skills=row.skills, skill_lines=row.skill_lines, titles=row.titles,
             norm_titles=row.norm_titles, lex_terms=row.lex_terms,
             experience_months=experience_months, education_rank=education_rank,
+            roles=row if relevant else None, statements=statements,
         ),
     )
 
@@ -444,7 +399,8 @@ def score_pair(cv: CVFeatures, jd: JDFeatures, weights: ScoreWeights | None = No
         required_related=_related(cv_categories, jd.required_categories, len(jd.required)),
         preferred_hits=preferred_hit,
         preferred_related=_related(cv_categories, jd.preferred_categories, len(jd.preferred)),
-        experience_months=np.array([cv.experience_months]),
+        experience_months=_experience(jd, np.array([cv.experience_months]), RoleLists.of_one(
+            cv.role_months, cv.role_titles, cv.role_occupations, cv.role_skills), weights),
         education_rank=np.array([cv.education_rank]),
         **_cosine_signals(_cosines(cv.vectors[None, :, :], jd.vectors)),
         title_hit=np.array([jd.norm_title is not None and jd.norm_title in cv.norm_titles]),
@@ -453,16 +409,17 @@ def score_pair(cv: CVFeatures, jd: JDFeatures, weights: ScoreWeights | None = No
     comps = _components(jd, sig, weights)
     score = _combine(comps, weights, 1)[0]
     values = {k: (None if v is None else float(v[0])) for k, v in comps.items()}
-    row = _RowText(sorted(cv.skills), cv.skill_lines, cv.titles, cv.norm_titles, cv.lex_terms)
+    row = _RowText(sorted(cv.skills), cv.skill_lines, cv.titles, cv.norm_titles, cv.lex_terms,
+                   cv.role_months, cv.role_titles, cv.role_occupations, cv.role_skills)
     return _result(jd, cv.cv_id, score, values, required_hit[0], preferred_hit[0], cv.experience_months,
-                   cv.education_rank, row)
+                   cv.education_rank, row, float(sig.experience_months[0]), weights.requirement_statements)
 
 
 # ------------------------------------------------------------------ vectorized form
 
 
 # The columns a result's evidence quotes.
-_TEXT_COLUMNS = ("skills", "skill_lines", "titles", "norm_titles", "lex_terms")
+_TEXT_COLUMNS = ("skills", "skill_lines", "titles", "norm_titles", "lex_terms", *ROLE_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -478,6 +435,8 @@ class ScoredBatch:
     experience_months: np.ndarray
     education_rank: np.ndarray | None = None
     table: pa.Table | None = None  # the scored rows, for the evidence of a result
+    counted_months: np.ndarray | None = None  # [n] the months the experience component counted
+    statements: bool = False  # skill components counted requirement statements (evidence quotes them)
 
     def __len__(self) -> int:
         return len(self.cv_ids)
@@ -499,7 +458,8 @@ class ScoredBatch:
 
             skills = get("skills")
             out.append(_RowText(sorted(skills), dict(zip(skills, get("skill_lines"), strict=False)), get("titles"),
-                                get("norm_titles"), get("lex_terms")))
+                                get("norm_titles"), get("lex_terms"), get("role_months"), get("role_titles"),
+                                get("role_occupations"), [r or [] for r in get("role_skills")]))
         return out
 
     def _row_text(self, i: int) -> _RowText:
@@ -518,6 +478,8 @@ class ScoredBatch:
             int(self.experience_months[i]),
             education,
             text if text is not None else self._row_text(i),
+            float(self.counted_months[i]) if self.counted_months is not None else None,
+            self.statements,
         )
 
     def results(self, rows: Sequence[int] | None = None) -> list[MatchResult]:
@@ -566,9 +528,10 @@ def score_table(jd: JDFeatures, table: pa.Table, weights: ScoreWeights | None = 
     months = table.column("experience_months").to_numpy(zero_copy_only=False).astype(np.int64)
     education = table.column("education_rank").to_numpy(zero_copy_only=False).astype(np.int64)
     titles = CodedLists(table.column("norm_titles")) if "norm_titles" in table.column_names else None
+    roles = RoleLists.from_table(table) if weights.relevant_experience_share else None
     sig = _Signals(
         **_list_signals(jd, CodedLists(table.column("skills")), titles, n),
-        experience_months=months,
+        experience_months=_experience(jd, months, roles, weights),
         education_rank=education,
         **_cosine_signals(_cosines(_vectors(table), jd.vectors) if n else np.zeros((0, 3, 3))),
         bm25=_lexical_hits(table, jd, n),
@@ -584,6 +547,8 @@ def score_table(jd: JDFeatures, table: pa.Table, weights: ScoreWeights | None = 
         experience_months=months,
         education_rank=education,
         table=table,
+        counted_months=sig.experience_months,
+        statements=weights.requirement_statements,
     )
 
 
@@ -612,6 +577,7 @@ def prescore(
     skills: CodedLists,
     norm_titles: CodedLists,
     weights: ScoreWeights | None = None,
+    roles: RoleLists | None = None,
 ) -> np.ndarray:
     """The score of every CV in a pool at once, but for the lexical (BM25) component.
 
@@ -629,12 +595,13 @@ def prescore(
             vectors: the nine section cosines added up (``storage.tables.SUM_VECTOR_COLUMN``).
         experience_months, education_rank: [n] as stored.
         skills, norm_titles: the pool's canonical skills and taxonomy occupations.
+        roles: the pool's experience roles (``PoolArrays.roles``); None: total months only.
     """
     weights = weights or ScoreWeights()
     n = len(title_dot)
     sig = _Signals(
         **_list_signals(jd, skills, norm_titles, n),
-        experience_months=experience_months,
+        experience_months=_experience(jd, experience_months, roles, weights),
         education_rank=education_rank,
         semantic_cos=sum_dot.astype(np.float64) / len(VECTOR_COLUMNS) ** 2,
         title_cos=title_dot.astype(np.float64),

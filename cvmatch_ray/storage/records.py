@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from cvmatch_ray.ids import text_hash, validate_id
+from cvmatch_ray.match.experience import RoleLists
 from cvmatch_ray.match.features import (
     FEATURE_COLUMNS,
     LEXICAL_TEXT_COLUMN,
@@ -92,6 +93,10 @@ def cvs_schema(dim: int) -> pa.Schema:
             pa.field("lex_len", pa.int32(), nullable=False),
             *_vector_fields(dim),
             pa.field(SUM_VECTOR_COLUMN, pa.list_(pa.float32(), dim), nullable=False),
+            pa.field("role_months", pa.list_(pa.int32()), nullable=False),
+            pa.field("role_titles", pa.list_(pa.string()), nullable=False),
+            pa.field("role_occupations", pa.list_(pa.string()), nullable=False),
+            pa.field("role_skills", pa.list_(pa.list_(pa.string())), nullable=False),
             pa.field("created_at", _TIMESTAMP, nullable=False),
         ]
     )
@@ -332,6 +337,7 @@ class PoolArrays:
     education_rank: np.ndarray  # [n] int64
     skills: CodedLists  # canonical skills per CV
     norm_titles: CodedLists  # taxonomy occupations per CV
+    roles: RoleLists | None = None  # every CV's experience roles (relevant experience)
     dataset: Any = field(default=None, repr=False)  # the Lance dataset at ``version``
     _norms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 

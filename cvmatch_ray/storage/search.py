@@ -13,8 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import FTS, BTree, HnswSq, IvfFlat, IvfPq
 
+from cvmatch_ray.match.experience import RoleLists
 from cvmatch_ray.match.features import (
     LEXICAL_TEXT_COLUMN,
+    ROLE_COLUMNS,
     VECTOR_COLUMNS,
     CodedLists,
     LexicalStats,
@@ -265,7 +267,8 @@ class CVSearch:
         cached = self._pool_cache
         if cached is not None and cached.version == version:
             return cached
-        columns = ["cv_id", *SEARCH_VECTOR_COLUMNS, "experience_months", "education_rank", "skills", "norm_titles"]
+        columns = ["cv_id", *SEARCH_VECTOR_COLUMNS, "experience_months", "education_rank", "skills", "norm_titles",
+                   *ROLE_COLUMNS]
         dataset = None
         if table is not None:
             # One pinned dataset version for the scan and for later reads by position.
@@ -282,6 +285,7 @@ class CVSearch:
             education_rank=data.column("education_rank").to_numpy().astype(np.int64),
             skills=CodedLists(data.column("skills")),
             norm_titles=CodedLists(data.column("norm_titles")),
+            roles=RoleLists.from_table(data),
             dataset=dataset,
         )
         with self._lock:
