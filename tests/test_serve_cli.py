@@ -190,3 +190,22 @@ def test_the_haproxy_wrapper_dies_with_its_parent(tmp_path: Path) -> None:
     if alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, "the wrapped program outlived its parent"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_haproxy_wrapper_binds_stats_and_metrics_to_loopback(tmp_path: Path) -> None:
+    # A stand-in "HAProxy" that prints the config it was started with.
+    show = tmp_path / "show-config"
+    show.write_text(f"#!{sys.executable}\nimport sys\nargs = sys.argv[1:]\nprint(open(args[args.index('-f') + 1]).read())\n")
+    show.chmod(0o700)
+    (tmp_path / "wrap").mkdir()
+    wrapper = fate_sharing_haproxy(str(show), str(tmp_path / "wrap"))
+    assert wrapper is not None
+    config = tmp_path / "haproxy.cfg"  # the three bind lines of Serve's template
+    config.write_text(
+        "frontend prometheus\n    bind :9101\nfrontend http_frontend\n    bind 0.0.0.0:8000\n"
+        "listen stats\n  bind *:8404\n  stats enable\n"
+    )
+    out = subprocess.run([wrapper, "-db", "-f", str(config)], capture_output=True, text=True, check=True, timeout=30).stdout
+    assert "    bind 127.0.0.1:9101\n" in out and "  bind 127.0.0.1:8404\n" in out
+    assert "    bind 0.0.0.0:8000\n" in out  # the API keeps the host it was given

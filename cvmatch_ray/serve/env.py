@@ -77,18 +77,29 @@ def free_local_port() -> int:
 
 
 _FATE_SHARING = """#!{python} -S
-# Runs HAProxy so that it dies with the process that started it (Serve's proxy actor).
-import ctypes, os, signal, sys
+# Runs HAProxy so that it dies with the process that started it (Serve's proxy actor), with
+# its stats page and metrics exporter bound to loopback (Serve's template binds them on
+# every interface; the API's own frontend keeps the host it was given).
+import ctypes, os, re, signal, sys
 parent = os.getppid()
 ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
 if parent == 1 or os.getppid() != parent:
     sys.exit(1)  # the parent died before the signal was armed
-os.execv({binary!r}, [{binary!r}, *sys.argv[1:]])
+args = sys.argv[1:]
+if "-f" in args[:-1]:
+    i = args.index("-f") + 1
+    with open(args[i]) as f:
+        config = re.sub(r"(?m)^(\\s*bind )\\*?:(\\d+)", r"\\g<1>127.0.0.1:\\2", f.read())
+    args[i] += ".loopback"
+    with open(args[i], "w") as f:
+        f.write(config)
+os.execv({binary!r}, [{binary!r}, *args])
 """
 
 
 def fate_sharing_haproxy(binary: str, folder: str) -> str | None:
-    """An executable in ``folder`` that runs ``binary`` with a parent-death signal (Linux).
+    """An executable in ``folder`` that runs ``binary`` with a parent-death signal (Linux),
+    its config's stats and metrics listeners bound to 127.0.0.1.
 
     Serve starts HAProxy as a child of its proxy actor and stops it on ``serve.shutdown``
     only: when the server's processes are killed instead (SIGKILL to a process group, an
@@ -109,9 +120,9 @@ def local_ray_env(ingress: IngressMode = "auto") -> dict[str, str]:
     """:func:`ray_env` for the single-node Ray that ``cvmatch serve`` starts itself.
 
     HAProxy's stats page and metrics exporter get ports of their own (Ray's defaults, 8404
-    and 9101, are fixed: a second server on the host could not start). Ray binds them on
-    every interface (its template says so); firewall them on a shared host. HAProxy runs
-    through :func:`fate_sharing_haproxy`, so that it never outlives the server.
+    and 9101, are fixed: a second server on the host could not start). HAProxy runs through
+    :func:`fate_sharing_haproxy`, so that it never outlives the server and its stats and
+    metrics listen on loopback only.
     """
     env = ray_env(ingress)
     if resolve_ingress(ingress) == "haproxy":
