@@ -19,7 +19,7 @@ import httpx
 import pytest
 from conftest import API_TIMEOUT, EXAMPLES, Server
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException, TimeoutException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
@@ -60,7 +60,9 @@ class Page:
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
     def until(self, condition: Callable[[], Any], timeout: float = WAIT, message: str = "") -> Any:
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(lambda _: condition(), message)
+        # An element re-rendered while the condition reads it: not yet, look again.
+        wait = WebDriverWait(self.driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
+        return wait.until(lambda _: condition(), message)
 
     def shot(self, name: str, css: str | None = None) -> Path:
         """A screenshot of the window, or of one element of it."""

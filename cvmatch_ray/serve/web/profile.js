@@ -86,6 +86,8 @@ export async function openProfile(cvId, opener) {
 /** Delete a CV everywhere after the recruiter confirms; true when it was deleted. */
 export async function deleteCv(cvId) {
   if (!window.confirm(`Delete ${cvLabel(cvId)}? Its profile, vectors, file and match results are removed.`)) return false;
+  // The answer comes once the CV is erased from disk, which takes some seconds.
+  announce(`Deleting ${cvLabel(cvId)}: erasing it from disk...`);
   try {
     await api(`/api/cvs/${encodeURIComponent(cvId)}`, { method: "DELETE" });
   } catch (err) {
