@@ -175,7 +175,7 @@ def run_schedule(name: str, url: str, settings, files: Sequence[Path], timeout_s
         time.sleep(0.5)
         kills.append(_kill_progress(settings))
     job = _wait_job(client, job_id, timeout_s)
-    store = Store.open(settings.data_dir, settings.store)
+    store = Store.open(settings.tenant_dir, settings.store)
     matches = store.read_matches(job_id)
     cvs = store.list_cv_ids()
     client.close()

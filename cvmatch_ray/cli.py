@@ -29,7 +29,7 @@ from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cvmatch_ray.config import Settings
+from cvmatch_ray.config import Settings, check_tenant
 from cvmatch_ray.schemas import MatchResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Ingest CVs and job descriptions; rank CVs for a job.")
@@ -45,6 +45,10 @@ EXIT_USAGE = 2
 RAY_THRESHOLD = 200
 
 DbOption = Annotated[Optional[str], typer.Option("--db", help="LanceDB URI (default: CVMATCH_DATA_DIR or ./cvmatch_data).")]
+TenantOption = Annotated[
+    Optional[str],
+    typer.Option("--tenant", help="Whose CVs, JDs and jobs to read and write (default: CVMATCH_TENANT or 'default')."),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 EngineOption = Annotated[
     str,
@@ -67,10 +71,15 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log pro
 # ------------------------------------------------------------------------ helpers
 
 
-def _settings(db: str | None) -> Settings:
+def _settings(db: str | None, tenant: str | None = None) -> Settings:
     settings = Settings()
     if db:
         settings = settings.model_copy(update={"data_dir": db})
+    if tenant is not None:
+        try:
+            settings = settings.model_copy(update={"tenant": check_tenant(tenant)})
+        except ValueError as e:
+            raise _fail(str(e)) from e
     return settings
 
 
@@ -134,7 +143,7 @@ class _Local:
         from cvmatch_ray.storage.tables import Store
 
         self.settings = settings
-        self.store = Store.open(settings.data_dir, settings.store)
+        self.store = Store.open(settings.tenant_dir, settings.store)
         self._ingestor = None
 
     @property
@@ -205,7 +214,7 @@ class _OnRay:
         self.settings = settings
         if not ray.is_initialized():
             _start_ray(settings)
-        self.store = Store.open(settings.data_dir, settings.store)
+        self.store = Store.open(settings.tenant_dir, settings.store)
 
     def _follow(self, job_id: str, label: str, total: int, work) -> Any:
         """Run ``work()`` in a thread while the bar polls the job in the progress actor."""
@@ -344,6 +353,7 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders.")],
     kind: Annotated[str, typer.Option("--kind", help="cv or jd.")] = "cv",
     db: DbOption = None,
+    tenant: TenantOption = None,
     engine: EngineOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
@@ -351,7 +361,7 @@ def ingest(
     if kind not in ("cv", "jd"):
         raise _fail(f"--kind must be 'cv' or 'jd', not {kind!r}")
     files = list(_files(paths))
-    settings = _settings(db)
+    settings = _settings(db, tenant)
     outcomes = _engine(settings, engine, len(files)).ingest(files, kind, f"ingesting {kind}s")
     rows = [
         {"file": o.file, "id": o.id} if o.ok else {"file": o.file, "error": o.error, "stage": o.stage, "code": o.code}
@@ -375,13 +385,14 @@ def rank(
     cvs: Annotated[list[Path], typer.Option("--cvs", help="A folder (or file) of CVs; repeatable.")],
     top: Annotated[Optional[int], typer.Option("--top", help="Show the best N only.")] = None,
     db: DbOption = None,
+    tenant: TenantOption = None,
     engine: EngineOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """The main job in one command: ingest a JD and a folder of CVs, then rank the CVs."""
     if not jd.is_file():
         raise _fail(f"no such JD file: {jd}")
-    settings = _settings(db)
+    settings = _settings(db, tenant)
     files = list(_files(cvs))
     runner = _engine(settings, engine, len(files))
     [jd_outcome] = runner.ingest([jd], "jd", "reading the JD")
@@ -401,13 +412,14 @@ def match(
     cv_id: Annotated[Optional[list[str]], typer.Option("--cv-id", help="Stored CV ids (default: all).")] = None,
     top: Annotated[Optional[int], typer.Option("--top", help="Show the best N only.")] = None,
     db: DbOption = None,
+    tenant: TenantOption = None,
     engine: EngineOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Rank stored CVs against a stored JD."""
     from cvmatch_ray.errors import UnknownDocument
 
-    settings = _settings(db)
+    settings = _settings(db, tenant)
     local = _Local(settings)
     store = local.store
     wanted = list(dict.fromkeys(cv_id or []))
@@ -444,6 +456,7 @@ def rank_jobs_command(
     jds: Annotated[list[Path], typer.Option("--jds", help="A folder (or file) of job descriptions; repeatable.")],
     top: Annotated[Optional[int], typer.Option("--top", help="Show the best N only.")] = None,
     db: DbOption = None,
+    tenant: TenantOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Reverse matching: ingest a CV and a folder of JDs, then rank the JDs for the CV.
@@ -454,7 +467,7 @@ def rank_jobs_command(
 
     if not cv.is_file():
         raise _fail(f"no such CV file: {cv}")
-    settings = _settings(db)
+    settings = _settings(db, tenant)
     runner = _Local(settings)
     [cv_outcome] = runner.ingest([cv], "cv", "reading the CV")
     if not cv_outcome.ok:

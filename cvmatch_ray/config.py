@@ -8,10 +8,63 @@ nothing is read from the environment at import time.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+#: The tenant of keys given as a list, of the CLI and batch jobs by default, and of a server
+#: without keys; its data is the data directory itself (so data from before tenants stays).
+DEFAULT_TENANT = "default"
+#: A tenant's name: a folder name on every object store, never a path.
+TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+#: The folder of the data directory that holds the other tenants' data, one folder each.
+TENANTS_FOLDER = "tenants"
+
+
+def check_tenant(name: str) -> str:
+    """``name`` if it is a valid tenant name.
+
+    Raises:
+        ValueError: it is not (``TENANT_NAME``).
+    """
+    if not isinstance(name, str) or not TENANT_NAME.fullmatch(name):
+        raise ValueError(f"invalid tenant name {str(name)[:80]!r}: lowercase letters, digits, '_' and '-', at most 63")
+    return name
+
+
+def tenant_data_dir(data_dir: str, tenant: str) -> str:
+    """Where ``tenant``'s tables and blobs live: the data directory itself for the default
+    tenant, else ``<data_dir>/tenants/<tenant>`` (joined as a URI, so ``s3://`` works).
+
+    Each tenant has tables and a blob area of its own: another tenant's ids do not exist
+    there, whole-pool reads see only its CVs, and the same bytes from two tenants are two CVs.
+
+    Raises:
+        ValueError: ``tenant`` is not a valid tenant name.
+    """
+    if check_tenant(tenant) == DEFAULT_TENANT:
+        return data_dir
+    return f"{data_dir.rstrip('/')}/{TENANTS_FOLDER}/{tenant}"
+
+
+def tenants_of_keys(keys: Any) -> Any:
+    """API keys as ``{key: tenant}``: a list of keys (the form from before tenants) is the
+    default tenant's; tenant names are checked. Anything else is left to validation.
+
+    Raises:
+        ValueError: an empty key or an invalid tenant name.
+    """
+    if isinstance(keys, (list, tuple)):
+        keys = dict.fromkeys(keys, DEFAULT_TENANT)
+    if isinstance(keys, dict):
+        for key, tenant in keys.items():
+            if not key:
+                raise ValueError("an API key cannot be empty")
+            check_tenant(tenant)
+    return keys
 
 
 class ScoreWeights(BaseModel):
@@ -257,6 +310,28 @@ class Settings(BaseSettings):
     )
 
     # --- HTTP API ------------------------------------------------------------------
-    api_keys: list[str] = Field(
-        default_factory=list, description="Accepted X-API-Key values; empty = no auth (laptop)."
+    api_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description='Accepted X-API-Key values: a JSON object {"key": "tenant"}, or a list of keys (all of '
+        'tenant "default"); each tenant sees only its own CVs, JDs, uploads and jobs; empty = no auth (laptop).',
     )
+    tenant: str = Field(
+        DEFAULT_TENANT,
+        description="The tenant whose data the CLI and batch jobs read and write (the API takes it from the key).",
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys_of_tenants(cls, value: Any) -> Any:
+        return tenants_of_keys(value)
+
+    @field_validator("tenant")
+    @classmethod
+    def _valid_tenant(cls, value: str) -> str:
+        return check_tenant(value)
+
+    @property
+    def tenant_dir(self) -> str:
+        """Where this settings' tenant's tables and blobs live (``tenant_data_dir``); the
+        progress actor alone uses ``data_dir`` itself (one per deployment, every tenant's jobs)."""
+        return tenant_data_dir(self.data_dir, self.tenant)

@@ -41,7 +41,7 @@ class LocalIngestor:
         embedder = Embedder.from_settings(settings)
         return cls(
             settings=settings,
-            store=Store.open(data_dir or settings.data_dir, settings.store, dim=embedder.dim),
+            store=Store.open(data_dir or settings.tenant_dir, settings.store, dim=embedder.dim),
             standardizer=make_standardizer(settings),
             embedder=embedder,
         )

@@ -1,6 +1,6 @@
 """Bulk matching as a Ray job: one JD against many stored CVs, in parallel chunks.
 
-    ray job submit --working-dir . -- python jobs/bulk_match.py --jd-id ID [--cv-ids-file F] [--db URI]
+    ray job submit --working-dir . -- python jobs/bulk_match.py --jd-id ID [--cv-ids-file F] [--db URI] [--tenant T]
     ray job submit --working-dir . -- python jobs/bulk_match.py --jd FILE [--cvs DIR] [--export out.parquet]
 
 With --jd FILE the JD is ingested first; with --cvs DIR those CVs are ingested (Ray Data)
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import ray
 
-from cvmatch_ray.config import Settings
+from cvmatch_ray.config import Settings, check_tenant
 from cvmatch_ray.errors import UnknownDocument
 from cvmatch_ray.pipelines.export import export_results
 from cvmatch_ray.pipelines.matching import create_match_job, run_plan
@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cvs", nargs="+", default=None, help="CV folders/files (or one URI) to ingest and match.")
     parser.add_argument("--cv-ids-file", default=None, help="A file with one stored CV id per line.")
     parser.add_argument("--db", default=None, help="LanceDB URI (default: CVMATCH_DATA_DIR).")
+    parser.add_argument(
+        "--tenant", type=check_tenant, default=None, help="Whose data to read and write (default: CVMATCH_TENANT or 'default')."
+    )
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--top", type=int, default=None, help="Export only the best N.")
     parser.add_argument("--export", default=None, help="Write ranked results to this .csv or .parquet path.")
@@ -44,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     if args.db:
         settings = settings.model_copy(update={"data_dir": args.db})
+    if args.tenant:
+        settings = settings.model_copy(update={"tenant": args.tenant})
     ray.init(address=settings.ray_address, namespace=settings.ray_namespace, log_to_driver=False)
 
     jd_id = args.jd_id
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     status = run_plan(settings, plan)
     logger.info("match job %s for JD %s: %s (%d CVs)", plan.job_id, jd_id, status.value, len(plan.cv_ids))
     if args.export and status is JobStatus.succeeded:
-        results = Store.open(settings.data_dir, settings.store).read_matches(plan.job_id)
+        results = Store.open(settings.tenant_dir, settings.store).read_matches(plan.job_id)
         export_results(results[: args.top] if args.top else results, args.export)
     return 0 if status is JobStatus.succeeded else 1
 

@@ -28,7 +28,7 @@ Generated from `cvmatch_ray/config.py` by `python scripts/gen_config_docs.py`; d
 
 Every setting is an environment variable with the prefix `{PREFIX}`; a nested setting joins its
 section and name with `{DELIMITER}` (`{PREFIX}WEIGHTS{DELIMITER}SEMANTIC=0.3`). A list or a section
-can also be given whole as JSON (`{PREFIX}API_KEYS='["k1"]'`). In a Serve config, `args:` override
+can also be given whole as JSON (`{PREFIX}API_KEYS='{{"k1": "acme"}}'`). In a Serve config, `args:` override
 the environment (see `cvmatch_ray/serve/app.py` `AppArgs`). Every default works offline on a laptop.
 """
 

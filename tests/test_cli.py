@@ -85,6 +85,30 @@ def test_ingest_is_idempotent_and_match_reads_the_store(examples_dir: Path, tmp_
     assert one[0]["cv_id"] == first[1]["id"] and one[1] == {"cv_id": "f" * 32, "file": None, "error": "no stored CV with this id"}
 
 
+def test_tenant_reads_and_writes_its_own_data_only(examples_dir: Path, tmp_path: Path):
+    db = str(tmp_path / "db")
+    cvs = examples_dir / "cvs"
+    jd_file = str(examples_dir / "jds" / "senior_python_backend.txt")
+    acme = _json(runner.invoke(app, ["ingest", str(cvs / "amelie_dubois_backend.pdf"), str(cvs / "chen_wei_devops.md"),
+                                     "--db", db, "--tenant", "acme", "--engine", "local", "--json"]))
+    home = _json(runner.invoke(app, ["ingest", str(cvs / "amelie_dubois_backend.pdf"), "--db", db, "--engine", "local", "--json"]))
+    assert (tmp_path / "db" / "tenants" / "acme").is_dir()
+    [jd] = _json(runner.invoke(app, ["ingest", jd_file, "--kind", "jd", "--db", db, "--tenant", "acme", "--engine", "local", "--json"]))
+    rows = _json(runner.invoke(app, ["match", "--jd-id", jd["id"], "--db", db, "--tenant", "acme", "--engine", "local", "--json"]))
+    assert {r["cv_id"] for r in rows} == {r["id"] for r in acme}
+    # The default tenant (no --tenant) has the same CV bytes but not acme's JD nor its other CV.
+    result = runner.invoke(app, ["match", "--jd-id", jd["id"], "--db", db])
+    assert result.exit_code == 2 and "no JD" in result.output
+    [jd_home] = _json(runner.invoke(app, ["ingest", jd_file, "--kind", "jd", "--db", db, "--engine", "local", "--json"]))
+    rows = _json(runner.invoke(app, ["match", "--jd-id", jd_home["id"], "--db", db, "--engine", "local", "--json"]))
+    assert [r["cv_id"] for r in rows] == [home[0]["id"]]
+    # Another tenant sees nothing at all; a name that could be a path is refused.
+    result = runner.invoke(app, ["match", "--jd-id", jd["id"], "--db", db, "--tenant", "beta"])
+    assert result.exit_code == 2 and "no JD" in result.output
+    result = runner.invoke(app, ["match", "--jd-id", jd["id"], "--db", db, "--tenant", "../acme"])
+    assert result.exit_code == 2 and "invalid tenant name" in result.output
+
+
 def test_unknown_jd_is_a_usage_error(tmp_path: Path):
     result = runner.invoke(app, ["match", "--jd-id", "0" * 32, "--db", str(tmp_path / "db")])
     assert result.exit_code == 2

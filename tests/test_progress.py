@@ -31,6 +31,7 @@ from cvmatch_ray.progress import (
     ProgressBook,
     ProgressClient,
     ProgressStoreError,
+    QueuedJob,
     StepReport,
     UploadStep,
     WorkQueue,
@@ -425,8 +426,8 @@ def _jobs(*job_ids: str) -> list[tuple[str, str]]:
     return [(job_id, f"cv_{job_id}") for job_id in job_ids]
 
 
-def _ids(claimed: list[tuple[str, str | None]]) -> list[str]:
-    return [job_id for job_id, _ in claimed]
+def _ids(claimed: list[QueuedJob]) -> list[str]:
+    return [job.job_id for job in claimed]
 
 
 def test_queued_jobs_are_claimed_once_oldest_first(tmp_path: Path, clock: FakeClock) -> None:
@@ -440,7 +441,7 @@ def test_queued_jobs_are_claimed_once_oldest_first(tmp_path: Path, clock: FakeCl
     assert book.get("u1").step == UploadStep.queued and book.get("u1").status == JobStatus.queued
     assert book.get("u1").cv_id == "cv_u1"
 
-    assert queue.claim(2) == [("u1", "cv_u1"), ("u2", "cv_u2")]
+    assert queue.claim(2) == [("u1", "cv_u1", "default"), ("u2", "cv_u2", "default")]
     book.flush()  # readers see what is written; claims are written with the next batch
     assert book.get("u1").status == JobStatus.running and book.get("u1").started_at is not None
     book.forget(["u3"])  # gone before anyone took it
@@ -452,7 +453,7 @@ def test_queued_jobs_are_claimed_once_oldest_first(tmp_path: Path, clock: FakeCl
     queue.put(_jobs("u4"))
     book.flush()
     reloaded = ProgressBook(JobTable(str(tmp_path)), clock=clock)
-    assert WorkQueue(reloaded, "upload", clock=clock).claim(10) == [("u4", "cv_u4")]
+    assert WorkQueue(reloaded, "upload", clock=clock).claim(10) == [("u4", "cv_u4", "default")]
 
 
 def test_readers_see_an_unwritten_job_as_created(tmp_path: Path, clock: FakeClock) -> None:
@@ -523,7 +524,7 @@ def test_stalled_jobs_are_put_back_in_line(tmp_path: Path, clock: FakeClock) -> 
     old = book.get("u_old")
     assert (old.status, old.step) == (JobStatus.queued, UploadStep.standardizing)  # no step back
     assert queue.requeue_stalled(30) == []  # touched: not put back twice
-    assert queue.claim(10) == [("u_waiting", "cv_u_waiting"), ("u_old", "cv_u_old")]
+    assert queue.claim(10) == [("u_waiting", "cv_u_waiting", "default"), ("u_old", "cv_u_old", "default")]
     assert book.known(["u_old", "nope", "m_old"]) == ["u_old", "m_old"]
 
 
@@ -597,6 +598,30 @@ def test_forget_removes_jobs_from_memory_and_table(tmp_path: Path, clock: FakeCl
     assert {p.job_id for p in reloaded.list(limit=100)} == {"x", "m1"}
     rows = lancedb.connect(str(tmp_path)).open_table(JobTable.NAME).to_arrow().column("job_id").to_pylist()
     assert set(rows) == {"m1", "x"}
+
+
+def test_jobs_are_found_in_their_own_tenant_only(tmp_path: Path, clock: FakeClock) -> None:
+    # The same CV and JD ids in two tenants (the same bytes): each tenant's lookups see its
+    # own jobs, in memory, evicted, after a reload, and through the work queue.
+    book = ProgressBook(JobTable(str(tmp_path)), clock=clock, max_cached_jobs=1)
+    queue = WorkQueue(book, "upload", clock=clock)
+    queue.put([QueuedJob("ua", "cv1", "acme"), QueuedJob("ub", "cv1", "beta"), ("ud", "cv1")])
+    assert sorted(queue.claim(10)) == [("ua", "cv1", "acme"), ("ub", "cv1", "beta"), ("ud", "cv1", "default")]
+    book.create("ma", "match", total=1, jd_id="jd1", tenant="acme")
+    clock.advance(1)
+    book.create("mb", "match", total=1, jd_id="jd1", tenant="beta")
+    for job_id in ("ua", "ub", "ud", "ma", "mb"):
+        book.finish(job_id, JobStatus.succeeded)
+        clock.advance(1)
+    book.flush()
+    for b in (book, ProgressBook(JobTable(str(tmp_path)), clock=clock, max_cached_jobs=1)):
+        assert b.jobs_of_cv("cv1", "acme") == ["ua"]
+        assert b.jobs_of_cv("cv1", "beta") == ["ub"]
+        assert b.jobs_of_cv("cv1") == ["ud"]
+        assert b.latest_for_jd("jd1", "acme").job_id == "ma"
+        assert b.latest_for_jd("jd1", "beta").job_id == "mb"
+        assert b.latest_for_jd("jd1") is None
+        assert b.get("ua").tenant == "acme"
 
 
 def test_forget_in_memory_only(book: ProgressBook) -> None:

@@ -478,3 +478,24 @@ def test_small_commits_are_compacted_as_they_come(tmp_path: Path) -> None:
     assert [m.cv_id for m in store.read_matches("job_1", limit=2)] == [_cv(9).cv_id, _cv(8).cv_id]
     # A store that crosses process boundaries keeps its setting.
     assert pickle.loads(pickle.dumps(store))._compact_every == 5
+
+
+def test_each_tenant_has_a_folder_of_its_own_and_is_listed(tmp_path) -> None:
+    from cvmatch_ray.config import Settings, tenant_data_dir
+    from cvmatch_ray.storage.tenants import list_tenants
+
+    base = str(tmp_path)
+    assert tenant_data_dir(base, "default") == base  # data from before tenants stays readable
+    assert tenant_data_dir("s3://bucket/cv/", "acme") == "s3://bucket/cv/tenants/acme"
+    for bad in ("../acme", "Acme", "", "a/b", "a" * 64, "-a"):
+        with pytest.raises(ValueError):
+            tenant_data_dir(base, bad)
+    assert Settings(api_keys=["k1", "k2"]).api_keys == {"k1": "default", "k2": "default"}
+    with pytest.raises(ValueError):
+        Settings(api_keys={"k1": "../x"})
+
+    assert list_tenants(base) == ["default"]
+    for tenant in ("beta", "acme"):
+        Path(tenant_data_dir(base, tenant)).mkdir(parents=True)
+    (tmp_path / "tenants" / "Not A Tenant").mkdir()
+    assert list_tenants(base) == ["default", "acme", "beta"]

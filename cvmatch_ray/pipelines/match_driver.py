@@ -33,8 +33,9 @@ def _driver_name(job_id: str) -> str:
 
 
 def read_plan(settings: Settings, job_id: str) -> dict[str, Any] | None:
-    """The stored plan and request metadata of an API match job (None if it has none)."""
-    raw = BlobStore(settings.data_dir).get("job", job_id)
+    """The stored plan and request metadata of an API match job of ``settings.tenant`` (None
+    if it has none)."""
+    raw = BlobStore(settings.tenant_dir).get("job", job_id)
     return json.loads(raw) if raw is not None else None
 
 
@@ -88,7 +89,8 @@ def submit_match_job(
     parallelism: int | None = None,
     meta: dict[str, Any] | None = None,
 ) -> str:
-    """Start a matching job in the background on Ray and return its id at once.
+    """Start a matching job over ``settings.tenant``'s data in the background on Ray and
+    return its id at once.
 
     Args:
         meta: what a reader of the job needs to remember of the request (e.g. its
@@ -100,7 +102,7 @@ def submit_match_job(
     plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=chunk_size)
     stored = {**(meta or {}), "jd_id": plan.jd_id, "cv_ids": plan.cv_ids, "chunk_size": plan.chunk_size,
               "parallelism": parallelism}
-    BlobStore(settings.data_dir).put("job", plan.job_id, json.dumps(stored).encode())
+    BlobStore(settings.tenant_dir).put("job", plan.job_id, json.dumps(stored).encode())
     start_driver(settings, plan.job_id)
     return plan.job_id
 
@@ -116,6 +118,8 @@ def resume_stalled_match_jobs(settings: Settings, progress: ProgressClient, olde
     """
     resumed = []
     for job_id in progress.call("stalled", "match", older_than_s):
+        # The job's plan is in its tenant's data, and so is everything its driver reads.
+        settings = settings.model_copy(update={"tenant": progress.call("get", job_id).tenant})
         if read_plan(settings, job_id) is None:
             continue
         try:

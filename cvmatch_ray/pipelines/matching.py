@@ -46,8 +46,9 @@ def chunked(ids: Sequence[str], size: int) -> list[list[str]]:
 
 
 def _store(settings: Settings) -> Store:
-    """One store handle per worker process and database (opening one is not free)."""
-    return _cached_store(settings.data_dir, settings.store.model_dump_json())
+    """The settings' tenant's store, one handle per worker process and database (opening one
+    is not free)."""
+    return _cached_store(settings.tenant_dir, settings.store.model_dump_json())
 
 
 @functools.lru_cache(maxsize=4)
@@ -181,7 +182,8 @@ def create_match_job(
     chunk_size: int | None = None,
     job_id: str | None = None,
 ) -> MatchPlan:
-    """Check the JD, resolve the CV ids (all stored CVs when None) and register a queued job.
+    """Check the JD, resolve the CV ids (all the tenant's stored CVs when None) and register a
+    queued job of ``settings.tenant``.
 
     Raises:
         UnknownDocument: the JD is not stored.
@@ -191,7 +193,9 @@ def create_match_job(
         raise UnknownDocument(f"no JD with id {jd_id!r}")
     ids = list(dict.fromkeys(cv_ids)) if cv_ids is not None else store.list_cv_ids()
     plan = MatchPlan(job_id or new_job_id(), jd_id, ids, bounded_chunk_size(settings, len(ids), chunk_size))
-    ProgressClient(settings).call("create", plan.job_id, "match", len(ids), total_chunks=plan.total_chunks, jd_id=jd_id)
+    ProgressClient(settings).call(
+        "create", plan.job_id, "match", len(ids), total_chunks=plan.total_chunks, jd_id=jd_id, tenant=settings.tenant
+    )
     return plan
 
 

@@ -215,7 +215,8 @@ def run_ingest(
     job_id: str | None = None,
     on_progress=None,
 ) -> IngestReport:
-    """Ingest every file under ``inputs`` (local paths or one URI) through Ray Data.
+    """Ingest every file under ``inputs`` (local paths or one URI) through Ray Data, into
+    ``settings.tenant``'s tables.
 
     Reports to the progress actor as batches are written; ``on_progress(done, total)`` is
     called too (the CLI's progress bar). Files already stored are reported as skipped.
@@ -224,10 +225,12 @@ def run_ingest(
     job_id = job_id or "ingest_" + document_id("\n".join(files).encode() + str(time.time_ns()).encode())[:16]
     batch_size = settings.ingest_batch_size
     progress = ProgressClient(settings)
-    progress.call("create", job_id, "ingest", len(files), total_chunks=-(-len(files) // batch_size))
+    progress.call(
+        "create", job_id, "ingest", len(files), total_chunks=-(-len(files) // batch_size), tenant=settings.tenant
+    )
     progress.call("start", job_id)
 
-    store = Store.open(settings.data_dir, settings.store)
+    store = Store.open(settings.tenant_dir, settings.store)
     existing = frozenset(store.list_cv_ids() if kind == "cv" else store.list_jd_ids())
     outcomes: list[Outcome] = []
     if files:

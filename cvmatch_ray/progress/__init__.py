@@ -21,6 +21,7 @@ from cvmatch_ray.progress.models import (
     ProgressActorConflictError,
     ProgressError,
     ProgressStoreError,
+    QueuedJob,
     StepReport,
     UploadStep,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "ProgressClient",
     "ProgressError",
     "ProgressStoreError",
+    "QueuedJob",
     "StepReport",
     "UploadStep",
     "WorkQueue",

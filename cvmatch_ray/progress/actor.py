@@ -12,7 +12,7 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
-from cvmatch_ray.config import Settings
+from cvmatch_ray.config import DEFAULT_TENANT, Settings
 from cvmatch_ray.progress.book import ProgressBook
 from cvmatch_ray.progress.models import (
     FailureRecord,
@@ -21,6 +21,7 @@ from cvmatch_ray.progress.models import (
     JobStatus,
     ProgressActorConflictError,
     ProgressStoreError,
+    QueuedJob,
     StepReport,
     UploadStep,
 )
@@ -74,11 +75,12 @@ class ProgressBookActor:
         total_chunks: int = 0,
         jd_id: str | None = None,
         cv_id: str | None = None,
+        tenant: str = DEFAULT_TENANT,
         durable: bool = True,
     ) -> JobProgress:
         """See :meth:`ProgressBook.create`."""
         return self._book.create(
-            job_id, kind, total, total_chunks=total_chunks, jd_id=jd_id, cv_id=cv_id, durable=durable
+            job_id, kind, total, total_chunks=total_chunks, jd_id=jd_id, cv_id=cv_id, tenant=tenant, durable=durable
         )
 
     def start(self, job_id: str) -> JobProgress:
@@ -114,21 +116,21 @@ class ProgressBookActor:
         """See :meth:`ProgressBook.get`."""
         return self._book.get(job_id)
 
-    def latest_for_jd(self, jd_id: str) -> JobProgress | None:
+    def latest_for_jd(self, jd_id: str, tenant: str = DEFAULT_TENANT) -> JobProgress | None:
         """See :meth:`ProgressBook.latest_for_jd`."""
-        return self._book.latest_for_jd(jd_id)
+        return self._book.latest_for_jd(jd_id, tenant)
 
     def list(self, kind: JobKind | None = None, limit: int = 50) -> list[JobProgress]:
         """See :meth:`ProgressBook.list`."""
         return self._book.list(kind, limit)
 
-    def enqueue(self, kind: JobKind, jobs: Sequence[tuple[str, str | None]], *, total: int = 1) -> int:
-        """See :meth:`WorkQueue.put` (``jobs`` are ``(job_id, cv_id)`` pairs)."""
+    def enqueue(self, kind: JobKind, jobs: Sequence[Sequence[str | None]], *, total: int = 1) -> int:
+        """See :meth:`WorkQueue.put` (``jobs`` are ``QueuedJob``s)."""
         return self._queue(kind).put(jobs, total=total)
 
     def claim_queued(
         self, kind: JobKind, limit: int, *, wait_s: float = 0.0, settle_s: float = 0.0, max_delay_s: float = 2.0
-    ) -> list[tuple[str, str | None]]:
+    ) -> list[QueuedJob]:
         """See :meth:`WorkQueue.claim` (a long poll holds one of the actor's threads)."""
         return self._queue(kind).claim(limit, wait_s=wait_s, settle_s=settle_s, max_delay_s=max_delay_s)
 
@@ -160,9 +162,9 @@ class ProgressBookActor:
         """See :meth:`ProgressBook.forget`."""
         return self._book.forget(job_ids)
 
-    def jobs_of_cv(self, cv_id: str) -> list[str]:
+    def jobs_of_cv(self, cv_id: str, tenant: str = DEFAULT_TENANT) -> list[str]:
         """See :meth:`ProgressBook.jobs_of_cv`."""
-        return self._book.jobs_of_cv(cv_id)
+        return self._book.jobs_of_cv(cv_id, tenant)
 
     def flush(self) -> int:
         """See :meth:`ProgressBook.flush`."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from cvmatch_ray.config import DEFAULT_TENANT
 from cvmatch_ray.progress.models import (
     MAX_FAILURES_KEPT,
     FailureRecord,
@@ -76,10 +77,10 @@ class ProgressBook(QueuedJobs):
         self._lock = threading.RLock()  # guards the records and the dirty set
         self._write_lock = threading.Lock()  # one table writer at a time
         self._records: dict[str, JobRecord] = {}
-        # The jobs evicted from memory, in the table only, with the CV each works on: a
-        # lookup of any other id that is not in memory is answered without a table query
-        # (every new job's create looks its id up first).
-        self._evicted: dict[str, str | None] = {}
+        # The jobs evicted from memory, in the table only, with the CV each works on and
+        # its tenant: a lookup of any other id that is not in memory is answered without a
+        # table query (every new job's create looks its id up first).
+        self._evicted: dict[str, tuple[str | None, str]] = {}
         self._dirty: set[str] = set()
         self._seq = 0  # bumped by every change
         self._durable_seq = 0  # every change up to here is in the table
@@ -102,6 +103,7 @@ class ProgressBook(QueuedJobs):
         total_chunks: int = 0,
         jd_id: str | None = None,
         cv_id: str | None = None,
+        tenant: str = DEFAULT_TENANT,
         durable: bool = True,
     ) -> JobProgress:
         """Register a queued job; creating an existing job returns it unchanged.
@@ -113,6 +115,7 @@ class ProgressBook(QueuedJobs):
             total_chunks: chunks the items are split into (0 if not chunked).
             jd_id: the JD a match job scores against.
             cv_id: the CV an upload job processes.
+            tenant: whose data the job works on.
             durable: write the job before returning. False coalesces the write like an
                 intermediate step (see the class docstring): for a caller that keeps its
                 own durable note of the job, as an accepted upload does.
@@ -130,7 +133,8 @@ class ProgressBook(QueuedJobs):
                     raise JobConflictError(f"job {job_id} exists as a {existing.progress.kind} job, not {kind}")
                 return self._snapshot(existing)
             record = self._add_job(
-                job_id, kind, total, total_chunks=total_chunks, jd_id=jd_id, cv_id=cv_id, written=durable
+                job_id, kind, total, total_chunks=total_chunks, jd_id=jd_id, cv_id=cv_id, tenant=tenant,
+                written=durable,
             )
             seq = self._seq
             result = self._snapshot(record)
@@ -359,13 +363,17 @@ class ProgressBook(QueuedJobs):
         with self._lock:
             return self._snapshot(self._require(job_id), durable=True)
 
-    def latest_for_jd(self, jd_id: str) -> JobProgress | None:
-        """The most recently created match job of ``jd_id``, or None."""
+    def latest_for_jd(self, jd_id: str, tenant: str = DEFAULT_TENANT) -> JobProgress | None:
+        """The most recently created match job of ``tenant``'s JD ``jd_id``, or None."""
+
+        def wanted(r: JobRecord) -> bool:
+            return r.progress.kind == "match" and r.progress.jd_id == jd_id and r.progress.tenant == tenant
+
         with self._lock:
-            cached = [r for r in self._records.values() if r.progress.kind == "match" and r.progress.jd_id == jd_id]
+            cached = [r for r in self._records.values() if wanted(r)]
             if not cached and self._table is not None:
                 stored = [JobRecord.from_json(state) for state in self._table.find_by_jd(jd_id)]
-                cached = [r for r in stored if r.progress.kind == "match"]
+                cached = [r for r in stored if wanted(r)]
             if not cached:
                 return None
             return self._snapshot(max(cached, key=lambda r: r.progress.created_at), durable=True)
@@ -377,11 +385,12 @@ class ProgressBook(QueuedJobs):
             records.sort(key=lambda r: r.progress.created_at, reverse=True)
             return [self._snapshot(r, durable=True) for r in records[: max(0, limit)]]
 
-    def jobs_of_cv(self, cv_id: str) -> list[str]:
-        """Ids of every job that works on ``cv_id`` (in memory or only in the table), sorted."""
+    def jobs_of_cv(self, cv_id: str, tenant: str = DEFAULT_TENANT) -> list[str]:
+        """Ids of every job that works on ``tenant``'s CV ``cv_id`` (in memory or only in the
+        table), sorted."""
         with self._lock:
-            in_memory = [j for j, r in self._records.items() if r.progress.cv_id == cv_id]
-            return sorted(in_memory + [j for j, cv in self._evicted.items() if cv == cv_id])
+            in_memory = [j for j, r in self._records.items() if (r.progress.cv_id, r.progress.tenant) == (cv_id, tenant)]
+            return sorted(in_memory + [j for j, of in self._evicted.items() if of == (cv_id, tenant)])
 
     # ------------------------------------------------------------------ internals
 
@@ -407,6 +416,7 @@ class ProgressBook(QueuedJobs):
         total_chunks: int = 0,
         jd_id: str | None = None,
         cv_id: str | None = None,
+        tenant: str = DEFAULT_TENANT,
         written: bool,
     ) -> JobRecord:
         """Register a new queued job (caller holds ``_lock``); ``written``: the caller
@@ -417,6 +427,7 @@ class ProgressBook(QueuedJobs):
             kind=kind,
             jd_id=jd_id,
             cv_id=cv_id,
+            tenant=tenant,
             total=total,
             total_chunks=total_chunks,
             created_at=now_dt(now),
@@ -578,5 +589,5 @@ class ProgressBook(QueuedJobs):
         finished.sort(key=lambda r: r.progress.updated_at)
         for r in finished[:excess]:
             del self._records[r.progress.job_id]
-            self._evicted[r.progress.job_id] = r.progress.cv_id
+            self._evicted[r.progress.job_id] = (r.progress.cv_id, r.progress.tenant)
 

@@ -8,6 +8,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from cvmatch_ray.config import DEFAULT_TENANT
 from cvmatch_ray.schemas import CVStats, clean_line
 
 JobKind = Literal["match", "upload", "ingest"]
@@ -108,6 +109,14 @@ class StepReport(NamedTuple):
     error_stage: str | None = None
 
 
+class QueuedJob(NamedTuple):
+    """A job in a work queue: its id, the CV it works on and the tenant whose data that is."""
+
+    job_id: str
+    cv_id: str | None
+    tenant: str = DEFAULT_TENANT
+
+
 class FailureRecord(BaseModel):
     """One item that failed: which, at what stage, and why (no PII: ids and error codes)."""
 
@@ -137,7 +146,8 @@ class JobProgress(BaseModel):
     failure while ``failures`` keeps the first :data:`MAX_FAILURES_KEPT` records.
     ``seconds_per_chunk`` is the mean wall time per finished chunk since the job started,
     so it already reflects how many chunks run in parallel. A job names what it works on:
-    ``jd_id`` for a match job, ``cv_id`` for an upload (never encoded in ``job_id``).
+    ``jd_id`` for a match job, ``cv_id`` for an upload (never encoded in ``job_id``), and
+    the ``tenant`` whose data that is: the API answers a job to that tenant's keys only.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -147,6 +157,7 @@ class JobProgress(BaseModel):
     status: JobStatus = JobStatus.queued
     jd_id: str | None = None
     cv_id: str | None = None
+    tenant: str = DEFAULT_TENANT
     total: int = Field(0, ge=0)
     processed: int = Field(0, ge=0)
     failed: int = Field(0, ge=0)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from cvmatch_ray.progress.book import ProgressBook
-from cvmatch_ray.progress.models import JobKind, JobProgress, JobStatus
+from cvmatch_ray.progress.models import JobKind, JobProgress, JobStatus, QueuedJob
 
 
 class WorkQueue:
@@ -43,8 +43,9 @@ class WorkQueue:
         with self._changed:
             return len(self._waiting)
 
-    def put(self, jobs: Sequence[tuple[str, str | None]], *, total: int = 1) -> int:
-        """Create queued ``(job_id, cv_id)`` jobs in the book and put them in line.
+    def put(self, jobs: Sequence[Sequence[str | None]], *, total: int = 1) -> int:
+        """Create queued jobs (``QueuedJob``, or ``(job_id, cv_id)`` of the default tenant)
+        in the book and put them in line.
 
         Ids the book knows already are left as they are.
 
@@ -63,7 +64,7 @@ class WorkQueue:
 
     def claim(
         self, limit: int, *, wait_s: float = 0.0, settle_s: float = 0.0, max_delay_s: float = 2.0
-    ) -> list[tuple[str, str | None]]:
+    ) -> list[QueuedJob]:
         """Take up to ``limit`` queued jobs (oldest first) and mark them running.
 
         With ``wait_s``, waits that long for work when there is none (a long poll: workers
@@ -72,7 +73,7 @@ class WorkQueue:
         waited ``max_delay_s``; a backlog is never held back.
 
         Returns:
-            ``(job_id, cv_id)`` of the jobs taken (empty when none came within ``wait_s``).
+            The jobs taken (empty when none came within ``wait_s``).
         """
         deadline = self._clock() + max(0.0, wait_s)
         with self._changed:
@@ -85,7 +86,7 @@ class WorkQueue:
                 if left <= 0:
                     return []
                 self._changed.wait(min(left, ready_in))
-            taken: list[tuple[str, str | None]] = []
+            taken: list[QueuedJob] = []
             while self._waiting and len(taken) < limit:
                 batch = list(self._waiting)[: limit - len(taken)]
                 for job_id in batch:

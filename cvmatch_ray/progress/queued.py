@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 
 from cvmatch_ray.errors import ErrorCode
-from cvmatch_ray.progress.models import JobKind, JobProgress, JobStatus
+from cvmatch_ray.progress.models import JobKind, JobProgress, JobStatus, QueuedJob
 from cvmatch_ray.progress.records import JobRecord, now_dt
 
 
@@ -24,8 +24,9 @@ class QueuedJobs:
     _clock: Callable[[], float]
     _seq: int
 
-    def add_queued(self, kind: JobKind, jobs: Sequence[tuple[str, str | None]], *, total: int = 1) -> list[str]:
-        """Register queued ``(job_id, cv_id)`` jobs for a work queue, without a write.
+    def add_queued(self, kind: JobKind, jobs: Sequence[Sequence[str | None]], *, total: int = 1) -> list[str]:
+        """Register queued jobs, ``QueuedJob``s (or ``(job_id, cv_id)``: the default tenant's),
+        for a work queue, without a write.
 
         A caller that queues work keeps its own durable note of it (an accepted upload's
         blob), so these are written with the book's next batch of changes. Ids that
@@ -36,20 +37,20 @@ class QueuedJobs:
         """
         created: list[str] = []
         with self._lock:
-            for job_id, cv_id in jobs:
-                if self._lookup(job_id) is None:
-                    self._add_job(job_id, kind, total, cv_id=cv_id, written=False)
-                    created.append(job_id)
+            for job in (QueuedJob(*j) for j in jobs):
+                if self._lookup(job.job_id) is None:
+                    self._add_job(job.job_id, kind, total, cv_id=job.cv_id, tenant=job.tenant, written=False)
+                    created.append(job.job_id)
         return created
 
-    def start_queued(self, job_ids: Sequence[str]) -> list[tuple[str, str | None]]:
+    def start_queued(self, job_ids: Sequence[str]) -> list[QueuedJob]:
         """Mark the still-queued jobs of ``job_ids`` running (one lock, no write).
 
         Returns:
-            ``(job_id, cv_id)`` of the jobs started; forgotten or finished ones are skipped.
+            The jobs started; forgotten or finished ones are skipped.
         """
         now = self._clock()
-        started: list[tuple[str, str | None]] = []
+        started: list[QueuedJob] = []
         with self._lock:
             for job_id in job_ids:
                 record = self._records.get(job_id)
@@ -58,7 +59,7 @@ class QueuedJobs:
                 record.progress.attempts += 1
                 record.start(now)
                 self._changed(record)
-                started.append((job_id, record.progress.cv_id))
+                started.append(QueuedJob(job_id, record.progress.cv_id, record.progress.tenant))
         return started
 
     def queued(self, kind: JobKind) -> list[str]:

@@ -16,15 +16,15 @@ the builder's parameter annotation at runtime to turn a config's ``args:`` into 
 
 import logging
 import os
-from typing import Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import ray
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
-from cvmatch_ray.config import Settings
+from cvmatch_ray.config import Settings, tenants_of_keys
 from cvmatch_ray.serve.env import IngressMode, haproxy_binary, local_ray_env, resolve_ingress
 from cvmatch_ray.serve.deployments import EmbedderDeployment, ExtractorDeployment, StandardizerDeployment
 from cvmatch_ray.serve.ingress import APIIngress
@@ -50,7 +50,9 @@ class AppArgs(BaseModel):
     embedding_device: Optional[str] = Field(None, description='e.g. "cuda" when the Embedder has a GPU share.')
     embedding_batch_size: Optional[int] = Field(None, gt=0)
     max_upload_bytes: Optional[int] = Field(None, gt=0)
-    api_keys: Optional[list[str]] = Field(None, description="Accepted X-API-Key values; empty = no auth.")
+    api_keys: Optional[Union[dict[str, str], list[str]]] = Field(
+        None, description='Accepted X-API-Key values: {"key": "tenant"}, or a list (tenant "default"); empty = no auth.'
+    )
     ray_namespace: Optional[str] = None
     match_chunk_size: Optional[int] = Field(None, gt=0)
     match_parallelism: Optional[int] = Field(None, gt=0)
@@ -59,6 +61,11 @@ class AppArgs(BaseModel):
         None, description="Overrides of ``Settings.upload`` (concurrency, settle_s, recover_every_s, lease_s, max_attempts)."
     )
     llm: Optional[dict] = Field(None, description="Overrides of ``Settings.llm`` (model, num_gpus, ...).")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys_of_tenants(cls, value: Any) -> Any:
+        return tenants_of_keys(value)
 
     def to_settings(self, base: Optional[Settings] = None) -> Settings:
         """The settings these arguments describe, ``data_dir`` made absolute.
@@ -95,7 +102,7 @@ def build_app(args: AppArgs) -> Application:
     settings = args.to_settings()
     # The model deployments never see API keys: secrets stay with the one deployment
     # that checks them, and changing keys leaves the models' replicas untouched.
-    model_settings = settings.model_copy(update={"api_keys": []})
+    model_settings = settings.model_copy(update={"api_keys": {}})
     extractor = ExtractorDeployment.bind(model_settings)
     standardizer = StandardizerDeployment.bind(model_settings)
     embedder = EmbedderDeployment.bind(model_settings)

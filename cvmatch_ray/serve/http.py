@@ -6,7 +6,9 @@ unauthenticated upload would be read in full before being refused.
 
 - ``RequestGuard`` refuses a request whose ``Content-Length`` is over the limit before
   reading a byte of it, counts bytes as they stream in when there is no such header (or
-  it lies), and checks the ``X-API-Key`` header when keys are configured.
+  it lies), and checks the ``X-API-Key`` header when keys are configured: the key names
+  the caller's tenant, which ``get_service`` hands the routes (that tenant's view of the
+  service).
 - ``install_error_handlers`` maps the service's exceptions to precise statuses; the
   status of each processing error code is in ``STATUS_BY_CODE``.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +29,7 @@ from ray.serve.exceptions import RayServeException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cvmatch_ray.config import DEFAULT_TENANT
 from cvmatch_ray.errors import ErrorCode, ProcessingError
 from cvmatch_ray.errors import UnknownDocument
 from cvmatch_ray.progress import JobNotFoundError, ProgressError
@@ -44,6 +47,8 @@ api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description
 OPEN_PATHS: frozenset[str] = frozenset({"/api/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"})
 #: Path prefixes that answer without a key: the web page's static files.
 OPEN_PREFIXES: tuple[str, ...] = ("/web/",)
+#: The ASGI scope key under which ``RequestGuard`` passes the caller's tenant on.
+TENANT_SCOPE_KEY = "cvmatch.tenant"
 #: Room for the multipart envelope (boundaries, part headers, form fields) around a file.
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -99,26 +104,35 @@ async def _send_json(send: Send, status: int, body: dict, headers: Sequence[tupl
 class RequestGuard:
     """ASGI middleware: body size limit and API keys, checked before the body is read."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, api_keys: Sequence[str] = ()) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, api_keys: Mapping[str, str] | None = None) -> None:
+        """Args:
+        app: the application guarded.
+        max_body_bytes: the largest request body.
+        api_keys: the accepted keys and the tenant of each; none = no auth, every request
+            the default tenant's.
+        """
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self._keys = [k.encode() for k in api_keys if k]
+        self._keys = [(k.encode(), tenant) for k, tenant in (api_keys or {}).items() if k]
 
-    def _authorized(self, scope: Scope) -> bool:
+    def _tenant(self, scope: Scope) -> str | None:
+        """The caller's tenant (its key's; the default one where no key is needed), or None: refused."""
         path = scope.get("path", "")
         if not self._keys or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
-            return True
+            return DEFAULT_TENANT
         for name, value in scope.get("headers", ()):
             if name == b"x-api-key":
                 # Constant-time comparison against every key: no timing hint of a prefix.
-                return any(hmac.compare_digest(value, k) for k in self._keys)
-        return False
+                matched = [tenant for key, tenant in self._keys if hmac.compare_digest(value, key)]
+                return matched[0] if matched else None
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if not self._authorized(scope):
+        tenant = self._tenant(scope)
+        if tenant is None:
             await _send_json(
                 send, 401, {"detail": "missing or invalid API key"}, [(b"www-authenticate", API_KEY_HEADER.encode())]
             )
@@ -156,7 +170,7 @@ class RequestGuard:
             await send(message)
 
         try:
-            await self.app(scope, counted_receive, tracked_send)
+            await self.app({**scope, TENANT_SCOPE_KEY: tenant}, counted_receive, tracked_send)
         except BodyTooLarge:
             # Raised where no route could answer (e.g. while a middleware buffered the body).
             if started:
@@ -165,12 +179,13 @@ class RequestGuard:
 
 
 async def get_service(request: Request) -> APIService:
-    """FastAPI dependency: the replica's ``APIService``.
+    """FastAPI dependency: the replica's ``APIService`` as the caller's tenant sees it (the
+    tenant ``RequestGuard`` found from the key): its CVs, JDs, uploads and jobs only.
 
     A coroutine on purpose: FastAPI runs a plain ``def`` dependency in a worker thread,
     one thread hop per request for a dict lookup.
     """
-    return request.app.state.service
+    return await request.app.state.service.for_tenant(request.scope[TENANT_SCOPE_KEY])
 
 
 def error_response(e: Exception) -> JSONResponse | None:

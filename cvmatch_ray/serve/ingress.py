@@ -54,8 +54,8 @@ class APIIngress:
         progress = await asyncio.to_thread(ProgressClient, settings)
         self.service = APIService(
             settings=settings,
-            store=Store.open(settings.data_dir, settings.store, dim=int(info["dim"])),
-            blobs=BlobStore(settings.data_dir),
+            store=Store.open(settings.tenant_dir, settings.store, dim=int(info["dim"])),
+            blobs=BlobStore(settings.tenant_dir),
             progress=progress,
             extractor=extractor,
             standardizer=standardizer,
@@ -72,11 +72,13 @@ class APIIngress:
         return create_api(self.service)
 
     async def _index_lookups(self) -> None:
-        """Id lookups (every upload asks whether its CV is stored) get their B-tree index."""
-        try:
-            await asyncio.to_thread(self.service.store.ensure_lookup_indexes)
-        except (OSError, RuntimeError, ValueError) as e:  # Lance maps its failures onto these
-            logger.warning("lookup indexes not built: %s", e)
+        """Id lookups (every upload asks whether its CV is stored) get their B-tree index, in
+        every tenant's store opened here."""
+        for store in self.service.tenant_stores():
+            try:
+                await asyncio.to_thread(store.ensure_lookup_indexes)
+            except (OSError, RuntimeError, ValueError) as e:  # Lance maps its failures onto these
+                logger.warning("lookup indexes not built: %s", e)
 
     async def _recover_forever(self, every_s: float) -> None:
         """At start and now and then: put back in line uploads that nobody is processing

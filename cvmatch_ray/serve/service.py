@@ -23,15 +23,19 @@ Uploading the same bytes again starts a new attempt with a new progress job.
 
 :meth:`APIService.recover_uploads` (the ingress runs it periodically) puts back in line the
 uploads nobody is processing: jobs whose progress stopped moving (their pipeline replica
-died) and accepted uploads whose job never reached the progress actor. The blob is the
-durable queue; the progress actor is the line in front of the workers.
+died) and accepted uploads whose job never reached the progress actor, every tenant's. The
+blob is the durable queue; the progress actor is the line in front of the workers.
+
+Each tenant's CVs, JDs, uploads and results are in its own store and blob area
+(``Settings.tenant_dir``); a request is served by :meth:`APIService.for_tenant` of its key's
+tenant. Matching (jobs, whole-pool ranking) is ``matching_service.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -46,11 +50,8 @@ from ray.serve.exceptions import RayServeException
 from cvmatch_ray import __version__
 from cvmatch_ray.config import Settings
 from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage
-from cvmatch_ray.ids import document_id, validate_id
+from cvmatch_ray.ids import document_id
 from cvmatch_ray.errors import UnknownDocument
-from cvmatch_ray.match.rank import rank_jobs
-from cvmatch_ray.match.retrieve import match_pool
-from cvmatch_ray.pipelines.match_driver import submit_match_job
 from cvmatch_ray.process import RawDocument, features_batch, sniff, unwrap
 from cvmatch_ray.progress import (
     JobNotFoundError,
@@ -58,21 +59,16 @@ from cvmatch_ray.progress import (
     JobStatus,
     ProgressClient,
     ProgressError,
+    QueuedJob,
     UploadStep,
 )
 from cvmatch_ray.schemas import CVPublic, JDPublic
-from cvmatch_ray.serve.errors import InvalidRequest, RequestTooLarge, ServiceUnavailable
+from cvmatch_ray.serve.errors import ServiceUnavailable, checked_id
+from cvmatch_ray.serve.matching_service import MatchingService
 from cvmatch_ray.serve.models import (
     Deleted,
     Health,
     JDAccepted,
-    JobsMatchRequest,
-    JobsMatchResults,
-    MatchAccepted,
-    MatchProgress,
-    MatchRequest,
-    MatchResults,
-    PoolMatchResults,
     UploadAccepted,
     UploadProgress,
 )
@@ -87,6 +83,7 @@ from cvmatch_ray.storage.blobs import BlobStore
 from cvmatch_ray.storage.erasure import ErasureError
 from cvmatch_ray.storage.records import JDRecord
 from cvmatch_ray.storage.tables import Store
+from cvmatch_ray.storage.tenants import list_tenants
 
 logger = logging.getLogger(__name__)
 
@@ -115,12 +112,16 @@ class _Admission:
     existing: UploadProgress | None = None  # None: this is a new attempt
 
 
-class APIService:
+class APIService(MatchingService):
     """The API's behaviour, independent of HTTP: routes translate, this does.
 
     Holds the settings, the LanceDB store, the blob store, the progress actor and the
     handles of the model and upload pipeline deployments. All methods are coroutines; blocking calls (LanceDB,
     files) run in threads so the replica's event loop keeps answering.
+
+    One tenant's service (``settings.tenant``, whose data is ``settings.tenant_dir``): the
+    routes call :meth:`for_tenant` of the caller's tenant, a view with that tenant's store
+    and blobs, so what a request reads, lists or writes is its tenant's data only.
     """
 
     def __init__(
@@ -142,8 +143,8 @@ class APIService:
 
         Args:
             settings: the deployment's settings (``data_dir`` already absolute).
-            store: the LanceDB store (``dim`` = the embedder's).
-            blobs: where raw uploads are kept.
+            store: the LanceDB store of ``settings.tenant`` (``dim`` = the embedder's).
+            blobs: where that tenant's raw uploads are kept.
             progress: the client of the progress actor (it gets the actor again after
                 it died; when it cannot, uploads and health answer 503).
             extractor: handle of the ``Extractor`` deployment.
@@ -177,6 +178,34 @@ class APIService:
         self._threads = ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix="cvmatch-api")
         self.uploads = UploadWriter(blobs, self._blocking)
         self.queue = UploadQueueSender(progress)
+        # The other tenants' views of this service, by tenant, opened on first use.
+        self._tenants: dict[str, APIService] = {}
+
+    async def for_tenant(self, tenant: str) -> APIService:
+        """This service as ``tenant`` sees it: that tenant's store and blob area, the progress
+        actor, deployments and threads shared; opened on the tenant's first request.
+
+        Raises:
+            ValueError: ``tenant`` is not a valid tenant name.
+        """
+        if tenant == self.settings.tenant:
+            return self
+        view = self._tenants.get(tenant)
+        if view is None:
+            settings = self.settings.model_copy(update={"tenant": tenant})
+            store = await self._blocking(Store.open, settings.tenant_dir, settings.store, dim=self.store.dim)
+            # A shallow copy shares what every tenant shares (the progress client, the
+            # handles, the threads, the queue sender, the views); the tenant's own is new.
+            view = copy.copy(self)
+            view.settings, view.store, view.blobs = settings, store, BlobStore(settings.tenant_dir)
+            view.uploads = UploadWriter(view.blobs, view._blocking)
+            view._admitting, view._processing = {}, {}
+            view = self._tenants.setdefault(tenant, view)
+        return view
+
+    def tenant_stores(self) -> list[Store]:
+        """The store of this service's tenant and those of the tenant views opened so far."""
+        return [self.store, *(view.store for view in self._tenants.values())]
 
     # ---------------------------------------------------------------- helpers
 
@@ -266,12 +295,12 @@ class APIService:
                 if existing.job_id == earlier.job_id and existing.status == JobStatus.queued and existing.percent == 0:
                     # Accepted before, but no worker may know of it (the queue was down):
                     # put in line again (the queue ignores a job it has).
-                    await self.queue.put(earlier.job_id, cv_id)
+                    await self.queue.put(QueuedJob(earlier.job_id, cv_id, self.settings.tenant))
                 return _Admission(earlier, existing)
             # Failed, cancelled or deleted since: a new attempt replaces its record.
             await self._blocking(self.uploads.put, record, data)
         if queue:
-            await self.queue.put(record.job_id, cv_id)
+            await self.queue.put(QueuedJob(record.job_id, cv_id, self.settings.tenant))
         else:
             task = asyncio.ensure_future(self._process_now(record, data))
             self._processing[cv_id] = task
@@ -325,7 +354,7 @@ class APIService:
     async def _process_now(self, record: UploadRecord, data: bytes) -> CVPublic:
         """A synchronous upload: the pipeline deployment's run of it, waited for."""
         try:
-            return await self.pipeline.process.remote(record, data)
+            return await self.pipeline.process.remote(record, data, self.settings.tenant)
         except (ProcessingError, UnknownDocument):
             raise  # the document's own failure, or deleted while processed
         except (RayError, RayServeException) as e:
@@ -348,7 +377,7 @@ class APIService:
             logger.debug("upload %s failed: %s", cv_id, getattr(task.exception(), "code", "error"))
 
     async def recover_uploads(self, *, stale_after: timedelta | None = None, limit: int = 200) -> int:
-        """Put back in line the uploads nobody is processing.
+        """Put back in line the uploads nobody is processing, every tenant's.
 
         Two kinds: jobs whose lease ran out, no step or heartbeat for ``stale_after``
         (default: the lease; the replica processing them died; one tried ``max_attempts``
@@ -364,9 +393,12 @@ class APIService:
         requeued: list[str] = await self.progress.acall(
             "requeue_stale", "upload", stale_after.total_seconds(), limit=limit, max_attempts=self.settings.upload.max_attempts
         )
-        candidates = await self._blocking(unstored_uploads, self.store, self.blobs, self._clock() - stale_after, limit)
-        known = set(await self.progress.acall("known", [job_id for job_id, _ in candidates])) if candidates else set()
-        orphans = [(job_id, cv_id) for job_id, cv_id in candidates if job_id not in known]
+        orphans: list[QueuedJob] = []
+        for tenant in await self._blocking(list_tenants, self.settings.data_dir):
+            view = await self.for_tenant(tenant)
+            candidates = await self._blocking(unstored_uploads, view.store, view.blobs, self._clock() - stale_after, limit)
+            known = set(await self.progress.acall("known", [job_id for job_id, _ in candidates])) if candidates else set()
+            orphans += [QueuedJob(job_id, cv_id, tenant) for job_id, cv_id in candidates if job_id not in known]
         if orphans:
             logger.warning("%d accepted uploads had no job; putting them in line", len(orphans))
             await self.progress.acall("enqueue", "upload", orphans)
@@ -380,7 +412,7 @@ class APIService:
         Raises:
             UnknownDocument: no upload of these bytes and no stored CV with this id.
         """
-        found = await self._blocking(read_upload, self.blobs, _checked_id(cv_id, "cv_id"))
+        found = await self._blocking(read_upload, self.blobs, checked_id(cv_id, "cv_id"))
         if found is not None:
             record = found[0]
             job = await self._job(record.job_id)
@@ -401,7 +433,7 @@ class APIService:
         Raises:
             UnknownDocument: not stored.
         """
-        record = await self._blocking(self.store.get_cv, _checked_id(cv_id, "cv_id"))
+        record = await self._blocking(self.store.get_cv, checked_id(cv_id, "cv_id"))
         if record is None:
             raise UnknownDocument(f"no CV with id {cv_id!r}")
         return record.to_public()
@@ -417,7 +449,7 @@ class APIService:
             ServiceUnavailable: something could not be removed or erased yet; the CV no
                 longer reads back, and deleting again finishes the job.
         """
-        _checked_id(cv_id, "cv_id")
+        checked_id(cv_id, "cv_id")
         # The upload first: a worker processing it checks for it after writing the row (a delete wins).
         upload = await self._blocking(self.blobs.delete, "upload", cv_id)
         # The tables and the jobs are erased side by side: each waits out the erase grace.
@@ -437,7 +469,7 @@ class APIService:
     async def _forget_uploads(self, cv_id: str) -> int:
         """Forget every upload attempt's job of ``cv_id`` (the record names only the latest)."""
         try:
-            job_ids: list[str] = await self.progress.acall("jobs_of_cv", cv_id)
+            job_ids: list[str] = await self.progress.acall("jobs_of_cv", cv_id, self.settings.tenant)
             return await self.progress.acall("forget", job_ids) if job_ids else 0
         except (ProgressError, RayError) as e:
             logger.error("CV %s: upload jobs not forgotten: %s", cv_id, type(e).__name__)
@@ -482,126 +514,10 @@ class APIService:
         Raises:
             UnknownDocument: not stored.
         """
-        record = await self._blocking(self.store.get_jd, _checked_id(jd_id, "jd_id"))
+        record = await self._blocking(self.store.get_jd, checked_id(jd_id, "jd_id"))
         if record is None:
             raise UnknownDocument(f"no JD with id {jd_id!r}")
         return record.to_public()
-
-    # --------------------------------------------------------------- matching
-
-    async def submit_match(self, request: MatchRequest) -> MatchAccepted:
-        """Start a chunked matching job in the background.
-
-        Raises:
-            UnknownDocument: the JD is not stored.
-            InvalidRequest: a CV id is malformed (a request error, not a per-item failure).
-            RequestTooLarge: more CV ids than ``settings.match_max_cvs``.
-        """
-        if request.cv_ids is not None and len(request.cv_ids) > self.settings.match_max_cvs:
-            raise RequestTooLarge(
-                f"{len(request.cv_ids)} cv_ids, more than the {self.settings.match_max_cvs} one job takes; "
-                "split the request, or omit cv_ids to match every stored CV"
-            )
-        jd_id = _checked_id(request.jd_id, "jd_id")
-        if not await self._blocking(self.store.has_jd, jd_id):
-            raise UnknownDocument(f"no JD with id {jd_id!r}")
-        cv_ids = None
-        if request.cv_ids is not None:
-            try:
-                cv_ids = [validate_id(c, "cv_id") for c in request.cv_ids]
-            except ValueError as e:
-                raise InvalidRequest(str(e)) from e
-        job_id = await self._blocking(
-            submit_match_job, self.settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=request.chunk_size,
-            # What the results endpoint needs to remember of the request.
-            meta={"top_k": request.top_k},
-        )
-        logger.info("match job %s started for JD %s (%s CVs)", job_id, jd_id, len(cv_ids) if cv_ids is not None else "all")
-        return MatchAccepted(job_id=job_id, jd_id=jd_id, status=JobStatus.queued)
-
-    async def _match_job(self, job_or_jd_id: str) -> JobProgress:
-        job = await self._job(job_or_jd_id)
-        if job is None:
-            job = await self.progress.acall("latest_for_jd", job_or_jd_id)
-        if job is None or job.kind != "match":
-            raise UnknownDocument(f"no matching job for {job_or_jd_id!r}")
-        return job
-
-    async def cancel_match(self, job_id: str) -> MatchProgress:
-        """Cancel a match job: its driver stops at its next chunk; results so far stay.
-
-        Raises:
-            UnknownDocument: no such job.
-        """
-        job = await self._match_job(job_id)
-        cancelled: JobProgress = await self.progress.acall("cancel", job.job_id)
-        logger.info("match job %s: cancel asked (%s)", job.job_id, cancelled.status.value)
-        return MatchProgress.of(cancelled)
-
-    async def match_progress(self, job_or_jd_id: str) -> MatchProgress:
-        """A matching job's progress, by job id or by JD id (that JD's latest job).
-
-        Raises:
-            UnknownDocument: no such job.
-        """
-        return MatchProgress.of(await self._match_job(job_or_jd_id))
-
-    async def match_jobs(self, request: JobsMatchRequest) -> JobsMatchResults:
-        """The best stored JDs for a stored CV, scored exactly as the forward direction.
-
-        Raises:
-            UnknownDocument: the CV is not stored.
-            InvalidRequest: an id is malformed.
-        """
-        cv_id = _checked_id(request.cv_id, "cv_id")
-        try:
-            jd_ids = [validate_id(j, "jd_id") for j in request.jd_ids] if request.jd_ids is not None else None
-        except ValueError as e:
-            raise InvalidRequest(str(e)) from e
-        results = await self._blocking(
-            rank_jobs, self.store, cv_id, jd_ids, top_k=request.top_k, weights=self.settings.weights,
-            idf_sample=self.settings.retrieval.lexical_idf_sample,
-        )
-        return JobsMatchResults(cv_id=cv_id, count=len(results), results=results)
-
-    async def match_results(self, job_id: str, *, top_k: int | None = None) -> MatchResults:
-        """A job's results so far, best first; ``top_k`` defaults to the request's.
-
-        Raises:
-            UnknownDocument: no such job.
-        """
-        job = await self._match_job(job_id)
-        if top_k is None:
-            raw = await self._blocking(self.blobs.get, "job", job.job_id)
-            if raw is not None:
-                top_k = json.loads(raw).get("top_k")
-        results = await self._blocking(self.store.read_matches, job.job_id, limit=top_k)
-        return MatchResults(
-            job_id=job.job_id,
-            jd_id=job.jd_id,
-            status=job.status,
-            complete=job.status.is_terminal(),
-            total=job.total,
-            processed=job.processed,
-            failed=job.failed,
-            count=len(results),
-            results=results,
-        )
-
-    async def best_cvs(self, jd_id: str, *, top_k: int) -> PoolMatchResults:
-        """The best ``top_k`` stored CVs for a stored JD, over the whole pool (``match_pool``).
-
-        Raises:
-            UnknownDocument: no such JD.
-        """
-        jd_id = _checked_id(jd_id, "jd_id")
-        found = await self._blocking(
-            match_pool, self.store, jd_id, top_k=top_k, weights=self.settings.weights, settings=self.settings.retrieval
-        )
-        return PoolMatchResults(
-            jd_id=jd_id, pool=found.pool, candidates=found.candidates, exact=found.exact,
-            milliseconds=round(found.timings_ms["total"], 1), count=len(found.results), results=found.results,
-        )
 
     # ----------------------------------------------------------------- health
 
@@ -632,10 +548,3 @@ def _inspect(data: bytes) -> str:
         raise refused.error()
     return document.doc_id
 
-
-def _checked_id(value: str, what: str) -> str:
-    """A well-formed document id, or ``UnknownDocument`` (a malformed id names nothing)."""
-    try:
-        return validate_id(value, what)
-    except ValueError as e:
-        raise UnknownDocument(f"no document with {what} {value[:80]!r}") from e

@@ -18,7 +18,8 @@ Work reaches a replica two ways:
   with the record and the bytes, the caller waiting for the stored CV.
 
 A failed upload keeps its progress record (so the client can read why) and its upload
-record, but not its bytes; no CV row is written.
+record, but not its bytes; no CV row is written. An upload is processed in its tenant's
+data (``Settings.tenant_dir``): the tenant its job names, or the caller's.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 from ray import serve
@@ -36,12 +37,12 @@ from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 
 from cvmatch_ray import metrics
-from cvmatch_ray.config import Settings
+from cvmatch_ray.config import DEFAULT_TENANT, Settings
 from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage, UnknownDocument
 from cvmatch_ray.logs import route_app_logs
 from cvmatch_ray.priority import lower_priority
 from cvmatch_ray.process import RawDocument, features_batch, unwrap
-from cvmatch_ray.progress import JobProgress, JobStatus, ProgressClient, ProgressError, UploadStep
+from cvmatch_ray.progress import JobProgress, JobStatus, ProgressClient, ProgressError, QueuedJob, UploadStep
 from cvmatch_ray.schemas import CVPublic
 from cvmatch_ray.serve.errors import ServiceUnavailable
 from cvmatch_ray.storage.blobs import BlobStore, BlobStoreError
@@ -129,6 +130,13 @@ class _NotTheDocument(Exception):
     """Processing failed through no fault of the document's (its message: the cause's class)."""
 
 
+class TenantData(NamedTuple):
+    """Where one tenant's uploads are read from and its CVs written to."""
+
+    store: Store
+    blobs: BlobStore
+
+
 #: The error an upload job ends with when its upload can no longer be processed.
 LOST_UPLOAD = ProcessingError(Stage.store, ErrorCode.internal_error, "the upload was lost; upload the file again")
 
@@ -159,8 +167,10 @@ class UploadPipelineDeployment:
         route_app_logs()
         lower_priority(settings.background_niceness)
         info: dict[str, Any] = await embedder.info.remote()
-        self.store = Store.open(settings.data_dir, settings.store, dim=int(info["dim"]))
-        self.blobs = BlobStore(settings.data_dir)
+        self._settings = settings
+        self._dim = int(info["dim"])
+        # Each tenant's store and blobs, by tenant, opened on its first upload here.
+        self._tenants: dict[str, TenantData] = {}
         # Getting the actor blocks on a name lookup (and on the actor's first start).
         self.progress = await asyncio.to_thread(ProgressClient, settings)
         self.extractor = extractor
@@ -184,6 +194,15 @@ class UploadPipelineDeployment:
             if task is not None:
                 task.cancel()
 
+    async def _tenant(self, tenant: str) -> TenantData:
+        """Where ``tenant``'s uploads are read and its CVs written (``Settings.tenant_dir``)."""
+        found = self._tenants.get(tenant)
+        if found is None:
+            settings = self._settings.model_copy(update={"tenant": tenant})
+            store = await asyncio.to_thread(Store.open, settings.tenant_dir, settings.store, dim=self._dim)
+            found = self._tenants.setdefault(tenant, TenantData(store, BlobStore(settings.tenant_dir)))
+        return found
+
     async def _report(self, method: str, *args: Any, **kwargs: Any) -> None:
         """A call on the progress actor; a progress outage slows no upload down (logged)."""
         try:
@@ -202,7 +221,7 @@ class UploadPipelineDeployment:
                 await self._slot_freed.wait()
                 continue
             try:
-                jobs: list[tuple[str, str]] = await self.progress.acall(
+                jobs: list[QueuedJob] = await self.progress.acall(
                     "claim_queued",
                     "upload", free, wait_s=CLAIM_WAIT_S, settle_s=self._settle_s, max_delay_s=CLAIM_MAX_DELAY_S
                 )
@@ -210,10 +229,10 @@ class UploadPipelineDeployment:
                 logger.warning("claiming uploads failed: %s; retrying", type(e).__name__)
                 await asyncio.sleep(1.0)
                 continue
-            for job_id, cv_id in jobs:
-                task = asyncio.create_task(self._process_claimed(job_id, cv_id))
-                self._claimed[job_id] = task
-                task.add_done_callback(lambda t, job_id=job_id: self._claim_finished(job_id, t))
+            for job in jobs:
+                task = asyncio.create_task(self._process_claimed(QueuedJob(*job)))
+                self._claimed[job.job_id] = task
+                task.add_done_callback(lambda t, job_id=job.job_id: self._claim_finished(job_id, t))
 
     async def _heartbeat_forever(self) -> None:
         """Renew the leases of the uploads in hand, three times per lease."""
@@ -228,9 +247,11 @@ class UploadPipelineDeployment:
         if not task.cancelled() and task.exception() is not None:
             logger.error("upload worker failed: %s", type(task.exception()).__name__)
 
-    async def _process_claimed(self, job_id: str, cv_id: str) -> None:
-        """Process the upload a claimed job names, reading its bytes from its blob."""
-        found = await asyncio.to_thread(read_upload, self.blobs, cv_id, with_data=True)
+    async def _process_claimed(self, job: QueuedJob) -> None:
+        """Process the upload a claimed job names, reading its bytes from its tenant's blob."""
+        job_id = job.job_id
+        where = await self._tenant(job.tenant)
+        found = await asyncio.to_thread(read_upload, where.blobs, job.cv_id, with_data=True)
         if found is None or found[0].job_id != job_id or found[1] is None:
             # Deleted meanwhile, or a later attempt took over the record: nothing to do.
             logger.warning("upload job %s: its upload is gone; ending it", job_id)
@@ -240,18 +261,18 @@ class UploadPipelineDeployment:
             )
             return
         try:
-            await self._run(*found)
+            await self._run(where, *found)
         except ProcessingError:
             pass  # reported to the job by _run()
         except UnknownDocument:
             pass  # deleted while it was processed: nothing left to report to
         except _NotTheDocument as e:
             # Tried again later, by this replica or another; its lease is held meanwhile.
-            job = await self.progress.acall("get", job_id)
-            await asyncio.sleep(min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S * 2 ** max(0, job.attempts - 1)))
-            await self._give_back(found[0], e)
+            progress = await self.progress.acall("get", job_id)
+            await asyncio.sleep(min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S * 2 ** max(0, progress.attempts - 1)))
+            await self._give_back(where, found[0], e)
 
-    async def _give_back(self, record: UploadRecord, cause: _NotTheDocument) -> JobProgress:
+    async def _give_back(self, where: TenantData, record: UploadRecord, cause: _NotTheDocument) -> JobProgress:
         """Put an upload that failed through no fault of its own back in line.
 
         Returns:
@@ -266,13 +287,13 @@ class UploadPipelineDeployment:
         elif job.error_code == ErrorCode.poison_document:
             logger.error("upload %s: %s; quarantined after %d attempts", record.cv_id, cause, job.attempts)
             metrics.record_failure(Stage.store, ErrorCode.poison_document)
-            await self._drop_bytes(record)
+            await self._drop_bytes(where, record)
         return job
 
     # -------------------------------------------------------------- the steps
 
-    async def process(self, record: UploadRecord, data: bytes) -> CVPublic:
-        """Extract, standardize, embed and store the upload ``record`` of ``data``.
+    async def process(self, record: UploadRecord, data: bytes, tenant: str = DEFAULT_TENANT) -> CVPublic:
+        """Extract, standardize, embed and store the upload ``record`` of ``data`` as ``tenant``'s CV.
 
         Called directly for a synchronous upload (its job is created here) and by the
         claim loop for a queued one. Bytes stored already (by a batch job, say) are not
@@ -287,11 +308,12 @@ class UploadPipelineDeployment:
                 failure is reported to the upload's progress job first.
         """
         # The job of a synchronous upload starts here, never queued for the claim loop.
-        await self._report("create", record.job_id, "upload", 1, cv_id=record.cv_id, durable=False)
+        await self._report("create", record.job_id, "upload", 1, cv_id=record.cv_id, tenant=tenant, durable=False)
+        where = await self._tenant(tenant)
         try:
-            return await self._run(record, data)
+            return await self._run(where, record, data)
         except _NotTheDocument as e:
-            job = await self._give_back(record, e)
+            job = await self._give_back(where, record, e)
             if job.status == JobStatus.queued:
                 raise ServiceUnavailable(
                     f"processing is delayed ({e}); the upload is kept and will be processed: "
@@ -299,14 +321,14 @@ class UploadPipelineDeployment:
                 ) from None
             raise ProcessingError(Stage.store, ErrorCode.poison_document, job.error or "quarantined") from None
 
-    async def _run(self, record: UploadRecord, data: bytes) -> CVPublic:
+    async def _run(self, where: TenantData, record: UploadRecord, data: bytes) -> CVPublic:
         with metrics.timed("upload"):
-            return await self._run_steps(record, data)
+            return await self._run_steps(where, record, data)
 
-    async def _run_steps(self, record: UploadRecord, data: bytes) -> CVPublic:
+    async def _run_steps(self, where: TenantData, record: UploadRecord, data: bytes) -> CVPublic:
         cv_id, job_id = record.cv_id, record.job_id
         try:
-            stored = await asyncio.to_thread(self.store.get_cv, cv_id)
+            stored = await asyncio.to_thread(where.store.get_cv, cv_id)
             if stored is not None:
                 await self.progress.report_step(job_id, UploadStep.done, stored.stats)
                 return stored.to_public()
@@ -324,10 +346,10 @@ class UploadPipelineDeployment:
             # Stamped here so the synchronous answer carries the time the row will have.
             cv.created_at = datetime.now(UTC)
             self.progress.report_step(job_id, UploadStep.storing, cv.stats)
-            await self._write_cv(cv)
-            await self._unless_deleted(record)
+            await self._write_cv((where.store, cv))
+            await self._unless_deleted(where, record)
         except ProcessingError as e:
-            await self._fail(record, e)
+            await self._fail(where, record, e)
             raise
         except (RayError, RayServeException, OSError, RuntimeError) as e:
             # Not the document's fault (a replica died, a backend timed out, storage
@@ -338,31 +360,31 @@ class UploadPipelineDeployment:
             # A bug of ours this document trips: trying again would trip it again.
             err = ProcessingError(Stage.store, ErrorCode.internal_error, f"processing failed ({type(e).__name__})")
             logger.error("upload %s: %s", cv_id, type(e).__name__)
-            await self._fail(record, err)
+            await self._fail(where, record, err)
             raise err from e
         await self.progress.report_step(job_id, UploadStep.done, cv.stats)
         metrics.record_processed("upload")
         logger.info("upload %s stored (%d skills)", cv_id, cv.stats.skills_count)
         return cv.to_public()
 
-    async def _fail(self, record: UploadRecord, err: ProcessingError) -> None:
+    async def _fail(self, where: TenantData, record: UploadRecord, err: ProcessingError) -> None:
         metrics.record_failure(err.stage, err.code)
         logger.info("upload %s failed at %s: %s", record.cv_id, err.stage, err.code)
         await self.progress.report_step(record.job_id, UploadStep.failed, error=err)
-        await self._drop_bytes(record)
+        await self._drop_bytes(where, record)
 
-    async def _drop_bytes(self, record: UploadRecord) -> None:
+    async def _drop_bytes(self, where: TenantData, record: UploadRecord) -> None:
         """Keep a failed upload's record without its bytes and the client's file name.
 
         The failure stays readable through the progress job, which the record points at.
         """
         anonymous = record.model_copy(update={"filename": None, "content_type": None})
         try:
-            await asyncio.to_thread(self.blobs.put, "upload", record.cv_id, anonymous.pack())
+            await asyncio.to_thread(where.blobs.put, "upload", record.cv_id, anonymous.pack())
         except BlobStoreError as e:
             logger.warning("upload %s: a failed upload's bytes not removed: %s", record.cv_id, e.__cause__ or e)
 
-    async def _unless_deleted(self, record: UploadRecord) -> None:
+    async def _unless_deleted(self, where: TenantData, record: UploadRecord) -> None:
         """Take back a row just written for an upload that was deleted meanwhile.
 
         DELETE removes the upload's blob before its row, and this runs after the row is
@@ -372,16 +394,20 @@ class UploadPipelineDeployment:
         Raises:
             UnknownDocument: the upload was deleted while it was processed.
         """
-        found = await asyncio.to_thread(read_upload, self.blobs, record.cv_id)
+        found = await asyncio.to_thread(read_upload, where.blobs, record.cv_id)
         if found is not None and found[0].job_id == record.job_id:
             return
-        await asyncio.to_thread(self.store.delete_cv, record.cv_id)
+        await asyncio.to_thread(where.store.delete_cv, record.cv_id)
         logger.info("upload %s was deleted while processed; its row is removed", record.cv_id)
         raise UnknownDocument(f"CV {record.cv_id} was deleted while it was processed")
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.02)
-    async def _write_cv(self, records: list[CVRecord]) -> list[None]:
-        # One LanceDB commit for every upload that reached this point together: commits,
-        # not rows, are what cost time and conflict.
-        await asyncio.to_thread(self.store.upsert_cvs, records)
-        return [None] * len(records)
+    async def _write_cv(self, rows: list[tuple[Store, CVRecord]]) -> list[None]:
+        # One LanceDB commit per tenant for every upload that reached this point together:
+        # commits, not rows, are what cost time and conflict.
+        by_store: dict[int, tuple[Store, list[CVRecord]]] = {}
+        for store, record in rows:
+            by_store.setdefault(id(store), (store, []))[1].append(record)
+        for store, records in by_store.values():
+            await asyncio.to_thread(store.upsert_cvs, records)
+        return [None] * len(rows)

@@ -15,7 +15,7 @@ from typing import Any
 
 from ray.exceptions import RayError
 
-from cvmatch_ray.progress import ProgressClient, ProgressError
+from cvmatch_ray.progress import ProgressClient, ProgressError, QueuedJob
 from cvmatch_ray.serve.errors import ServiceUnavailable
 from cvmatch_ray.serve.upload_worker import UploadRecord, read_upload
 from cvmatch_ray.storage.blobs import BlobStore, BlobStoreError
@@ -141,10 +141,10 @@ class UploadQueueSender:
 
     def __init__(self, progress: ProgressClient) -> None:
         self.progress = progress
-        self._to_send: list[tuple[tuple[str, str], asyncio.Future[None]]] = []
+        self._to_send: list[tuple[QueuedJob, asyncio.Future[None]]] = []
         self._sending: asyncio.Task[None] | None = None
 
-    def put(self, job_id: str, cv_id: str) -> asyncio.Future[None]:
+    def put(self, job: QueuedJob) -> asyncio.Future[None]:
         """Put an accepted upload's job in line (the queue ignores a job it has).
 
         Returns:
@@ -152,7 +152,7 @@ class UploadQueueSender:
             could not be reached.
         """
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._to_send.append(((job_id, cv_id), done))
+        self._to_send.append((job, done))
         if self._sending is None:
             self._sending = asyncio.get_running_loop().create_task(self._send())
         return done
