@@ -859,25 +859,26 @@ def test_a_delete_wins_over_a_row_written_in_flight(tmp_path) -> None:
     from test_store import _cv
 
     from cvmatch_ray.errors import UnknownDocument
-    from cvmatch_ray.serve.upload_worker import UploadPipelineDeployment
+    from cvmatch_ray.serve.upload_worker import TenantData, UploadPipelineDeployment
 
     worker = object.__new__(UploadPipelineDeployment.func_or_class)
-    worker.blobs, worker.store = BlobStore(str(tmp_path)), Store(str(tmp_path))
+    # No other writer here: erasure need not wait for one.
+    where = TenantData(Store(str(tmp_path), erase_grace=timedelta(0)), BlobStore(str(tmp_path)))
     cv = _cv(1)
     record = UploadRecord(cv_id=cv.cv_id, job_id=new_upload_job_id(), size=3, accepted_at=datetime.now(UTC))
-    worker.blobs.put("upload", cv.cv_id, record.pack(b"abc"))
-    worker.store.upsert_cvs([cv])
-    asyncio.run(worker._unless_deleted(record))  # still wanted: kept
-    assert worker.store.has_cv(cv.cv_id)
+    where.blobs.put("upload", cv.cv_id, record.pack(b"abc"))
+    where.store.upsert_cvs([cv])
+    asyncio.run(worker._unless_deleted(where, record))  # still wanted: kept
+    assert where.store.has_cv(cv.cv_id)
 
-    worker.blobs.delete("upload", cv.cv_id)  # what DELETE does first
+    where.blobs.delete("upload", cv.cv_id)  # what DELETE does first
     with pytest.raises(UnknownDocument):
-        asyncio.run(worker._unless_deleted(record))
-    assert not worker.store.has_cv(cv.cv_id)
+        asyncio.run(worker._unless_deleted(where, record))
+    assert not where.store.has_cv(cv.cv_id)
 
-    worker.store.upsert_cvs([cv])  # a later attempt owns the upload now: this one's row goes too
+    where.store.upsert_cvs([cv])  # a later attempt owns the upload now: this one's row goes too
     later = record.model_copy(update={"job_id": new_upload_job_id()})
-    worker.blobs.put("upload", cv.cv_id, later.pack(b"abc"))
+    where.blobs.put("upload", cv.cv_id, later.pack(b"abc"))
     with pytest.raises(UnknownDocument):
-        asyncio.run(worker._unless_deleted(record))
-    assert not worker.store.has_cv(cv.cv_id)
+        asyncio.run(worker._unless_deleted(where, record))
+    assert not where.store.has_cv(cv.cv_id)
