@@ -43,22 +43,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+#: This run's Ray dashboard (the state API of the cluster it started, never "auto").
+DASHBOARD: dict[str, str] = {}
+
+
 def _replica_pids(deployment: str) -> list[int]:
     from ray.util.state import list_actors
 
     from cvmatch_ray.serve.app import APP_NAME
 
     return [
-        a.pid for a in list_actors(filters=[("state", "=", "ALIVE")], detail=True, limit=1000)
+        a.pid
+        for a in list_actors(address=DASHBOARD["url"], filters=[("state", "=", "ALIVE")], detail=True, limit=1000)
         if a.class_name == f"ServeReplica:{APP_NAME}:{deployment}"
     ]
 
 
 def _sigkill(deployment: str) -> str:
-    pids = _replica_pids(deployment)
+    deadline = time.monotonic() + 60
+    while not (pids := _replica_pids(deployment)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # a replacement still starting: kill it once it is up
+    killed = 0
     for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    return f"SIGKILL {deployment} x{len(pids)}"
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except ProcessLookupError:
+            pass  # the state API still listed one that is gone
+    return f"SIGKILL {deployment} x{killed}"
 
 
 def _kill_progress(settings) -> str:
@@ -153,7 +165,6 @@ def run_schedule(name: str, url: str, settings, files: Sequence[Path], timeout_s
     accepted = [r.json()["cv_id"] for r in responses if r.status_code == 202]
     refused = [r.status_code for r in responses if r.status_code != 202]
     if name in ("extractor", "pipeline"):
-        time.sleep(1.0)
         at_kill()  # once more, on the replacement, while the backlog is processed
     last_kill = time.monotonic()
     final = _wait_uploads(client, accepted, timeout_s)
@@ -225,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ray_namespace="chaos",
     )
     settings = app_args.to_settings()
-    ray.init(namespace="chaos", log_to_driver=False, include_dashboard=True)
+    context = ray.init(namespace="chaos", log_to_driver=False, include_dashboard=True)
+    DASHBOARD["url"] = f"http://{context.dashboard_url}"
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(app_args), name=APP_NAME, route_prefix="/")
