@@ -29,7 +29,6 @@ from cvmatch_ray.match.rank import jd_features
 from cvmatch_ray.match.scoring import JDFeatures, score_table
 from cvmatch_ray.pipelines.resources import stage_options
 from cvmatch_ray.progress import JobStatus, ProgressClient
-from cvmatch_ray.schemas import MatchResult
 from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ WRITE_INTERVAL_S = 1.0
 @dataclass(frozen=True)
 class ChunkOutput:
     index: int
-    results: list[MatchResult]
+    results: list[tuple[str, str, float, str]]  # (jd_id, cv_id, score, MatchResult JSON): cheap to pickle
     missing: list[str]
     seconds: float
 
@@ -97,7 +96,9 @@ def score_chunks(
     batch = score_table(jd, _store(settings).read_cv_features(ids), weights)
     # Each CV's score depends on its own row only, so one pass over many chunks gives every
     # chunk the results it would get alone.
-    by_id = dict(zip(batch.cv_ids.tolist(), batch.results(), strict=True))
+    by_id = {
+        r.cv_id: (r.jd_id, r.cv_id, float(r.score), r.model_dump_json()) for r in batch.results()
+    }
     seconds = (time.perf_counter() - start) / max(1, len(chunks))
     return [
         ChunkOutput(
@@ -207,7 +208,7 @@ def _write_and_report(
     a chunk is reported only once its results are stored. Returns the job's status."""
     results = [r for out, _ in scored for r in out.results]
     if results:
-        store.write_matches(job_id, results)
+        store.write_match_rows(job_id, results)
     for out, _ in scored:
         metrics.observe_latency("match_chunk", out.seconds)
     metrics.record_match_chunks(len(scored))
