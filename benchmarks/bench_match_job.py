@@ -25,7 +25,7 @@ from rich.table import Table
 from cvmatch_ray.config import Settings
 from cvmatch_ray.match.features import CVFeatures
 from cvmatch_ray.match.rank import jd_features
-from cvmatch_ray.match.scoring import score_pair
+from cvmatch_ray.match.scoring import score_pair, score_table
 from cvmatch_ray.pipelines.matching import create_match_job, run_plan
 from cvmatch_ray.storage.tables import Store
 
@@ -40,6 +40,14 @@ def _sequential(store: Store, jd_id: str, ids: list[str]) -> float:
         rec = store.get_cv(cv_id)
         results.append(score_pair(CVFeatures.from_profile(cv_id, rec.profile, rec.vectors), jd))
     results.sort(key=lambda r: (-r.score, r.cv_id))
+    return time.perf_counter() - start
+
+
+def _in_process(store: Store, jd_id: str, ids: list[str]) -> float:
+    """The same CVs read and scored in this process, every result built, nothing written."""
+    start = time.perf_counter()
+    jd = jd_features(store, jd_id)
+    score_table(jd, store.read_cv_features(ids)).results()
     return time.perf_counter() - start
 
 
@@ -132,14 +140,16 @@ def main() -> None:
         memory = Table(title=f"Peak RSS of a matching job (driver + Ray workers, chunks of {args.chunk_size})")
         # Summed worker RSS is left out: it counts every ray:: process on the machine,
         # however many Ray starts and reaps (and any other Ray instance's).
-        for col in ("CVs", "job (s)", "driver before (MB)", "driver peak (MB)", "largest worker (MB)"):
+        for col in ("CVs", "job (s)", "in process (s)", "driver before (MB)", "driver peak (MB)",
+                    "largest worker (MB)"):
             memory.add_column(col, justify="right")
         mb = 1024 * 1024
         for n in args.rss_sizes:
             before = RssSampler._rss("self")
             with RssSampler() as rss:
                 seconds = _job(settings, jd_id, ids[:n], args.chunk_size)
-            memory.add_row(f"{n:,}", f"{seconds:.1f}", f"{before / mb:.0f}", f"{rss.peak_driver / mb:.0f}",
+            alone = _in_process(store, jd_id, ids[:n])
+            memory.add_row(f"{n:,}", f"{seconds:.1f}", f"{alone:.1f}", f"{before / mb:.0f}", f"{rss.peak_driver / mb:.0f}",
                            f"{rss.peak_worker / mb:.0f}")
     console = Console()
     console.print(speed)

@@ -97,6 +97,19 @@ def test_chunk_reports_are_monotonic_and_idempotent(book: ProgressBook) -> None:
     assert done.percent == 100.0 and done.eta_seconds == 0.0 and done.finished_at is not None
 
 
+def test_chunks_reported_together_count_as_reported_one_by_one(book: ProgressBook) -> None:
+    book.create("m1", "match", total=100, total_chunks=4, jd_id="jd1")
+    book.chunk_done("m1", 1, 25)
+    fail = [{"item_id": "cv9", "stage": "match", "reason": "no stored CV with this id"}]
+    p = book.chunks_done("m1", [(0, 25, []), (1, 25, []), (3, 25, fail)])  # chunk 1 again: counted once
+    assert (p.status, p.processed, p.failed, p.current_chunk, p.percent) == (JobStatus.running, 75, 1, 3, 75.0)
+    assert [f.item_id for f in p.failures] == ["cv9"]
+    # One bad report counts none of its batch.
+    with pytest.raises(InvalidReportError):
+        book.chunks_done("m1", [(2, 25, []), (4, 25, [])])
+    assert book.get("m1").current_chunk == 3
+
+
 def test_terminal_states_are_final(book: ProgressBook) -> None:
     book.create("m1", "match", total=10, total_chunks=2)
     book.chunk_done("m1", 0, 5)

@@ -1,11 +1,12 @@
 """Chunked parallel matching of one JD against many stored CVs.
 
-The CV ids are cut into chunks; each chunk is a Ray task that reads its CVs' scoring
-columns from LanceDB and scores them with the core vectorized scorer. The job's driver (a
-detached actor for API jobs, ``match_driver.py``; the caller's process for the CLI and
-batch jobs) keeps a
-bounded number of chunks in flight, writes each chunk's results as it arrives (one writer,
-so no commit conflicts) and reports to the progress actor. Any chunk size or parallelism
+The CV ids are cut into chunks (the progress granularity); a Ray task takes a run of
+several chunks, reads their CVs' scoring columns from LanceDB in one query and scores them
+in one pass of the core vectorized scorer. The job's driver (a detached actor for API jobs,
+``match_driver.py``; the caller's process for the CLI and batch jobs) keeps a bounded
+number of tasks in flight, gathers the scored chunks and writes their results in one
+commit per batch (one writer, so no commit conflicts), then reports the batch's chunks to
+the progress actor in one call. Any chunk size or parallelism
 gives the same results as the in-process path, and memory stays bounded by the chunks in
 flight, not by the number of CVs.
 """
@@ -28,7 +29,6 @@ from cvmatch_ray.match.rank import jd_features
 from cvmatch_ray.match.scoring import JDFeatures, score_table
 from cvmatch_ray.pipelines.resources import stage_options
 from cvmatch_ray.progress import JobStatus, ProgressClient
-from cvmatch_ray.schemas import MatchResult
 from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
@@ -56,31 +56,67 @@ def _cached_store(uri: str, store_json: str) -> Store:
     return Store.open(uri, StoreSettings.model_validate_json(store_json))
 
 
+# A task scores several chunks: one read and one vectorized pass for all of them. At most
+# this many CVs a task (about a second of scoring), and about this many tasks per slot of
+# parallelism, so a job's progress still moves in several steps and its workers share it.
+TASK_MAX_CVS = 5_000
+TASKS_PER_SLOT = 4
+# Scored chunks wait in the driver until this many of the job's chunks (at least two) or
+# this many seconds have gathered, and are then written in one commit and reported together.
+WRITES_PER_JOB = 16
+WRITE_INTERVAL_S = 1.0
+
+
 @dataclass(frozen=True)
 class ChunkOutput:
     index: int
-    results: list[MatchResult]
+    results: list[tuple[str, str, float, str]]  # (jd_id, cv_id, score, MatchResult JSON): cheap to pickle
     missing: list[str]
     seconds: float
 
 
-def score_chunk(
-    settings: Settings, jd: JDFeatures, cv_ids: list[str], index: int, weights: ScoreWeights
-) -> ChunkOutput:
-    """Score one chunk of stored CVs; ids not in the store come back as ``missing``."""
+def chunks_per_task(n_chunks: int, chunk_size: int, parallelism: int) -> int:
+    """How many of a job's ``n_chunks`` chunks one scoring task takes."""
+    spread = -(-n_chunks // (parallelism * TASKS_PER_SLOT))
+    return max(1, min(spread, TASK_MAX_CVS // chunk_size))
+
+
+def chunks_per_write(total_chunks: int) -> int:
+    """How many scored chunks the driver gathers before it writes and reports them."""
+    return max(2, -(-total_chunks // WRITES_PER_JOB))
+
+
+def score_chunks(
+    settings: Settings, jd: JDFeatures, chunks: list[tuple[int, list[str]]], weights: ScoreWeights
+) -> list[ChunkOutput]:
+    """Score several chunks ``(index, cv_ids)`` of stored CVs with one read and one scoring
+    pass; ids not in the store come back as their chunk's ``missing``."""
     start = time.perf_counter()
-    table = _store(settings).read_cv_features(cv_ids)
-    batch = score_table(jd, table, weights)
-    found = set(batch.cv_ids.tolist())
-    return ChunkOutput(
-        index=index,
-        results=batch.results(),
-        missing=[c for c in cv_ids if c not in found],
-        seconds=time.perf_counter() - start,
-    )
+    ids = [c for _, chunk in chunks for c in chunk]
+    batch = score_table(jd, _store(settings).read_cv_features(ids), weights)
+    # Each CV's score depends on its own row only, so one pass over many chunks gives every
+    # chunk the results it would get alone.
+    by_id = {
+        r.cv_id: (r.jd_id, r.cv_id, float(r.score), r.model_dump_json()) for r in batch.results()
+    }
+    seconds = (time.perf_counter() - start) / max(1, len(chunks))
+    return [
+        ChunkOutput(
+            index=index,
+            results=[by_id[c] for c in chunk if c in by_id],
+            missing=[c for c in chunk if c not in by_id],
+            seconds=seconds,
+        )
+        for index, chunk in chunks
+    ]
 
 
-_score_chunk_task = ray.remote(score_chunk)
+_score_chunks_task = ray.remote(score_chunks)
+
+
+def _failed_chunk(index: int, cv_ids: list[str], error: ray.exceptions.RayError) -> tuple[ChunkOutput, list[dict]]:
+    reason = f"chunk failed: {type(error).__name__}"
+    return ChunkOutput(index, [], [], 0.0), [{"item_id": c, "stage": "match", "reason": reason} for c in cv_ids]
 
 
 def run_match_job(
@@ -106,9 +142,10 @@ def run_match_job(
         progress.call("finish", job_id, JobStatus.failed, str(e))
         return JobStatus.failed
     ids = list(cv_ids)
-    chunks = chunked(ids, chunk_size or settings.match_chunk_size)
+    size = chunk_size or settings.match_chunk_size
+    chunks = chunked(ids, size)
     limit = parallelism or settings.match_parallelism
-    task = _score_chunk_task.options(**stage_options(settings)["match_chunk"].remote_options())
+    task = _score_chunks_task.options(**stage_options(settings)["match_chunk"].remote_options())
     job = progress.call("start", job_id)
     if job.status.is_terminal():
         return job.status  # cancelled before it started, or finished by an earlier driver
@@ -117,42 +154,67 @@ def run_match_job(
     done = {i for start, end in progress.call("done_chunks", job_id) for i in range(start, end + 1)}
     todo = [i for i in range(len(chunks)) if i not in done]
     logger.info("match job %s: %d CVs in %d chunks (%d to go)", job_id, len(ids), len(chunks), len(todo))
+    per_task = chunks_per_task(len(todo), size, limit)
+    groups = [todo[i : i + per_task] for i in range(0, len(todo), per_task)]
+    per_write = chunks_per_write(len(chunks))
 
-    in_flight: dict[ray.ObjectRef, int] = {}
-    next_chunk = 0  # position in todo
-    while next_chunk < len(todo) or in_flight:
-        while next_chunk < len(todo) and len(in_flight) < limit:
-            index = todo[next_chunk]
-            in_flight[task.remote(settings, jd, chunks[index], index, settings.weights)] = index
-            next_chunk += 1
-        [done], _ = ray.wait(list(in_flight), num_returns=1)
-        index = in_flight.pop(done)
-        try:
-            out: ChunkOutput = ray.get(done)
-        except ray.exceptions.RayError as e:
-            # A chunk that cannot be scored fails its own CVs, not the job.
-            logger.warning("match job %s: chunk %d failed: %s", job_id, index, type(e).__name__)
-            failures = [{"item_id": c, "stage": "match", "reason": f"chunk failed: {type(e).__name__}"} for c in chunks[index]]
-            out = ChunkOutput(index, [], [], 0.0)
-        else:
-            failures = [{"item_id": c, "stage": "match", "reason": "no stored CV with this id"} for c in out.missing]
-            if out.results:
-                store.write_matches(job_id, out.results)
-        metrics.observe_latency("match_chunk", out.seconds)
-        metrics.record_match_chunks()
-        metrics.record_processed("match", len(out.results))
-        report = progress.call("chunk_done", job_id, index, len(chunks[index]), failures)
-        if report.status == JobStatus.cancelled:
-            for ref in in_flight:
-                ray.cancel(ref)
-            logger.info("match job %s cancelled after %d of %d chunks", job_id, report.current_chunk, len(chunks))
-            return JobStatus.cancelled
+    in_flight: dict[ray.ObjectRef, list[int]] = {}
+    scored: list[tuple[ChunkOutput, list[dict]]] = []  # scored, not yet written nor reported
+    last_write = time.monotonic()
+    next_group = 0
+    while next_group < len(groups) or in_flight:
+        while next_group < len(groups) and len(in_flight) < limit:
+            group = groups[next_group]
+            in_flight[task.remote(settings, jd, [(i, chunks[i]) for i in group], settings.weights)] = group
+            next_group += 1
+        wait_s = max(0.0, last_write + WRITE_INTERVAL_S - time.monotonic()) if scored else None
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=wait_s)
+        if ready:  # and whatever else has finished meanwhile
+            ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=0)
+        for ref in ready:
+            group = in_flight.pop(ref)
+            try:
+                outs: list[ChunkOutput] = ray.get(ref)
+            except ray.exceptions.RayError as e:
+                # A task that cannot score its chunks fails their CVs, not the job.
+                logger.warning("match job %s: chunks %d-%d failed: %s", job_id, group[0], group[-1], type(e).__name__)
+                scored.extend(_failed_chunk(i, chunks[i], e) for i in group)
+                continue
+            for out in outs:
+                missing = [{"item_id": c, "stage": "match", "reason": "no stored CV with this id"} for c in out.missing]
+                scored.append((out, missing))
+        finished = next_group == len(groups) and not in_flight
+        if scored and (finished or len(scored) >= per_write or time.monotonic() - last_write >= WRITE_INTERVAL_S):
+            status = _write_and_report(store, progress, job_id, chunks, scored)
+            scored, last_write = [], time.monotonic()
+            if status == JobStatus.cancelled:
+                for ref in in_flight:
+                    ray.cancel(ref)
+                logger.info("match job %s cancelled", job_id)
+                return JobStatus.cancelled
 
     failed_items = progress.call("get", job_id).failed  # this driver's and any earlier one's
     status = JobStatus.failed if ids and failed_items == len(ids) else JobStatus.succeeded
     progress.call("finish", job_id, status, "every CV failed" if status is JobStatus.failed else None)
     logger.info("match job %s %s: %d CVs, %d failed", job_id, status.value, len(ids), failed_items)
     return status
+
+
+def _write_and_report(
+    store: Store, progress: ProgressClient, job_id: str, chunks: list[list[str]],
+    scored: list[tuple[ChunkOutput, list[dict]]],
+) -> JobStatus:
+    """Write the results of scored chunks in one commit, then report them in one call:
+    a chunk is reported only once its results are stored. Returns the job's status."""
+    results = [r for out, _ in scored for r in out.results]
+    if results:
+        store.write_match_rows(job_id, results)
+    for out, _ in scored:
+        metrics.observe_latency("match_chunk", out.seconds)
+    metrics.record_match_chunks(len(scored))
+    metrics.record_processed("match", len(results))
+    reports = [(out.index, len(chunks[out.index]), failures) for out, failures in scored]
+    return progress.call("chunks_done", job_id, reports).status
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,12 @@ class ProgressBookActor:
         """See :meth:`ProgressBook.chunk_done`."""
         return self._book.chunk_done(job_id, chunk_index, processed, failures)
 
+    def chunks_done(
+        self, job_id: str, reports: Sequence[tuple[int, int, Sequence[FailureRecord | Mapping[str, Any]]]]
+    ) -> JobProgress:
+        """See :meth:`ProgressBook.chunks_done`."""
+        return self._book.chunks_done(job_id, reports)
+
     def set_step(self, job_id: str, step: UploadStep, stats: CVStats | None = None, **error: str | None) -> JobProgress:
         """See :meth:`ProgressBook.set_step` (``error``, ``error_code``, ``error_stage``)."""
         return self._book.set_step(job_id, step, stats, **error)

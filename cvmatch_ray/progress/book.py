@@ -182,29 +182,54 @@ class ProgressBook(QueuedJobs):
             InvalidReportError: negative counts, more failures than processed items, or a
                 chunk index past ``total_chunks``.
         """
-        records = [f if isinstance(f, FailureRecord) else FailureRecord.model_validate(f) for f in failures]
-        if chunk_index < 0 or processed < 0 or len(records) > processed:
-            raise InvalidReportError(
-                f"job {job_id}: chunk {chunk_index} reports {processed} processed, {len(records)} failures"
-            )
+        return self.chunks_done(job_id, [(chunk_index, processed, failures)])
+
+    def chunks_done(
+        self,
+        job_id: str,
+        reports: Sequence[tuple[int, int, Sequence[FailureRecord | Mapping[str, Any]]]],
+    ) -> JobProgress:
+        """Count several finished chunks, ``(chunk_index, processed, failures)`` each, as
+        :meth:`chunk_done` does one, with one table write for all of them.
+
+        Every report is checked before any is counted, so a bad one counts none.
+
+        Raises:
+            JobNotFoundError: unknown job.
+            InvalidReportError: as :meth:`chunk_done`, for any of the reports.
+        """
+        checked: list[tuple[int, int, list[FailureRecord]]] = []
+        for chunk_index, processed, failures in reports:
+            records = [f if isinstance(f, FailureRecord) else FailureRecord.model_validate(f) for f in failures]
+            if chunk_index < 0 or processed < 0 or len(records) > processed:
+                raise InvalidReportError(
+                    f"job {job_id}: chunk {chunk_index} reports {processed} processed, {len(records)} failures"
+                )
+            checked.append((chunk_index, processed, records))
         with self._lock:
             record = self._require(job_id)
             p = record.progress
             if p.status.is_terminal():
                 return self._snapshot(record)
-            if p.total_chunks and chunk_index >= p.total_chunks:
-                raise InvalidReportError(f"job {job_id}: chunk {chunk_index} of {p.total_chunks}")
-            if not record.chunks.add(chunk_index):
-                logger.debug("job %s: chunk %d already counted", job_id, chunk_index)
-                return self._snapshot(record)
+            for chunk_index, _, _ in checked:
+                if p.total_chunks and chunk_index >= p.total_chunks:
+                    raise InvalidReportError(f"job {job_id}: chunk {chunk_index} of {p.total_chunks}")
             now = self._clock()
+            counted = 0
+            for chunk_index, processed, records in checked:
+                if not record.chunks.add(chunk_index):
+                    logger.debug("job %s: chunk %d already counted", job_id, chunk_index)
+                    continue
+                counted += 1
+                p.processed += processed
+                p.failed += len(records)
+                room = MAX_FAILURES_KEPT - len(p.failures)
+                if room > 0:
+                    p.failures.extend(records[:room])
+            if not counted:
+                return self._snapshot(record)
             if p.status == JobStatus.queued:
                 record.start(now)
-            p.processed += processed
-            p.failed += len(records)
-            room = MAX_FAILURES_KEPT - len(p.failures)
-            if room > 0:
-                p.failures.extend(records[:room])
             p.current_chunk = record.chunks.count
             record.last_chunk_at = now
             record.update_rate(now)

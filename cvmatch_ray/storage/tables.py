@@ -466,23 +466,28 @@ class Store(CVSearch):
 
     def write_matches(self, job_id: str, results: Sequence[MatchResult]) -> None:
         """Store a job's match results, one row per CV; writing a CV again replaces it."""
+        self.write_match_rows(job_id, [(r.jd_id, r.cv_id, float(r.score), r.model_dump_json()) for r in results])
+
+    def write_match_rows(self, job_id: str, rows: Sequence[tuple[str, str, float, str]]) -> None:
+        """:meth:`write_matches` for results already serialized, ``(jd_id, cv_id, score,
+        MatchResult JSON)`` each: what a Ray task sends back costs a string, not a pickled model."""
         validate_job_id(job_id)
         now = _now()
-        rows: dict[str, dict[str, Any]] = {}
-        for r in results:
-            key = f"{job_id}:{validate_id(r.cv_id, 'cv_id')}"
-            rows[key] = {
+        by_key: dict[str, dict[str, Any]] = {}
+        for jd_id, cv_id, score, result_json in rows:
+            key = f"{job_id}:{validate_id(cv_id, 'cv_id')}"
+            by_key[key] = {
                 "match_key": key,
                 "job_id": job_id,
-                "jd_id": validate_id(r.jd_id, "jd_id"),
-                "cv_id": r.cv_id,
-                "score": float(r.score),
-                "result_json": r.model_dump_json(),
+                "jd_id": validate_id(jd_id, "jd_id"),
+                "cv_id": cv_id,
+                "score": float(score),
+                "result_json": result_json,
                 "created_at": now,
             }
-        self._merge(MATCHES, "match_key", list(rows.values()))
-        if rows:
-            logger.info("job %s: stored %d match results", job_id, len(rows))
+        self._merge(MATCHES, "match_key", list(by_key.values()))
+        if by_key:
+            logger.info("job %s: stored %d match results", job_id, len(by_key))
 
     def read_matches(self, job_id: str, *, limit: int | None = None) -> list[MatchResult]:
         """A job's match results, best score first, ties by ``cv_id``.
