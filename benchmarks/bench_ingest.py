@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
+from _report import emit
 from rich.table import Table
 
 
@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=240)
     parser.add_argument("--modes", nargs="+", default=["local", "ray"], choices=["local", "ray"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
     if args.child:
         mode, files, db = json.loads(args.child)
@@ -96,8 +97,7 @@ def main() -> None:
             f"{len(files) / r['seconds']:.2f}", f"{len(files) / r['work']:.2f}", f"{r['peak_rss_mb']:.0f}",
             f"{base / r['seconds']:.2f}x" if base else "-",
         )
-    Console().print(table)
-    print(f"load average at end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    emit([table], as_json=args.json, load_average_at_end=round(os.getloadavg()[0], 1), cpus=os.cpu_count())
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ import threading
 import time
 
 import ray
+from _report import emit
 from _synthetic import fill
-from rich.console import Console
 from rich.table import Table
 
 from cvmatch_ray.config import Settings
@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[300])
     parser.add_argument("--rss-sizes", type=int, nargs="+", default=[1000, 10_000])
     parser.add_argument("--chunk-size", type=int, default=50)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, namespace="bench")
 
@@ -151,10 +152,7 @@ def main() -> None:
             alone = _in_process(store, jd_id, ids[:n])
             memory.add_row(f"{n:,}", f"{seconds:.1f}", f"{alone:.1f}", f"{before / mb:.0f}", f"{rss.peak_driver / mb:.0f}",
                            f"{rss.peak_worker / mb:.0f}")
-    console = Console()
-    console.print(speed)
-    console.print(memory)
-    print(f"load average at end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    emit([speed, memory], as_json=args.json, load_average_at_end=round(os.getloadavg()[0], 1), cpus=os.cpu_count())
 
 
 if __name__ == "__main__":

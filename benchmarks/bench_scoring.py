@@ -9,12 +9,13 @@ loop (get each CV, score_pair) measured in the same run on the same store. Synth
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
 
+from _report import emit
 from _synthetic import fill
-from rich.console import Console
 from rich.table import Table
 
 from cvmatch_ray.match.features import CVFeatures
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[300, 10_000])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--loop-max", type=int, default=300, help="Largest size the per-pair loop is timed at.")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
 
     table = Table(title="JD vs stored CVs (median of runs, store read included)")
@@ -64,7 +66,7 @@ def main() -> None:
                 table.add_row(f"{n:,}", f"{vec:.3f}", f"{n / vec:,.0f}", f"{slow:.2f}", f"{slow / vec:.0f}x")
             else:
                 table.add_row(f"{n:,}", f"{vec:.3f}", f"{n / vec:,.0f}", "-", "-")
-    Console().print(table)
+    emit([table], as_json=args.json, load_average=round(os.getloadavg()[0], 1), cpus=os.cpu_count())
 
 
 if __name__ == "__main__":
