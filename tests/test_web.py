@@ -209,6 +209,7 @@ def test_match_ranks_like_the_api_with_chips_evidence_and_csv(page: Page, api: h
     page.until(lambda: page.find("#ranking").get_attribute("data-complete") == "true", message="the match did not end")
     job_id = page.find("#ranking").get_attribute("data-job-id")
     assert "3 of 3 chunks" in page.find("#match-status").text
+    assert not page.find("#match-cancel").is_displayed()  # offered only while a job runs
     body = api.get(f"/api/match-results/{job_id}").json()
     assert body["complete"] and body["count"] == 3
     results = body["results"]

@@ -116,6 +116,7 @@ async function runMatch(event) {
   button.disabled = true;
   const barNode = document.getElementById("match-bar");
   const status = document.getElementById("match-status");
+  const cancel = document.getElementById("match-cancel");
   document.getElementById("match-progress").hidden = false;
   barNode.value = 0;
   status.textContent = "starting…";
@@ -123,6 +124,8 @@ async function runMatch(event) {
   try {
     const job = await api("/api/match", { method: "POST", json: { jd_id: state.jd.jd_id, chunk_size: chunkSize } });
     state.jobId = job.job_id;
+    cancel.hidden = false;
+    cancel.disabled = false;
     document.getElementById("ranking").dataset.jobId = job.job_id;
     renderRanking();
     for (;;) {
@@ -142,6 +145,21 @@ async function runMatch(event) {
   } catch (err) {
     showError("match-error", describe(err));
   } finally {
+    button.disabled = false;
+    cancel.hidden = true;
+  }
+}
+
+/** Ask the server to stop the running match: no chunk starts after it; results so far stay. */
+async function cancelMatch() {
+  const button = document.getElementById("match-cancel");
+  if (!state.jobId) return;
+  button.disabled = true;
+  try {
+    await api(`/api/match/${encodeURIComponent(state.jobId)}/cancel`, { method: "POST" });
+    announce("Cancelling the match…");
+  } catch (err) {
+    showError("match-error", describe(err));
     button.disabled = false;
   }
 }
@@ -181,6 +199,7 @@ function exportCsv() {
 export function setupMatch({ openProfile, bestJobs, deleteCv }) {
   document.getElementById("jd-form").addEventListener("submit", readJob);
   document.getElementById("match-form").addEventListener("submit", runMatch);
+  document.getElementById("match-cancel").addEventListener("click", cancelMatch);
   document.getElementById("export-csv").addEventListener("click", exportCsv);
   document.querySelector("#ranking-table tbody").addEventListener("click", (e) => {
     const button = e.target.closest("button[data-action]");
