@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=int, default=10_000, help="CV rows in the store for the read timings")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-encoder", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -231,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
         dim = 384
     bench_store(args.pool, dim, rows)
 
+    if args.json:
+        print(json.dumps({"header": header, "rows": [
+            {"measurement": label, "value": round(value, 3), "unit": unit, "vs_baseline": ratio}
+            for label, unit, value, ratio in rows
+        ]}, indent=2))
+        return 0
     print(header)
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement':<{width}}  {'value':>10}  {'unit':<7}  vs baseline")

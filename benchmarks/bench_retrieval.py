@@ -23,6 +23,7 @@ recall@10 / recall@top against the exhaustive ranking.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -112,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=100)
     p.add_argument("--candidates", type=int, default=RetrievalSettings().candidates)
     p.add_argument("--skip-ann", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     store = Store(str(args.db_dir), dim=DIM)
@@ -153,6 +155,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         run("hybrid ANN (IVF_PQ)", settings.model_copy(update={"ann_min_rows": 1}))
 
     base = float(np.median(rows[0][1]))
+    if args.json:
+        print(json.dumps({
+            "cvs": store.count_cvs(), "top": args.top, "queries": args.queries, "candidates": settings.candidates,
+            "cpus": os.cpu_count(), "load_start": round(load, 1), "load_end": round(os.getloadavg()[0], 1),
+            "rows": [
+                {"method": label, "p50_ms": round(float(np.median(lat)), 2), "p99_ms": round(_pct(lat, 99), 2),
+                 "speedup_vs_exhaustive": round(base / float(np.median(lat)), 2), "recall_at_10": round(r10, 4),
+                 "recall_at_top": round(rtop, 4), "step_medians_ms": {k: round(v, 2) for k, v in steps.items()}}
+                for label, lat, steps, r10, rtop in rows
+            ],
+        }, indent=2))
+        return 0
     out = [f"JD vs {store.count_cvs():,} stored CVs, top {args.top}, {args.queries} JDs, {settings.candidates} "
            f"candidates rescored; {os.cpu_count()} CPUs, 1-min load {load:.1f} at start, {os.getloadavg()[0]:.1f} at end",
            "",
