@@ -32,10 +32,10 @@ def _driver_name(job_id: str) -> str:
     return f"cvmatch-match-{job_id}"
 
 
-def read_plan(settings: Settings, job_id: str) -> dict[str, Any] | None:
-    """The stored plan and request metadata of an API match job of ``settings.tenant`` (None
-    if it has none)."""
-    raw = BlobStore(settings.tenant_dir).get("job", job_id)
+def read_plan(blobs: BlobStore, job_id: str) -> dict[str, Any] | None:
+    """The stored plan and request metadata (e.g. ``top_k``) of an API match job, from its
+    tenant's ``blobs`` (None if it has none)."""
+    raw = blobs.get("job", job_id)
     return json.loads(raw) if raw is not None else None
 
 
@@ -50,7 +50,7 @@ class MatchJobDriver:
 
     def _run(self, settings: Settings, job_id: str) -> None:
         try:
-            plan = read_plan(settings, job_id)
+            plan = read_plan(BlobStore(settings.tenant_dir), job_id)
             if plan is None:
                 logger.error("match job %s: no stored plan; ending it", job_id)
                 ProgressClient(settings).call("finish", job_id, JobStatus.failed, "the job's plan was lost")
@@ -119,8 +119,8 @@ def resume_stalled_match_jobs(settings: Settings, progress: ProgressClient, olde
     resumed = []
     for job_id in progress.call("stalled", "match", older_than_s):
         # The job's plan is in its tenant's data, and so is everything its driver reads.
-        settings = settings.model_copy(update={"tenant": progress.call("get", job_id).tenant})
-        if read_plan(settings, job_id) is None:
+        tenant_settings = settings.model_copy(update={"tenant": progress.call("get", job_id).tenant})
+        if read_plan(BlobStore(tenant_settings.tenant_dir), job_id) is None:
             continue
         try:
             driver = ray.get_actor(_driver_name(job_id), namespace=settings.ray_namespace)
@@ -134,6 +134,6 @@ def resume_stalled_match_jobs(settings: Settings, progress: ProgressClient, olde
                 pass
             ray.kill(driver, no_restart=True)  # its thread died: a fresh one takes over
         logger.warning("match job %s stalled; starting its driver again", job_id)
-        start_driver(settings, job_id)
+        start_driver(tenant_settings, job_id)
         resumed.append(job_id)
     return resumed

@@ -9,7 +9,6 @@ settings started it (``JobProgress.tenant``); another tenant's job is answered a
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +18,7 @@ from cvmatch_ray.errors import UnknownDocument
 from cvmatch_ray.ids import validate_id
 from cvmatch_ray.match.rank import rank_jobs
 from cvmatch_ray.match.retrieve import match_pool
-from cvmatch_ray.pipelines.match_driver import submit_match_job
+from cvmatch_ray.pipelines.match_driver import read_plan, submit_match_job
 from cvmatch_ray.progress import JobProgress, JobStatus, ProgressClient
 from cvmatch_ray.serve.errors import InvalidRequest, RequestTooLarge, checked_id
 from cvmatch_ray.serve.models import (
@@ -132,9 +131,9 @@ class MatchingService:
         """
         job = await self._match_job(job_id)
         if top_k is None:
-            raw = await self._blocking(self.blobs.get, "job", job.job_id)
-            if raw is not None:
-                top_k = json.loads(raw).get("top_k")
+            plan = await self._blocking(read_plan, self.blobs, job.job_id)
+            if plan is not None:
+                top_k = plan.get("top_k")
         results = await self._blocking(self.store.read_matches, job.job_id, limit=top_k)
         return MatchResults(
             job_id=job.job_id,
