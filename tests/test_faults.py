@@ -117,6 +117,11 @@ def test_progress_actor_restarted_after_a_burst_loses_no_upload(server, client) 
 
 def _kill_for_good(settings) -> None:
     ray.kill(get_progress_actor(settings), no_restart=True)
+    _wait_name_free(settings)
+
+
+def _wait_name_free(settings) -> None:
+    """Wait until no actor holds the progress actor's name (``ray.kill`` is asynchronous)."""
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -165,20 +170,10 @@ def test_without_a_progress_actor_uploads_and_health_answer_503(server, client) 
         assert r.status_code == 503 and "upload queue is unavailable" in r.json()["detail"], r.text
     finally:
         ray.kill(squatter, no_restart=True)
-    _kill_for_good_gone(settings)
+    _wait_name_free(settings)
     # Once the name is free again, the same file is accepted and processed.
     r = upload(client, pdf_bytes(cv_text(601), title="refused"))
     assert r.status_code == 202, r.text
     final, _ = wait_upload(client, r.json()["cv_id"])
     assert final["status"] == "succeeded"
 
-
-def _kill_for_good_gone(settings) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            ray.get_actor(ACTOR_NAME, namespace=settings.ray_namespace)
-        except ValueError:
-            return
-        assert time.monotonic() < deadline
-        time.sleep(0.1)

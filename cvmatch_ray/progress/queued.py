@@ -81,15 +81,8 @@ class QueuedJobs:
             The ids of the jobs queued again, longest stalled first.
         """
         with self._lock:
-            cutoff = now_dt(self._clock() - older_than_s)
-            # Unfinished jobs are never evicted: memory holds every candidate.
-            stale = [
-                r
-                for r in self._records.values()
-                if r.progress.kind == kind and r.progress.status == JobStatus.running and r.progress.updated_at <= cutoff
-            ]
-            stale.sort(key=lambda r: r.progress.updated_at)
-            return [r.progress.job_id for r in stale[: max(0, limit)] if self._put_back(r, max_attempts)]
+            stale = self._unchanged(kind, older_than_s, running_only=True)[: max(0, limit)]
+            return [r.progress.job_id for r in stale if self._put_back(r, max_attempts)]
 
     def release(self, job_id: str, *, max_attempts: int = 0) -> JobProgress:
         """A worker gives back a running job it could not finish through no fault of the
@@ -134,11 +127,20 @@ class QueuedJobs:
     def stalled(self, kind: JobKind, older_than_s: float) -> list[str]:
         """Ids of unfinished jobs of ``kind`` unchanged for ``older_than_s`` (queued or running)."""
         with self._lock:
-            cutoff = now_dt(self._clock() - older_than_s)
-            return [
-                r.progress.job_id for r in self._records.values()
-                if r.progress.kind == kind and not r.progress.status.is_terminal() and r.progress.updated_at <= cutoff
-            ]
+            return [r.progress.job_id for r in self._unchanged(kind, older_than_s, running_only=False)]
+
+    def _unchanged(self, kind: JobKind, older_than_s: float, *, running_only: bool) -> list[JobRecord]:
+        """Unfinished (or only running) jobs of ``kind`` unchanged for ``older_than_s``, longest
+        unchanged first (caller holds ``_lock``). Unfinished jobs are never evicted: memory
+        holds every candidate."""
+        cutoff = now_dt(self._clock() - older_than_s)
+        found = [
+            r for r in self._records.values()
+            if r.progress.kind == kind and r.progress.updated_at <= cutoff
+            and (r.progress.status == JobStatus.running if running_only else not r.progress.status.is_terminal())
+        ]
+        found.sort(key=lambda r: r.progress.updated_at)
+        return found
 
     def done_chunks(self, job_id: str) -> list[list[int]]:
         """The chunks of ``job_id`` reported done, as inclusive ``[start, end]`` ranges."""
