@@ -33,7 +33,6 @@ a known job title.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import statistics
@@ -43,6 +42,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+
+from dotin_splits import load_docs, select
 
 from cvmatch_ray.schemas import CVProfile
 from cvmatch_ray.standardize.learned import FieldExtractor, load_extractor
@@ -167,15 +168,6 @@ def score_doc(run: Run, doc: dict, values: dict[str, set[str]], tax: Taxonomy) -
         run.lenient[fname].add(pred, gold, ignore)
 
 
-def load_docs(data: Path) -> list[dict]:
-    """The dotin documents from a data folder, the dotin folder or the file."""
-    for cand in (data, data / "dotin_train.jsonl", data / "dotin_resume_ner" / "dotin_train.jsonl"):
-        if cand.is_file():
-            with cand.open(encoding="utf-8") as f:
-                return [json.loads(line) for line in f if line.strip()]
-    raise SystemExit(f"no dotin_train.jsonl under {data}")
-
-
 def evaluate(docs: Iterable[dict], fn: Callable[[str], dict[str, set[str]]], tax: Taxonomy) -> Run:
     run = Run()
     for doc in docs:
@@ -184,22 +176,6 @@ def evaluate(docs: Iterable[dict], fn: Callable[[str], dict[str, set[str]]], tax
         run.seconds.append(time.process_time() - t0)
         score_doc(run, doc, values, tax)
     return run
-
-
-SPLITS = Path(__file__).resolve().parent / "splits"
-
-
-def select(docs: list[dict], split: str) -> list[dict]:
-    """The documents of a named split (see the module docstring)."""
-    if split == "all":
-        return docs
-    held = {ln.strip() for ln in (SPLITS / "dotin_heldout.txt").read_text().splitlines()
-            if ln.strip() and not ln.startswith("#")}
-    if split == "heldout":
-        return [d for d in docs if str(d["id"]) in held]
-    salt = "dev"
-    return [d for d in docs if str(d["id"]) not in held
-            and int(hashlib.sha1(f"{salt}:{d['id']}".encode()).hexdigest(), 16) % 100 < 20]
 
 
 def _table(out, runs: dict[str, Run]) -> None:

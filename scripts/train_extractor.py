@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import hashlib
-import json
 import logging
 import sys
 import time
@@ -29,33 +27,18 @@ from pathlib import Path
 
 import pycrfsuite
 
+ROOT = Path(__file__).resolve().parents[1]
+# The splits are the benchmark's (benchmarks/dotin_splits.py): defined once, next to the list.
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from dotin_splits import heldout_ids, load_docs, select  # noqa: E402
+
 from cvmatch_ray.standardize.learned.extractor import DOTIN_TO_FIELD, MODEL_FILE, spans_from_tags
 from cvmatch_ray.standardize.learned.features import Token, featurize
 from cvmatch_ray.taxonomy import Taxonomy, load_taxonomy
 
-ROOT = Path(__file__).resolve().parents[1]
-HELDOUT = ROOT / "benchmarks" / "splits" / "dotin_heldout.txt"
 DEFAULT_OUT = ROOT / "cvmatch_ray" / "standardize" / "learned" / MODEL_FILE
 
 logger = logging.getLogger("train_extractor")
-
-
-def load_docs(data: Path) -> list[dict]:
-    """The dotin documents from a data folder, the dotin folder or the file."""
-    for cand in (data, data / "dotin_train.jsonl", data / "dotin_resume_ner" / "dotin_train.jsonl"):
-        if cand.is_file():
-            with cand.open(encoding="utf-8") as f:
-                return [json.loads(line) for line in f if line.strip()]
-    raise SystemExit(f"no dotin_train.jsonl under {data}")
-
-
-def bucket(doc_id: str, salt: str) -> int:
-    """A stable 0..99 bucket of a document id (the splits are hashes, not random draws)."""
-    return int(hashlib.sha1(f"{salt}:{doc_id}".encode()).hexdigest(), 16) % 100
-
-
-def heldout_ids() -> set[str]:
-    return {ln.strip() for ln in HELDOUT.read_text().splitlines() if ln.strip() and not ln.startswith("#")}
 
 
 def tags_for(doc: dict, tokens: list[Token]) -> list[str]:
@@ -148,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("%d documents, %d held out, %d for training", len(docs), len(docs) - len(train_docs), len(train_docs))
     dev_docs: list[dict] = []
     if args.dev:
-        dev_docs = [d for d in train_docs if bucket(str(d["id"]), "dev") < 20]
-        train_docs = [d for d in train_docs if bucket(str(d["id"]), "dev") >= 20]
+        dev_docs, train_docs = select(docs, "dev"), select(docs, "train")
         logger.info("dev split: %d documents, training on %d", len(dev_docs), len(train_docs))
     tax = load_taxonomy()
     t0 = time.perf_counter()
