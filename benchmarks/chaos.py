@@ -148,24 +148,23 @@ def run_schedule(name: str, url: str, settings, files: Sequence[Path], timeout_s
     client = httpx.Client(base_url=url, timeout=60)
     kills: list[str] = []
     t0 = time.monotonic()
-    at_kill: Callable[[], None] | None = None
-    if name == "extractor":
-        at_kill = lambda: kills.append(_sigkill("Extractor"))  # noqa: E731
-    elif name == "pipeline":
-        at_kill = lambda: kills.append(_sigkill("UploadPipeline"))  # noqa: E731
-    elif name == "progress":
-        at_kill = lambda: kills.append(_kill_progress(settings))  # noqa: E731
+    # What this schedule kills during the burst (the replicas once more after it).
+    burst_kill: Callable[[], str] | None = {
+        "extractor": lambda: _sigkill("Extractor"),
+        "pipeline": lambda: _sigkill("UploadPipeline"),
+        "progress": lambda: _kill_progress(settings),
+    }.get(name)
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         sent = pool.submit(_upload_all, url, files)
-        if at_kill is not None:
+        if burst_kill is not None:
             time.sleep(1.0)  # in the middle of the burst's processing
-            at_kill()
+            kills.append(burst_kill())
         responses = sent.result()
     accepted = [r.json()["cv_id"] for r in responses if r.status_code == 202]
     refused = [r.status_code for r in responses if r.status_code != 202]
-    if name in ("extractor", "pipeline"):
-        at_kill()  # once more, on the replacement, while the backlog is processed
+    if burst_kill is not None and name in ("extractor", "pipeline"):
+        kills.append(burst_kill())  # once more, on the replacement, while the backlog is processed
     last_kill = time.monotonic()
     final = _wait_uploads(client, accepted, timeout_s)
     ingest_s = time.monotonic() - t0
