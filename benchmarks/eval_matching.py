@@ -291,17 +291,18 @@ class _CachingEmbedder:
         self.dim = embedder.dim
 
     def embed_sections(self, section_texts):
-        from cvmatch_ray.embed import SECTIONS
+        from cvmatch_ray.embed import embed_section_texts
 
-        flat = [d[name] for d in section_texts for name in SECTIONS]
-        todo = list(dict.fromkeys(t for t in flat if t not in self._cache))
+        return embed_section_texts(section_texts, self._encode, self.dim)
+
+    def _encode(self, texts):
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
         if todo:
             self._cache.update(zip(todo, self._embedder.encode(todo), strict=True))
             if self._path is not None:
-                texts = list(self._cache)
-                np.savez(self._path, texts=np.array(texts), vectors=np.stack([self._cache[t] for t in texts]))
-        vectors = np.stack([self._cache[t] for t in flat])
-        return vectors.reshape(len(section_texts), len(SECTIONS), self.dim)
+                cached = list(self._cache)
+                np.savez(self._path, texts=np.array(cached), vectors=np.stack([self._cache[t] for t in cached]))
+        return np.stack([self._cache[t] for t in texts])
 
 
 #: The packages whose code decides a prepared document (extraction, standardization and

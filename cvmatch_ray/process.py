@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import numpy as np
 
 from cvmatch_ray.config import Settings
-from cvmatch_ray.embed import EmptyDocumentError, cv_section_texts, jd_section_texts
+from cvmatch_ray.embed import EmptyDocumentError, SectionText, cv_section_texts, jd_section_texts
 from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage
 from cvmatch_ray.extract import ExtractionError, detect_kind, extract_document
 from cvmatch_ray.ids import document_id
@@ -42,7 +42,7 @@ T = TypeVar("T")
 class SectionEmbedder(Protocol):
     """What the embed step needs of an encoder (``embed.Embedder``)."""
 
-    def embed_sections(self, section_texts: Sequence[dict[str, str]]) -> np.ndarray: ...
+    def embed_sections(self, section_texts: Sequence[dict[str, SectionText]]) -> np.ndarray: ...
 
 
 # ------------------------------------------------------------------ the outcomes
@@ -91,7 +91,7 @@ class Standardized:
     provenance: Provenance  # the standardizer's, with the extractor that read the text
     features: dict[str, Any] | None = None  # a CV's scorer columns, from the features step
 
-    def section_texts(self) -> dict[str, str]:
+    def section_texts(self) -> dict[str, SectionText]:
         """The three texts to embed (blinded for a CV); raises ``EmptyDocumentError``."""
         if isinstance(self.profile, CVProfile):
             return cv_section_texts(self.profile, self.text)
@@ -220,7 +220,7 @@ def embed_batch(items: Sequence[Standardized | Failed], embedder: SectionEmbedde
     fails the documents it was encoding (``embedding_failed``).
     """
     out: list[Processed | Failed] = list(items)  # type: ignore[arg-type]
-    todo: list[tuple[int, Standardized, dict[str, str]]] = []
+    todo: list[tuple[int, Standardized, dict[str, SectionText]]] = []
     for i, item in enumerate(items):
         if isinstance(item, Standardized):
             try:

@@ -13,7 +13,9 @@ import pytest
 from cvmatch_ray.embed import (
     BUNDLED_MODEL_NAME,
     MAX_SECTION_WORDS,
+    HEADLINE_WEIGHT,
     MAX_TITLE_WORDS,
+    MIN_ROLE_MONTHS,
     SECTIONS,
     Embedder,
     EmptyDocumentError,
@@ -118,12 +120,42 @@ def test_embed_sections_is_one_encode_call(embedder: Embedder, monkeypatch: pyte
 
     monkeypatch.setattr(embedder, "encode", counting_encode)
     vectors = embedder.embed_sections(docs)
-    assert calls == [6]
+    # The CV's title is three texts (headline and two roles), every other section one.
+    assert calls == [8]
     assert vectors.shape == (2, len(SECTIONS), embedder.dim)
     assert vectors.dtype == np.float32
     # Section i of document j is the encoding of that very text.
     expected = real_encode([docs[1]["skills"]])[0]
     np.testing.assert_allclose(vectors[1, SECTIONS.index("skills")], expected, atol=1e-5)
+
+
+def test_weighted_section_is_the_normalized_weighted_mean(embedder: Embedder) -> None:
+    texts = ["Accountant", "Backend Developer"]
+    a, b = embedder.encode(texts)
+    vectors = embedder.embed_sections([{"title": ((texts[0], 3.0), (texts[1], 1.0)), "skills": "x", "experience": "y"}])
+    expected = (3 * a + b) / np.linalg.norm(3 * a + b)
+    title = vectors[0, SECTIONS.index("title")]
+    np.testing.assert_allclose(title, expected, atol=1e-5)
+    assert float(title @ a) > float(title @ b)
+
+
+def test_cv_title_weights_follow_the_months_in_each_role() -> None:
+    profile = CVProfile(
+        headline="Accountant",
+        experience=[
+            ExperienceEntry(title="Senior Accountant", months=90),
+            ExperienceEntry(title="Barista", months=3),  # counts as MIN_ROLE_MONTHS
+            ExperienceEntry(title="Senior Accountant", months=6),
+            ExperienceEntry(company="No title", months=40),
+        ],
+    )
+    weights = dict(cv_section_texts(profile, "raw")["title"])
+    assert weights == pytest.approx({"Accountant": HEADLINE_WEIGHT, "Senior Accountant": 96 / 102,
+                                     "Barista": MIN_ROLE_MONTHS / 102})
+    # Without a headline the roles alone; without any title the raw text's start.
+    assert dict(cv_section_texts(profile.model_copy(update={"headline": None}), "raw")["title"]) == pytest.approx(
+        {"Senior Accountant": 96 / 102, "Barista": 6 / 102})
+    assert cv_section_texts(CVProfile(summary="Does books."), "Jo Bloggs, bookkeeper")["title"] == "Jo Bloggs, bookkeeper"
 
 
 def test_embed_sections_empty_and_invalid(embedder: Embedder) -> None:
@@ -132,6 +164,8 @@ def test_embed_sections_empty_and_invalid(embedder: Embedder) -> None:
         embedder.embed_sections([{"title": "a", "skills": " ", "experience": "c"}])
     with pytest.raises(ValueError, match="experience"):
         embedder.embed_sections([{"title": "a", "skills": "b"}])
+    with pytest.raises(ValueError, match="title"):
+        embedder.embed_sections([{"title": (("", 1.0), ("b", 0.0)), "skills": "b", "experience": "c"}])
 
 
 # -------------------------------------------------------------------- section texts
@@ -140,12 +174,12 @@ def test_embed_sections_empty_and_invalid(embedder: Embedder) -> None:
 def test_cv_sections_from_a_full_profile() -> None:
     s = cv_section_texts(_cv_profile(), "ignored raw text")
     assert set(s) == set(SECTIONS)
-    assert s["title"] == "Senior Data Engineer, Data Engineer, Analyst"
+    assert [t for t, _ in s["title"]] == ["Senior Data Engineer", "Data Engineer", "Analyst"]
     assert s["skills"] == "Python, Apache Spark, SQL"
     assert s["experience"].startswith("Data engineer with eight years")
     assert "Data Engineer: Built Spark pipelines" in s["experience"]
     assert "Wrote SQL reports" in s["experience"]
-    assert "ignored" not in " ".join(s.values())
+    assert "ignored" not in repr(s)
 
 
 def test_cv_sections_fall_back_to_raw_text() -> None:
@@ -161,7 +195,7 @@ def test_cv_sections_fall_back_to_raw_text() -> None:
 def test_cv_titles_without_responsibilities_use_raw_text_for_experience() -> None:
     profile = CVProfile(experience=[ExperienceEntry(title="Welder")])
     s = cv_section_texts(profile, "Certified welder, ten years on pipelines.")
-    assert s["title"] == "Welder"
+    assert s["title"] == (("Welder", 1.0),)
     assert s["experience"] == "Certified welder, ten years on pipelines."
 
 
