@@ -186,7 +186,7 @@ def run_schedule(name: str, url: str, settings, files: Sequence[Path], timeout_s
         kills.append(_kill_progress(settings))
     job = _wait_job(client, job_id, timeout_s)
     store = Store.open(settings.tenant_dir, settings.store)
-    matches = store.read_matches(job_id)
+    matches = store.read_match_rows(job_id).column("cv_id").to_pylist()
     cvs = store.list_cv_ids()
     client.close()
     return {
@@ -205,7 +205,7 @@ def run_schedule(name: str, url: str, settings, files: Sequence[Path], timeout_s
         "job_status": job.get("status"),
         "job_total": job.get("total"),
         "job_results": len(matches),
-        "duplicated_results": len(matches) - len({m.cv_id for m in matches}),
+        "duplicated_results": len(matches) - len(set(matches)),
     }
 
 

@@ -254,11 +254,13 @@ class _OnRay:
         return report.outcomes
 
     def rank(self, jd_id: str, cv_ids: list[str] | None, top: int | None) -> list[MatchResult]:
+        from cvmatch_ray.match.rank import job_results
         from cvmatch_ray.pipelines.matching import create_match_job, run_plan
 
         plan = create_match_job(self.settings, jd_id=jd_id, cv_ids=cv_ids)
         self._follow(plan.job_id, "matching", len(plan.cv_ids), lambda: run_plan(self.settings, plan))
-        return self.store.read_matches(plan.job_id, limit=top)
+        return job_results(self.store, plan.job_id, limit=top,
+                           idf_sample=self.settings.retrieval.lexical_idf_sample)
 
 
 def _capture(fn) -> Any:

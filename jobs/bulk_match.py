@@ -18,6 +18,7 @@ import ray
 
 from cvmatch_ray.config import Settings, check_tenant
 from cvmatch_ray.errors import UnknownDocument
+from cvmatch_ray.match.rank import job_results
 from cvmatch_ray.pipelines.export import export_results
 from cvmatch_ray.pipelines.matching import create_match_job, run_plan
 from cvmatch_ray.pipelines.ray_ingest import run_ingest
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     status = run_plan(settings, plan)
     logger.info("match job %s for JD %s: %s (%d CVs)", plan.job_id, jd_id, status.value, len(plan.cv_ids))
     if args.export and status is JobStatus.succeeded:
-        results = Store.open(settings.tenant_dir, settings.store).read_matches(plan.job_id)
+        store = Store.open(settings.tenant_dir, settings.store)
+        results = job_results(store, plan.job_id, idf_sample=settings.retrieval.lexical_idf_sample)
         export_results(results[: args.top] if args.top else results, args.export)
     return 0 if status is JobStatus.succeeded else 1
 

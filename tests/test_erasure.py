@@ -26,7 +26,8 @@ from cvmatch_ray.config import Settings
 from cvmatch_ray.ids import document_id
 from cvmatch_ray.local_ingest import LocalIngestor
 from cvmatch_ray.match.features import LEXICAL_TEXT_COLUMN
-from cvmatch_ray.match.rank import rank_stored
+from cvmatch_ray.match.rank import jd_features, job_results, score_stored
+from cvmatch_ray.match.results import match_rows
 from cvmatch_ray.pipelines.matching import new_job_id
 from cvmatch_ray.standardize import make_standardizer
 from cvmatch_ray.storage.jobs import JobTable
@@ -157,10 +158,11 @@ def test_a_deleted_cv_leaves_no_byte_behind(ingestor: LocalIngestor, tmp_path: P
     # one built afresh).
     store.ensure_search_indexes(ann_min_rows=10**9)
     jd_id = document_id(JD)
-    results = rank_stored(store, jd_id)
+    batch = score_stored(store, jd_features(store, jd_id))
+    results = batch.top()
     assert canary.cv_id in {r.cv_id for r in results}
     job_id = new_job_id()
-    store.write_matches(job_id, results)
+    store.write_match_rows(job_id, match_rows(batch))
 
     assert any(h.startswith("cvs.lance/data/") for h in canary.files_holding_it(tmp_path))
     assert "matches@" in " ".join(versions_holding(tmp_path, canary))
@@ -172,7 +174,7 @@ def test_a_deleted_cv_leaves_no_byte_behind(ingestor: LocalIngestor, tmp_path: P
     assert store.delete_cv(canary.cv_id)
 
     assert store.get_cv(canary.cv_id) is None
-    assert canary.cv_id not in {r.cv_id for r in store.read_matches(job_id)}
+    assert canary.cv_id not in {r.cv_id for r in job_results(store, job_id)}
     assert store.count_matches(job_id) == len(results) - 1
     assert canary.files_holding_it(tmp_path) == []
     assert versions_holding(tmp_path, canary) == []

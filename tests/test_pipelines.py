@@ -14,7 +14,7 @@ import ray
 
 from cvmatch_ray.config import Settings
 from cvmatch_ray.match.features import cv_feature_columns
-from cvmatch_ray.match.rank import rank_stored
+from cvmatch_ray.match.rank import job_results, rank_stored
 from cvmatch_ray.pipelines.match_driver import submit_match_job
 from cvmatch_ray.pipelines.matching import create_match_job, run_plan
 from cvmatch_ray.pipelines.ray_ingest import run_ingest
@@ -220,7 +220,7 @@ def test_results_do_not_depend_on_chunking(pool_300, chunk_size, parallelism):
     expected = _dump(rank_stored(store, jd_id, cv_ids))
     plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=chunk_size)
     assert run_plan(settings, plan, parallelism=parallelism) is JobStatus.succeeded
-    assert _dump(store.read_matches(plan.job_id)) == expected
+    assert _dump(job_results(store, plan.job_id)) == expected
 
 
 def test_unknown_cv_ids_fail_alone(pool_300):
@@ -229,7 +229,7 @@ def test_unknown_cv_ids_fail_alone(pool_300):
     assert run_plan(settings, plan) is JobStatus.succeeded
     job = ray.get(get_progress_actor(settings).get.remote(plan.job_id))
     assert job.failed == 1 and job.failures[0].item_id == "b" * 32
-    assert len(store.read_matches(plan.job_id)) == 10
+    assert len(job_results(store, plan.job_id)) == 10
 
 
 def test_progress_actor_killed_mid_job_recovers_from_lancedb(pool_300):
@@ -258,7 +258,7 @@ def test_progress_actor_killed_mid_job_recovers_from_lancedb(pool_300):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert now.status == JobStatus.succeeded and now.current_chunk == 60 and now.processed == 300
-    assert len(store.read_matches(job_id)) == 300
+    assert len(job_results(store, job_id)) == 300
 
 
 def _wait_job_end(settings, job_id: str, timeout: float = 180.0):
@@ -291,7 +291,7 @@ def test_a_match_job_outlives_the_process_that_started_it(pool_300):
     job_id = ray.get(submitter.submit.remote())
     ray.kill(submitter, no_restart=True)
     assert _wait_job_end(settings, job_id).status == JobStatus.succeeded
-    assert _dump(store.read_matches(job_id)) == _dump(rank_stored(store, jd_id, cv_ids))
+    assert _dump(job_results(store, job_id)) == _dump(rank_stored(store, jd_id, cv_ids))
 
 
 def test_a_match_job_whose_driver_died_goes_on_from_its_last_chunk(ray_cluster, pool_300):
@@ -312,7 +312,7 @@ def test_a_match_job_whose_driver_died_goes_on_from_its_last_chunk(ray_cluster, 
         time.sleep(0.2)
     job = _wait_job_end(settings, job_id)
     assert (job.status, job.current_chunk, job.processed) == (JobStatus.succeeded, 60, 300)
-    assert _dump(store.read_matches(job_id)) == _dump(rank_stored(store, jd_id, cv_ids))
+    assert _dump(job_results(store, job_id)) == _dump(rank_stored(store, jd_id, cv_ids))
     if ray_cluster.temp_dir:
         # The second driver scored only the chunks not reported yet.
         logs = "".join(
@@ -339,4 +339,4 @@ def test_a_cancelled_match_job_stops_and_keeps_its_results(pool_300):
         time.sleep(0.1)
     job = ray.get(get_progress_actor(settings).get.remote(job_id))
     assert job.status == JobStatus.cancelled and 3 <= job.current_chunk < 300
-    assert len(store.read_matches(job_id)) >= 3
+    assert len(job_results(store, job_id)) >= 3

@@ -200,7 +200,8 @@ def test_whole_pool_and_a_match_job_agree_under_a_non_default_retrieval_setting(
     pool = {r.cv_id: r.score for r in match_pool(store, jd_id, top_k=20, weights=WEIGHTS, settings=settings.retrieval).results}
     plan = create_match_job(settings, jd_id=jd_id, cv_ids=list(pool))
     run_plan(settings, plan)
-    job = {r.cv_id: r.score for r in Store(store.uri, dim=DIM).read_matches(plan.job_id)}
+    rows = Store(store.uri, dim=DIM).read_match_rows(plan.job_id)
+    job = dict(zip(rows.column("cv_id").to_pylist(), rows.column("score").to_pylist(), strict=True))
     assert job == pool
     # The setting matters: with every CV counted, the same CVs score otherwise.
     default = {r.cv_id: r.score for r in rank_stored(store, jd_id, list(pool), weights=WEIGHTS)}

@@ -231,3 +231,41 @@ def test_a_role_with_no_title_and_no_skill_takes_its_cvs_relevance(jd):
     assert score_pair(blind, titled, weights).breakdown.experience == 1.0
     assert "3.0 years in matching roles" in next(
         e.cv_text for e in score_pair(cv, titled, weights).evidence if e.component == "experience")
+
+
+@pytest.mark.parametrize("weights", [ScoreWeights(), ScoreWeights(relevant_experience_share=0),
+                                     ScoreWeights(requirement_statements=True)])
+def test_stored_rows_give_back_the_same_results(jd, pool, weights):
+    """A match job stores arrays, not results; the results built from them when read are the
+    in-process ones to the last digit, evidence and explanation included."""
+    from cvmatch_ray.match.requirements import Requirement
+    from cvmatch_ray.match.results import match_rows, stored_batch
+
+    rng = np.random.default_rng(3)
+    titled = JDFeatures(**{**jd.__dict__, "norm_title": "software developer", "title": "Backend Developer",
+                           "required_statements": (Requirement("Python or Docker", (0, 1), True),
+                                                   Requirement("AWS", (2,), False))})
+    cvs = [_with_roles(cv, rng) for cv in pool[:300]]
+    table = features_table(cvs)
+    batch = score_table(titled, table, weights)
+    rows = match_rows(batch)
+    assert rows.num_rows == 300 and rows.column("title").null_count == 0
+    order = batch.order()
+    stored = rows.take(order[:50])
+    # The CV rows come in any order; a CV erased since is left out.
+    shuffled = table.take(rng.permutation(table.num_rows))
+    shuffled = shuffled.filter(np.array([c != cvs[order[3]].cv_id for c in shuffled.column("cv_id").to_pylist()]))
+    expected = [r for r in batch.top(50) if r.cv_id != cvs[order[3]].cv_id]
+    assert stored_batch(titled, stored, shuffled).results() == expected
+    # A component that does not apply (no lexical terms here) is stored null and reads back as None.
+    assert rows.column("lexical").null_count == 300
+    plain = score_table(jd, table, weights)
+    assert stored_batch(jd, match_rows(plain), table).results() == plain.results()
+
+
+def test_stored_rows_of_an_empty_batch(jd):
+    from cvmatch_ray.match.results import match_rows, stored_batch
+
+    rows = match_rows(score_table(jd, features_table([])))
+    assert rows.num_rows == 0
+    assert stored_batch(jd, rows, features_table([])).results() == []

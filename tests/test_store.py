@@ -20,7 +20,6 @@ from cvmatch_ray.schemas import (
     EducationLevel,
     ExperienceEntry,
     JDProfile,
-    MatchResult,
     Provenance,
     ScoreBreakdown,
     SkillMention,
@@ -78,15 +77,22 @@ def _jd(i: int) -> JDRecord:
     )
 
 
-def _match(cv_id: str, jd_id: str, score: float) -> MatchResult:
-    return MatchResult(
-        cv_id=cv_id,
-        jd_id=jd_id,
-        score=score,
-        breakdown=ScoreBreakdown(required_skills=1.0),
-        matched_skills=["Python"],
-        explanation=f"score {score}",
-    )
+def _rows(jd_id: str, scores: list[tuple[str, float]]) -> pa.Table:
+    """Stored match rows (``MATCH_ROW_COLUMNS``) of a JD with one required skill."""
+    n = len(scores)
+    return pa.table({
+        "jd_id": [jd_id] * n,
+        "cv_id": [c for c, _ in scores],
+        "score": pa.array([float(s) for _, s in scores], pa.float64()),
+        **{name: pa.array([1.0 if name == "required_skills" else None] * n, pa.float64())
+           for name in ScoreBreakdown.model_fields},
+        "required_hits": pa.array([[True]] * n, pa.list_(pa.bool_())),
+        "preferred_hits": pa.array([[]] * n, pa.list_(pa.bool_())),
+        "experience_months": pa.array([12] * n, pa.int32()),
+        "counted_months": pa.array([12.0] * n, pa.float64()),
+        "education_rank": pa.array([0] * n, pa.int32()),
+        "statements": [False] * n,
+    })
 
 
 # ------------------------------------------------------------------------------ ids
@@ -128,9 +134,9 @@ def test_bad_job_ids(store: Store, bad) -> None:
     with pytest.raises(ValueError):
         validate_job_id(bad)
     with pytest.raises(ValueError):
-        store.read_matches(bad)
+        store.read_match_rows(bad)
     with pytest.raises(ValueError):
-        store.write_matches(bad, [_match(document_id(b"a"), document_id(b"b"), 1)])
+        store.write_match_rows(bad, _rows(document_id(b"b"), [(document_id(b"a"), 1)]))
 
 
 def test_bad_record_ids_are_rejected_on_write(store: Store) -> None:
@@ -139,9 +145,9 @@ def test_bad_record_ids_are_rejected_on_write(store: Store) -> None:
     with pytest.raises(ValueError):
         store.upsert_cvs([cv])
     with pytest.raises(ValueError):
-        store.write_matches("job 1", [_match(document_id(b"a"), document_id(b"b"), 1)])
+        store.write_match_rows("job 1", _rows(document_id(b"b"), [(document_id(b"a"), 1)]))
     with pytest.raises(ValueError):
-        store.write_matches(document_id(b"j"), [_match("CV1", document_id(b"b"), 1)])
+        store.write_match_rows(document_id(b"j"), _rows(document_id(b"b"), [("CV1", 1)]))
     assert store.count_cvs() == 0
 
 
@@ -153,7 +159,7 @@ def test_empty_store_reads(store: Store) -> None:
     assert store.list_cv_ids() == []
     assert store.get_cv(document_id(b"x")) is None
     assert not store.has_cv(document_id(b"x"))
-    assert store.read_matches(document_id(b"job")) == []
+    assert store.read_match_rows(document_id(b"job")).num_rows == 0
     features = store.read_cv_features()
     assert features.num_rows == 0 and features.column_names == list(FEATURE_COLUMNS)
     assert store.read_cv_features([document_id(b"x")]).num_rows == 0
@@ -313,20 +319,22 @@ def test_matches_write_read_and_idempotent(store: Store) -> None:
     job, other_job = "job_0123456789abcdef", "0b8f6c1e-3a5d-4c7e-9f10-2a3b4c5d6e7f"
     jd_id = _jd(1).jd_id
     a, b, c = (document_id(x) for x in (b"a", b"b", b"c"))
-    store.write_matches(job, [_match(a, jd_id, 50.0), _match(b, jd_id, 80.0), _match(c, jd_id, 50.0)])
-    store.write_matches(other_job, [_match(a, jd_id, 99.0)])
-    results = store.read_matches(job)
+    store.write_match_rows(job, _rows(jd_id, [(a, 50.0), (b, 80.0), (c, 50.0)]))
+    store.write_match_rows(other_job, _rows(jd_id, [(a, 99.0)]))
+    rows = store.read_match_rows(job)
     expected_ties = sorted([a, c])
-    assert [r.cv_id for r in results] == [b, *expected_ties]
-    assert results[0] == _match(b, jd_id, 80.0)
-    assert [r.cv_id for r in store.read_matches(job, limit=2)] == [b, expected_ties[0]]
+    assert rows.column("cv_id").to_pylist() == [b, *expected_ties]
+    assert rows.slice(0, 1).to_pylist() == _rows(jd_id, [(b, 80.0)]).to_pylist()
+    assert store.read_match_rows(job, limit=2).column("cv_id").to_pylist() == [b, expected_ties[0]]
 
-    # Writing a CV's result again replaces it: one row per (job, CV).
-    store.write_matches(job, [_match(c, jd_id, 90.0), _match(c, jd_id, 95.0)])
+    # Writing a CV's result again replaces it: one row per (job, CV); twice in one write is an error.
+    store.write_match_rows(job, _rows(jd_id, [(c, 95.0)]))
     assert store.count_matches(job) == 3
-    assert [(r.cv_id, r.score) for r in store.read_matches(job)][0] == (c, 95.0)
-    assert [r.score for r in store.read_matches(other_job)] == [99.0]
-    store.write_matches(job, [])
+    assert store.read_match_rows(job).slice(0, 1).select(["cv_id", "score"]).to_pylist() == [{"cv_id": c, "score": 95.0}]
+    assert store.read_match_rows(other_job).column("score").to_pylist() == [99.0]
+    with pytest.raises(ValueError, match="twice"):
+        store.write_match_rows(job, _rows(jd_id, [(a, 1.0), (a, 2.0)]))
+    store.write_match_rows(job, _rows(jd_id, []))
     assert store.count_matches(job) == 3
 
 
@@ -338,11 +346,11 @@ def test_delete_cv_removes_it_everywhere(store: Store) -> None:
     store.upsert_cvs([keep, gone])
     job = document_id(b"job")
     jd_id = _jd(1).jd_id
-    store.write_matches(job, [_match(keep.cv_id, jd_id, 10.0), _match(gone.cv_id, jd_id, 20.0)])
+    store.write_match_rows(job, _rows(jd_id, [(keep.cv_id, 10.0), (gone.cv_id, 20.0)]))
 
     assert store.delete_cv(gone.cv_id)
     assert store.get_cv(gone.cv_id) is None
-    assert [r.cv_id for r in store.read_matches(job)] == [keep.cv_id]
+    assert store.read_match_rows(job).column("cv_id").to_pylist() == [keep.cv_id]
     assert store.read_cv_features().column("cv_id").to_pylist() == [keep.cv_id]
     assert store.has_cv(keep.cv_id)
     assert not store.delete_cv(gone.cv_id)
@@ -351,10 +359,10 @@ def test_delete_cv_removes_it_everywhere(store: Store) -> None:
 def test_delete_jd(store: Store) -> None:
     jd = _jd(1)
     store.upsert_jds([jd])
-    store.write_matches(document_id(b"job"), [_match(document_id(b"a"), jd.jd_id, 1.0)])
+    store.write_match_rows(document_id(b"job"), _rows(jd.jd_id, [(document_id(b"a"), 1.0)]))
     assert store.delete_jd(jd.jd_id)
     assert store.get_jd(jd.jd_id) is None
-    assert store.read_matches(document_id(b"job")) == []
+    assert store.read_match_rows(document_id(b"job")).num_rows == 0
 
 
 # ---------------------------------------------------------------- processes, threads
@@ -380,7 +388,7 @@ def _upsert_worker(uri: str, start: int, barrier) -> None:
     for batch in range(4):
         first = start + batch * 3
         store.upsert_cvs([_cv(i) for i in range(first, first + 6)])
-    store.write_matches(document_id(b"job"), [_match(_cv(i).cv_id, _jd(1).jd_id, 1.0) for i in range(10)])
+    store.write_match_rows(document_id(b"job"), _rows(_jd(1).jd_id, [(_cv(i).cv_id, 1.0) for i in range(10)]))
 
 
 def test_two_processes_upsert_at_once(tmp_path: Path) -> None:
@@ -473,9 +481,9 @@ def test_small_commits_are_compacted_as_they_come(tmp_path: Path) -> None:
     assert store.delete_cv(_cv(3).cv_id) and not store.has_cv(_cv(3).cv_id)
     # Match results written chunk by chunk are compacted the same way.
     for i in range(10):
-        store.write_matches("job_1", [_match(_cv(i).cv_id, _jd(1).jd_id, i / 10)])
+        store.write_match_rows("job_1", _rows(_jd(1).jd_id, [(_cv(i).cv_id, i / 10)]))
     assert _fragments(store, "matches") <= 1 + 4
-    assert [m.cv_id for m in store.read_matches("job_1", limit=2)] == [_cv(9).cv_id, _cv(8).cv_id]
+    assert store.read_match_rows("job_1", limit=2).column("cv_id").to_pylist() == [_cv(9).cv_id, _cv(8).cv_id]
     # A store that crosses process boundaries keeps its setting.
     assert pickle.loads(pickle.dumps(store))._compact_every == 5
 

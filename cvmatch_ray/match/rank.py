@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from cvmatch_ray.config import RetrievalSettings, ScoreWeights
 from cvmatch_ray.errors import UnknownDocument
+from cvmatch_ray.match.results import stored_batch
 from cvmatch_ray.match.scoring import JDFeatures, ScoredBatch, score_table
 from cvmatch_ray.schemas import MatchResult
 from cvmatch_ray.storage.records import JDRecord
@@ -61,6 +62,22 @@ def rank_stored(
 ) -> list[MatchResult]:
     """Ranked results of a stored JD against stored CVs, best first (ties by cv_id)."""
     return score_stored(store, jd_features(store, jd_id, idf_sample=idf_sample), cv_ids, weights).top(top_k)
+
+
+def job_results(
+    store: Store, job_id: str, *, limit: int | None = None, idf_sample: int = _IDF_SAMPLE
+) -> list[MatchResult]:
+    """A match job's stored results, best first (ties by cv_id), at most ``limit``.
+
+    Scores and breakdowns are as the job stored them; evidence and explanations are built
+    now, for these results only, from the CVs' stored lines (``match.results``).
+    """
+    rows = store.read_match_rows(job_id, limit=limit)
+    if rows.num_rows == 0:
+        return []
+    jd = jd_features(store, rows.column("jd_id")[0].as_py(), idf_sample=idf_sample)
+    cvs = store.read_cv_features(rows.column("cv_id").to_pylist())
+    return stored_batch(jd, rows, cvs).results()
 
 
 def rank_jobs(

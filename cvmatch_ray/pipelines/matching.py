@@ -20,12 +20,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pyarrow as pa
 import ray
 
 from cvmatch_ray import metrics
 from cvmatch_ray.config import ScoreWeights, Settings, StoreSettings
 from cvmatch_ray.errors import UnknownDocument
 from cvmatch_ray.match.rank import jd_features
+from cvmatch_ray.match.results import match_rows
 from cvmatch_ray.match.scoring import JDFeatures, score_table
 from cvmatch_ray.pipelines.resources import stage_options
 from cvmatch_ray.progress import JobStatus, ProgressClient
@@ -70,9 +72,13 @@ WRITE_INTERVAL_S = 1.0
 @dataclass(frozen=True)
 class ChunkOutput:
     index: int
-    results: list[tuple[str, str, float, str]]  # (jd_id, cv_id, score, MatchResult JSON): cheap to pickle
+    rows: pa.Table | None  # the chunk's results in their stored form (``match.results.match_rows``)
     missing: list[str]
     seconds: float
+
+    @property
+    def scored(self) -> int:
+        return self.rows.num_rows if self.rows is not None else 0
 
 
 def chunks_per_task(n_chunks: int, chunk_size: int, parallelism: int) -> int:
@@ -93,18 +99,17 @@ def score_chunks(
     pass; ids not in the store come back as their chunk's ``missing``."""
     start = time.perf_counter()
     ids = [c for _, chunk in chunks for c in chunk]
-    batch = score_table(jd, _store(settings).read_cv_features(ids), weights)
     # Each CV's score depends on its own row only, so one pass over many chunks gives every
-    # chunk the results it would get alone.
-    by_id = {
-        r.cv_id: (r.jd_id, r.cv_id, float(r.score), r.model_dump_json()) for r in batch.results()
-    }
+    # chunk the results it would get alone. No result object is built per CV: the evidence
+    # is made when a result is read (``match.rank.job_results``).
+    rows = match_rows(score_table(jd, _store(settings).read_cv_features(ids), weights))
+    row_of = {c: i for i, c in enumerate(rows.column("cv_id").to_pylist())}
     seconds = (time.perf_counter() - start) / max(1, len(chunks))
     return [
         ChunkOutput(
             index=index,
-            results=[by_id[c] for c in chunk if c in by_id],
-            missing=[c for c in chunk if c not in by_id],
+            rows=rows.take(pa.array([row_of[c] for c in chunk if c in row_of], pa.int64())),
+            missing=[c for c in chunk if c not in row_of],
             seconds=seconds,
         )
         for index, chunk in chunks
@@ -116,7 +121,7 @@ _score_chunks_task = ray.remote(score_chunks)
 
 def _failed_chunk(index: int, cv_ids: list[str], error: ray.exceptions.RayError) -> tuple[ChunkOutput, list[dict]]:
     reason = f"chunk failed: {type(error).__name__}"
-    return ChunkOutput(index, [], [], 0.0), [{"item_id": c, "stage": "match", "reason": reason} for c in cv_ids]
+    return ChunkOutput(index, None, [], 0.0), [{"item_id": c, "stage": "match", "reason": reason} for c in cv_ids]
 
 
 def run_match_job(
@@ -206,13 +211,13 @@ def _write_and_report(
 ) -> JobStatus:
     """Write the results of scored chunks in one commit, then report them in one call:
     a chunk is reported only once its results are stored. Returns the job's status."""
-    results = [r for out, _ in scored for r in out.results]
-    if results:
-        store.write_match_rows(job_id, results)
+    tables = [out.rows for out, _ in scored if out.scored]
+    if tables:
+        store.write_match_rows(job_id, pa.concat_tables(tables))
     for out, _ in scored:
         metrics.observe_latency("match_chunk", out.seconds)
     metrics.record_match_chunks(len(scored))
-    metrics.record_processed("match", len(results))
+    metrics.record_processed("match", sum(out.scored for out, _ in scored))
     reports = [(out.index, len(chunks[out.index]), failures) for out, failures in scored]
     return progress.call("chunks_done", job_id, reports).status
 

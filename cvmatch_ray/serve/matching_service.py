@@ -16,7 +16,7 @@ from typing import Any
 from cvmatch_ray.config import Settings
 from cvmatch_ray.errors import UnknownDocument
 from cvmatch_ray.ids import validate_id
-from cvmatch_ray.match.rank import rank_jobs
+from cvmatch_ray.match.rank import job_results, rank_jobs
 from cvmatch_ray.match.retrieve import match_pool
 from cvmatch_ray.pipelines.match_driver import read_plan, submit_match_job
 from cvmatch_ray.progress import JobProgress, JobStatus, ProgressClient
@@ -134,7 +134,8 @@ class MatchingService:
             plan = await self._blocking(read_plan, self.blobs, job.job_id)
             if plan is not None:
                 top_k = plan.get("top_k")
-        results = await self._blocking(self.store.read_matches, job.job_id, limit=top_k)
+        results = await self._blocking(job_results, self.store, job.job_id, limit=top_k,
+                                       idf_sample=self.settings.retrieval.lexical_idf_sample)
         return MatchResults(
             job_id=job.job_id,
             jd_id=job.jd_id,

@@ -41,6 +41,7 @@ from cvmatch_ray.schemas import (
     JDProfile,
     JDPublic,
     Provenance,
+    ScoreBreakdown,
 )
 
 CVS = "cvs"
@@ -118,8 +119,17 @@ def jds_schema(dim: int) -> pa.Schema:
     )
 
 
+#: The stored form of a match result: its score, breakdown and what they were computed from
+#: (the JD's skills each CV has, the months counted); the evidence and the explanation are
+#: built again from these and the CV's stored lines when a result is read.
+MATCH_ROW_COLUMNS: tuple[str, ...] = (
+    "jd_id", "cv_id", "score", *ScoreBreakdown.model_fields, "required_hits", "preferred_hits",
+    "experience_months", "counted_months", "education_rank", "statements",
+)
+
+
 def matches_schema() -> pa.Schema:
-    """Schema of the ``matches`` table (one row per job and CV)."""
+    """Schema of the ``matches`` table (one row per job and CV, ``MATCH_ROW_COLUMNS``)."""
     return pa.schema(
         [
             _key("match_key"),
@@ -127,7 +137,14 @@ def matches_schema() -> pa.Schema:
             pa.field("jd_id", pa.string(), nullable=False),
             pa.field("cv_id", pa.string(), nullable=False),
             pa.field("score", pa.float64(), nullable=False),
-            pa.field("result_json", pa.large_string(), nullable=False),
+            # A component that does not apply to the job (a JD without a title...) is null.
+            *(pa.field(name, pa.float64()) for name in ScoreBreakdown.model_fields),
+            pa.field("required_hits", pa.list_(pa.bool_()), nullable=False),  # in the JD's order
+            pa.field("preferred_hits", pa.list_(pa.bool_()), nullable=False),
+            pa.field("experience_months", pa.int32(), nullable=False),
+            pa.field("counted_months", pa.float64()),  # null: relevant experience was off
+            pa.field("education_rank", pa.int32(), nullable=False),
+            pa.field("statements", pa.bool_(), nullable=False),  # skills counted by requirement statement
             pa.field("created_at", _TIMESTAMP, nullable=False),
         ]
     )

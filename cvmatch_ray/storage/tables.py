@@ -21,11 +21,11 @@ import pyarrow.compute as pc
 
 from cvmatch_ray.ids import validate_id, validate_job_id
 from cvmatch_ray.match.features import FEATURE_COLUMNS, LexicalStats
-from cvmatch_ray.schemas import MatchResult
 from cvmatch_ray.storage import erasure, lance
 from cvmatch_ray.storage.records import (
     CVS,
     JDS,
+    MATCH_ROW_COLUMNS,
     MATCHES,
     CVRecord,
     JDRecord,
@@ -54,6 +54,10 @@ SQL_IN_MAX_SHARE = 0.1
 
 class StoreSchemaError(RuntimeError):
     """An existing table does not have the schema this code expects (e.g. another dim)."""
+
+
+# A column only the old ``matches`` format had (each result as one JSON document).
+_OLD_MATCHES_COLUMN = "result_json"
 
 
 def _eq(column: str, value: str) -> str:
@@ -207,6 +211,8 @@ class Store(CVSearch):
                 logger.debug("table %s ready at %s", name, self.uri)
             elif name in self._db:
                 table = self._db.open_table(name)
+                if name == MATCHES and _OLD_MATCHES_COLUMN in table.schema.names:
+                    table = self._replace_old_matches()
             else:
                 return None
             if name != MATCHES and self._dim is None:
@@ -214,6 +220,13 @@ class Store(CVSearch):
             self._check_schema(name, table.schema, self._schema(name))
             self._tables[name] = table
             return table
+
+    def _replace_old_matches(self) -> Any:
+        """A new, empty ``matches`` table in place of one in the old format (whole results as
+        JSON): job results are derived data, so they are dropped, not converted."""
+        logger.warning("the stored match results are in an older format and are dropped; run the jobs again")
+        self._db.drop_table(MATCHES, ignore_missing=True)
+        return self._db.create_table(MATCHES, schema=matches_schema(), exist_ok=True)
 
     @staticmethod
     def _check_schema(name: str, actual: pa.Schema, expected: pa.Schema) -> None:
@@ -228,14 +241,17 @@ class Store(CVSearch):
 
     def _merge(self, name: str, key: str, rows: Sequence[Mapping[str, Any]], *, update: bool = True) -> None:
         """Upsert ``rows`` into ``name`` on ``key`` in one commit."""
-        if not rows:
-            return
+        if rows:
+            self._merge_table(name, key, rows_to_table(rows, self._schema(name)), update=update)
+
+    def _merge_table(self, name: str, key: str, data: pa.Table, *, update: bool = True) -> None:
+        """Upsert the Arrow table ``data`` (``name``'s schema) into ``name`` on ``key`` in one commit."""
         table = self._table(name, create=True)
-        result = lance.upsert(table, key, rows_to_table(rows, self._schema(name)), update=update)
+        result = lance.upsert(table, key, data, update=update)
         logger.debug(
             "%s: merged %d rows (%d inserted, %d updated, %d attempts)",
             name,
-            len(rows),
+            data.num_rows,
             result.num_inserted_rows,
             result.num_updated_rows,
             result.num_attempts,
@@ -464,45 +480,38 @@ class Store(CVSearch):
 
     # ---------------------------------------------------------------- matches
 
-    def write_matches(self, job_id: str, results: Sequence[MatchResult]) -> None:
-        """Store a job's match results, one row per CV; writing a CV again replaces it."""
-        self.write_match_rows(job_id, [(r.jd_id, r.cv_id, float(r.score), r.model_dump_json()) for r in results])
-
-    def write_match_rows(self, job_id: str, rows: Sequence[tuple[str, str, float, str]]) -> None:
-        """:meth:`write_matches` for results already serialized, ``(jd_id, cv_id, score,
-        MatchResult JSON)`` each: what a Ray task sends back costs a string, not a pickled model."""
+    def write_match_rows(self, job_id: str, rows: pa.Table) -> None:
+        """Store a job's scored rows (``records.MATCH_ROW_COLUMNS``, what
+        ``match.results.match_rows`` gives) in one commit; a CV written again replaces its row."""
         validate_job_id(job_id)
-        now = _now()
-        by_key: dict[str, dict[str, Any]] = {}
-        for jd_id, cv_id, score, result_json in rows:
-            key = f"{job_id}:{validate_id(cv_id, 'cv_id')}"
-            by_key[key] = {
-                "match_key": key,
-                "job_id": job_id,
-                "jd_id": validate_id(jd_id, "jd_id"),
-                "cv_id": cv_id,
-                "score": float(score),
-                "result_json": result_json,
-                "created_at": now,
-            }
-        self._merge(MATCHES, "match_key", list(by_key.values()))
-        if by_key:
-            logger.info("job %s: stored %d match results", job_id, len(by_key))
+        if rows.num_rows == 0:
+            return
+        cv_ids = rows.column("cv_id")
+        for name in ("cv_id", "jd_id"):
+            for value in pc.unique(rows.column(name)).to_pylist():
+                validate_id(value, name)
+        if len(pc.unique(cv_ids)) != rows.num_rows:
+            raise ValueError(f"job {job_id}: a CV appears twice in one write")
+        n = rows.num_rows
+        columns = {
+            "match_key": pc.binary_join_element_wise(pa.array([job_id] * n, pa.string()), cv_ids, ":"),
+            "job_id": pa.array([job_id] * n, pa.string()),
+            **{name: rows.column(name) for name in MATCH_ROW_COLUMNS},
+            "created_at": pa.array([_now()] * n),
+        }
+        schema = self._schema(MATCHES)
+        self._merge_table(MATCHES, "match_key", pa.Table.from_arrays(
+            [pc.cast(columns[f.name], f.type) for f in schema], schema=schema))
+        logger.info("job %s: stored %d match results", job_id, n)
 
-    def read_matches(self, job_id: str, *, limit: int | None = None) -> list[MatchResult]:
-        """A job's match results, best score first, ties by ``cv_id``.
-
-        Args:
-            job_id: the job.
-            limit: at most this many results (the top ones); ``None`` for all.
-        """
-        table = self._select(MATCHES, _eq("job_id", job_id), ["cv_id", "score", "result_json"])
-        if table is None or table.num_rows == 0:
-            return []
+    def read_match_rows(self, job_id: str, *, limit: int | None = None) -> pa.Table:
+        """A job's stored rows (``records.MATCH_ROW_COLUMNS``), best score first, ties by
+        ``cv_id``; at most ``limit`` (the top ones), all when ``None``."""
+        table = self._select(MATCHES, _eq("job_id", job_id), list(MATCH_ROW_COLUMNS))
+        if table is None:
+            return self._empty(MATCHES, MATCH_ROW_COLUMNS)
         table = table.sort_by([("score", "descending"), ("cv_id", "ascending")])
-        if limit is not None:
-            table = table.slice(0, limit)
-        return [MatchResult.model_validate_json(s) for s in table.column("result_json").to_pylist()]
+        return table if limit is None else table.slice(0, limit)
 
     def count_matches(self, job_id: str) -> int:
         """Number of match rows stored for ``job_id``."""
