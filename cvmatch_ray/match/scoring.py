@@ -191,10 +191,15 @@ def _cosine_signals(cosines: np.ndarray) -> dict[str, np.ndarray]:
     return {"semantic_cos": cosines.mean(axis=(1, 2)), "title_cos": cosines[:, TITLE, TITLE]}
 
 
-def _cosines(cv_vectors: np.ndarray, jd_vectors: np.ndarray) -> np.ndarray:
-    """[n, 3, 3] cosines of [n, 3, dim] CV section vectors against [3, dim] JD section vectors."""
-    # float64 einsum: the pair form and the batch form sum in the same order.
-    return np.einsum("nsd,td->nst", cv_vectors.astype(np.float64), jd_vectors.astype(np.float64))
+def _cosines(cv_sections: Sequence[np.ndarray], jd_vectors: np.ndarray) -> np.ndarray:
+    """[n, 3, 3] cosines of the CVs' three [n, dim] section matrices against [3, dim] JD vectors."""
+    jd64 = jd_vectors.astype(np.float64)
+    out = np.empty((len(cv_sections[0]), len(cv_sections), len(jd64)), dtype=np.float64)
+    for s, section in enumerate(cv_sections):
+        # A float64 einsum, so the pair form and the batch form sum in the same order; it
+        # widens the float32 rows as it reads them (no float64 copy of the whole pool).
+        out[:, s, :] = np.einsum("nd,td->nt", section, jd64, dtype=np.float64, casting="safe")
+    return out
 
 
 def _bm25(
@@ -402,7 +407,7 @@ def score_pair(cv: CVFeatures, jd: JDFeatures, weights: ScoreWeights | None = No
         experience_months=_experience(jd, np.array([cv.experience_months]), RoleLists.of_one(
             cv.role_months, cv.role_titles, cv.role_occupations, cv.role_skills), weights),
         education_rank=np.array([cv.education_rank]),
-        **_cosine_signals(_cosines(cv.vectors[None, :, :], jd.vectors)),
+        **_cosine_signals(_cosines([v[None, :] for v in np.asarray(cv.vectors, dtype=np.float32)], jd.vectors)),
         title_hit=np.array([jd.norm_title is not None and jd.norm_title in cv.norm_titles]),
         bm25=_bm25(jd, np.zeros(len(term_idx), dtype=np.int64), term_idx, tfs, np.array([cv.lex_len]), 1),
     )
@@ -505,14 +510,15 @@ def _lexical_hits(table: pa.Table, jd: JDFeatures, n: int) -> np.ndarray:
     return _bm25(jd, parents[valid], term_idx, tf, lengths, n)
 
 
-def _vectors(table: pa.Table) -> np.ndarray:
-    """Stack the three fixed-size-list vector columns into [n, 3, dim] float32."""
-    cols = []
+def _vectors(table: pa.Table) -> list[np.ndarray]:
+    """The three fixed-size-list vector columns as [n, dim] float32 matrices (no copy where
+    the column is one float32 chunk)."""
+    out = []
     for name in VECTOR_COLUMNS:
         col = table.column(name).combine_chunks()
-        dim = col.type.list_size
-        cols.append(col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), dim))
-    return np.stack(cols, axis=1).astype(np.float32, copy=False)
+        values = col.flatten().to_numpy(zero_copy_only=False)
+        out.append(values.astype(np.float32, copy=False).reshape(len(col), col.type.list_size))
+    return out
 
 
 def score_table(jd: JDFeatures, table: pa.Table, weights: ScoreWeights | None = None) -> ScoredBatch:
