@@ -302,7 +302,12 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(16, gt=0, description="Documents per Ray Data batch.")
     standardize_actors: int = Field(1, gt=0, description="Standardizer actors in the Ray Data pool.")
     match_chunk_cpus: float = Field(0.5, gt=0, description="CPUs per matching chunk task.")
-    match_parallelism: int = Field(4, gt=0, description="Matching chunks in flight at once per job.")
+    match_parallelism: int = Field(4, gt=0, description="Matching tasks in flight at once per job.")
+    match_task_min_cvs: int = Field(
+        2_000, ge=0,
+        description="Fewest CVs one matching task scores; a job of no more is scored by its driver alone "
+        "(a Ray task would cost more than the scoring). 0 = a task per few chunks, whatever the job's size.",
+    )
     background_niceness: int = Field(
         19, ge=0, le=19,
         description="How much processes doing background work (model replicas, Ray Data stages) lower "

@@ -156,7 +156,9 @@ def test_four_embedding_actors_share_one_logical_gpu(ray_cluster, tmp_path, exam
 @pytest.fixture(scope="module")
 def pool_300(ray_cluster, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pool")
-    settings = _settings(tmp)
+    # A task per few chunks even for 300 CVs (by default a job this small is scored by its
+    # driver in one go): the tests below watch, kill and cancel jobs between chunks.
+    settings = _settings(tmp, match_task_min_cvs=0)
     store = Store(settings.data_dir)
     jd_id, cv_ids = _fill(store, 300)
     return settings, store, jd_id, cv_ids
@@ -214,9 +216,12 @@ def test_a_match_job_shows_in_rays_metrics(ray_cluster, pool_300):
     assert _metric_total(exposition, "ray_cvmatch_cvs_processed_total") >= 300
 
 
-@pytest.mark.parametrize(("chunk_size", "parallelism"), [(50, 4), (7, 2), (300, 1), (1000, 3)])
-def test_results_do_not_depend_on_chunking(pool_300, chunk_size, parallelism):
+@pytest.mark.parametrize(("chunk_size", "parallelism", "task_min_cvs"),
+                         [(50, 4, 0), (7, 2, 0), (300, 1, 0), (1000, 3, 0), (50, 4, 2000), (7, 2, 100)])
+def test_results_do_not_depend_on_chunking(pool_300, chunk_size, parallelism, task_min_cvs):
+    # task_min_cvs 2000: the driver scores the whole job itself; 100: tasks of 98 CVs.
     settings, store, jd_id, cv_ids = pool_300
+    settings = settings.model_copy(update={"match_task_min_cvs": task_min_cvs})
     expected = _dump(rank_stored(store, jd_id, cv_ids))
     plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=chunk_size)
     assert run_plan(settings, plan, parallelism=parallelism) is JobStatus.succeeded

@@ -59,8 +59,10 @@ def _cached_store(uri: str, store_json: str) -> Store:
 
 
 # A task scores several chunks: one read and one vectorized pass for all of them. At most
-# this many CVs a task (about a second of scoring), and about this many tasks per slot of
-# parallelism, so a job's progress still moves in several steps and its workers share it.
+# this many CVs a task (a fraction of a second of scoring), and about this many tasks per
+# slot of parallelism, so a job's progress still moves in several steps and its workers
+# share it; but at least ``settings.match_task_min_cvs``, below which a task costs more to
+# schedule than to run.
 TASK_MAX_CVS = 5_000
 TASKS_PER_SLOT = 4
 # Scored chunks wait in the driver until this many of the job's chunks (at least two) or
@@ -81,10 +83,10 @@ class ChunkOutput:
         return self.rows.num_rows if self.rows is not None else 0
 
 
-def chunks_per_task(n_chunks: int, chunk_size: int, parallelism: int) -> int:
+def chunks_per_task(n_chunks: int, chunk_size: int, parallelism: int, min_cvs: int = 0) -> int:
     """How many of a job's ``n_chunks`` chunks one scoring task takes."""
     spread = -(-n_chunks // (parallelism * TASKS_PER_SLOT))
-    return max(1, min(spread, TASK_MAX_CVS // chunk_size))
+    return max(1, min(max(spread, min_cvs // chunk_size), TASK_MAX_CVS // chunk_size))
 
 
 def chunks_per_write(total_chunks: int) -> int:
@@ -159,9 +161,15 @@ def run_match_job(
     done = {i for start, end in progress.call("done_chunks", job_id) for i in range(start, end + 1)}
     todo = [i for i in range(len(chunks)) if i not in done]
     logger.info("match job %s: %d CVs in %d chunks (%d to go)", job_id, len(ids), len(chunks), len(todo))
-    per_task = chunks_per_task(len(todo), size, limit)
+    per_task = chunks_per_task(len(todo), size, limit, settings.match_task_min_cvs)
     groups = [todo[i : i + per_task] for i in range(0, len(todo), per_task)]
     per_write = chunks_per_write(len(chunks))
+
+    if len(groups) == 1:
+        # One task's worth of CVs: scored here, since a task would cost more than the scoring.
+        outs = score_chunks(settings, jd, [(i, chunks[i]) for i in groups[0]], settings.weights)
+        status = _write_and_report(store, progress, job_id, chunks, [(out, _missing(out)) for out in outs])
+        return status if status == JobStatus.cancelled else _finish(progress, job_id, len(ids))
 
     in_flight: dict[ray.ObjectRef, list[int]] = {}
     scored: list[tuple[ChunkOutput, list[dict]]] = []  # scored, not yet written nor reported
@@ -185,9 +193,7 @@ def run_match_job(
                 logger.warning("match job %s: chunks %d-%d failed: %s", job_id, group[0], group[-1], type(e).__name__)
                 scored.extend(_failed_chunk(i, chunks[i], e) for i in group)
                 continue
-            for out in outs:
-                missing = [{"item_id": c, "stage": "match", "reason": "no stored CV with this id"} for c in out.missing]
-                scored.append((out, missing))
+            scored.extend((out, _missing(out)) for out in outs)
         finished = next_group == len(groups) and not in_flight
         if scored and (finished or len(scored) >= per_write or time.monotonic() - last_write >= WRITE_INTERVAL_S):
             status = _write_and_report(store, progress, job_id, chunks, scored)
@@ -198,10 +204,19 @@ def run_match_job(
                 logger.info("match job %s cancelled", job_id)
                 return JobStatus.cancelled
 
+    return _finish(progress, job_id, len(ids))
+
+
+def _missing(out: ChunkOutput) -> list[dict]:
+    return [{"item_id": c, "stage": "match", "reason": "no stored CV with this id"} for c in out.missing]
+
+
+def _finish(progress: ProgressClient, job_id: str, n_cvs: int) -> JobStatus:
+    """End a job whose chunks are all reported: failed when every CV failed."""
     failed_items = progress.call("get", job_id).failed  # this driver's and any earlier one's
-    status = JobStatus.failed if ids and failed_items == len(ids) else JobStatus.succeeded
+    status = JobStatus.failed if n_cvs and failed_items == n_cvs else JobStatus.succeeded
     progress.call("finish", job_id, status, "every CV failed" if status is JobStatus.failed else None)
-    logger.info("match job %s %s: %d CVs, %d failed", job_id, status.value, len(ids), failed_items)
+    logger.info("match job %s %s: %d CVs, %d failed", job_id, status.value, n_cvs, failed_items)
     return status
 
 

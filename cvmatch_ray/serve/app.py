@@ -57,6 +57,7 @@ class AppArgs(BaseModel):
     match_chunk_size: Optional[int] = Field(None, gt=0)
     match_parallelism: Optional[int] = Field(None, gt=0)
     match_chunk_cpus: Optional[float] = Field(None, gt=0)
+    match_task_min_cvs: Optional[int] = Field(None, ge=0)
     upload: Optional[dict] = Field(
         None, description="Overrides of ``Settings.upload`` (concurrency, settle_s, recover_every_s, lease_s, max_attempts)."
     )
