@@ -72,11 +72,14 @@ WRITE_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
-class ChunkOutput:
-    index: int
-    rows: pa.Table | None  # the chunk's results in their stored form (``match.results.match_rows``)
-    missing: list[str]
-    seconds: float
+class ScoredChunks:
+    """What scoring a run of chunks gives back: every scored CV's row in one table (one
+    object to send, not one per chunk) and, per chunk, its CVs that could not be scored."""
+
+    indices: list[int]
+    rows: pa.Table | None  # stored form (``match.results.match_rows``); None: none scored
+    failures: list[list[dict]]  # per chunk of ``indices``: {"item_id", "stage", "reason"}
+    seconds: float  # per chunk
 
     @property
     def scored(self) -> int:
@@ -96,34 +99,29 @@ def chunks_per_write(total_chunks: int) -> int:
 
 def score_chunks(
     settings: Settings, jd: JDFeatures, chunks: list[tuple[int, list[str]]], weights: ScoreWeights
-) -> list[ChunkOutput]:
+) -> ScoredChunks:
     """Score several chunks ``(index, cv_ids)`` of stored CVs with one read and one scoring
-    pass; ids not in the store come back as their chunk's ``missing``."""
+    pass; ids not in the store fail alone."""
     start = time.perf_counter()
     ids = [c for _, chunk in chunks for c in chunk]
     # Each CV's score depends on its own row only, so one pass over many chunks gives every
     # chunk the results it would get alone. No result object is built per CV: the evidence
     # is made when a result is read (``match.rank.job_results``).
     rows = match_rows(score_table(jd, _store(settings).read_cv_features(ids), weights))
-    row_of = {c: i for i, c in enumerate(rows.column("cv_id").to_pylist())}
+    found = set(rows.column("cv_id").to_pylist())
+    failures = [[{"item_id": c, "stage": "match", "reason": "no stored CV with this id"} for c in chunk if c not in found]
+                for _, chunk in chunks]
     seconds = (time.perf_counter() - start) / max(1, len(chunks))
-    return [
-        ChunkOutput(
-            index=index,
-            rows=rows.take(pa.array([row_of[c] for c in chunk if c in row_of], pa.int64())),
-            missing=[c for c in chunk if c not in row_of],
-            seconds=seconds,
-        )
-        for index, chunk in chunks
-    ]
+    return ScoredChunks([i for i, _ in chunks], rows, failures, seconds)
 
 
 _score_chunks_task = ray.remote(score_chunks)
 
 
-def _failed_chunk(index: int, cv_ids: list[str], error: ray.exceptions.RayError) -> tuple[ChunkOutput, list[dict]]:
+def _failed_chunks(indices: list[int], chunks: list[list[str]], error: ray.exceptions.RayError) -> ScoredChunks:
     reason = f"chunk failed: {type(error).__name__}"
-    return ChunkOutput(index, None, [], 0.0), [{"item_id": c, "stage": "match", "reason": reason} for c in cv_ids]
+    failures = [[{"item_id": c, "stage": "match", "reason": reason} for c in chunks[i]] for i in indices]
+    return ScoredChunks(indices, None, failures, 0.0)
 
 
 def run_match_job(
@@ -167,12 +165,12 @@ def run_match_job(
 
     if len(groups) == 1:
         # One task's worth of CVs: scored here, since a task would cost more than the scoring.
-        outs = score_chunks(settings, jd, [(i, chunks[i]) for i in groups[0]], settings.weights)
-        status = _write_and_report(store, progress, job_id, chunks, [(out, _missing(out)) for out in outs])
+        scored = score_chunks(settings, jd, [(i, chunks[i]) for i in groups[0]], settings.weights)
+        status = _write_and_report(store, progress, job_id, chunks, [scored])
         return status if status == JobStatus.cancelled else _finish(progress, job_id, len(ids))
 
     in_flight: dict[ray.ObjectRef, list[int]] = {}
-    scored: list[tuple[ChunkOutput, list[dict]]] = []  # scored, not yet written nor reported
+    scored: list[ScoredChunks] = []  # scored, not yet written nor reported
     last_write = time.monotonic()
     next_group = 0
     while next_group < len(groups) or in_flight:
@@ -187,15 +185,14 @@ def run_match_job(
         for ref in ready:
             group = in_flight.pop(ref)
             try:
-                outs: list[ChunkOutput] = ray.get(ref)
+                scored.append(ray.get(ref))
             except ray.exceptions.RayError as e:
                 # A task that cannot score its chunks fails their CVs, not the job.
                 logger.warning("match job %s: chunks %d-%d failed: %s", job_id, group[0], group[-1], type(e).__name__)
-                scored.extend(_failed_chunk(i, chunks[i], e) for i in group)
-                continue
-            scored.extend((out, _missing(out)) for out in outs)
+                scored.append(_failed_chunks(group, chunks, e))
         finished = next_group == len(groups) and not in_flight
-        if scored and (finished or len(scored) >= per_write or time.monotonic() - last_write >= WRITE_INTERVAL_S):
+        waiting = sum(len(s.indices) for s in scored)
+        if scored and (finished or waiting >= per_write or time.monotonic() - last_write >= WRITE_INTERVAL_S):
             status = _write_and_report(store, progress, job_id, chunks, scored)
             scored, last_write = [], time.monotonic()
             if status == JobStatus.cancelled:
@@ -205,10 +202,6 @@ def run_match_job(
                 return JobStatus.cancelled
 
     return _finish(progress, job_id, len(ids))
-
-
-def _missing(out: ChunkOutput) -> list[dict]:
-    return [{"item_id": c, "stage": "match", "reason": "no stored CV with this id"} for c in out.missing]
 
 
 def _finish(progress: ProgressClient, job_id: str, n_cvs: int) -> JobStatus:
@@ -221,19 +214,20 @@ def _finish(progress: ProgressClient, job_id: str, n_cvs: int) -> JobStatus:
 
 
 def _write_and_report(
-    store: Store, progress: ProgressClient, job_id: str, chunks: list[list[str]],
-    scored: list[tuple[ChunkOutput, list[dict]]],
+    store: Store, progress: ProgressClient, job_id: str, chunks: list[list[str]], scored: list[ScoredChunks]
 ) -> JobStatus:
     """Write the results of scored chunks in one commit, then report them in one call:
     a chunk is reported only once its results are stored. Returns the job's status."""
-    tables = [out.rows for out, _ in scored if out.scored]
+    tables = [s.rows for s in scored if s.scored]
     if tables:
         store.write_match_rows(job_id, pa.concat_tables(tables))
-    for out, _ in scored:
-        metrics.observe_latency("match_chunk", out.seconds)
-    metrics.record_match_chunks(len(scored))
-    metrics.record_processed("match", sum(out.scored for out, _ in scored))
-    reports = [(out.index, len(chunks[out.index]), failures) for out, failures in scored]
+    reports = []
+    for s in scored:
+        for index, failures in zip(s.indices, s.failures, strict=True):
+            metrics.observe_latency("match_chunk", s.seconds)
+            reports.append((index, len(chunks[index]), failures))
+    metrics.record_match_chunks(len(reports))
+    metrics.record_processed("match", sum(s.scored for s in scored))
     return progress.call("chunks_done", job_id, reports).status
 
 
