@@ -507,3 +507,29 @@ def test_each_tenant_has_a_folder_of_its_own_and_is_listed(tmp_path) -> None:
         Path(tenant_data_dir(base, tenant)).mkdir(parents=True)
     (tmp_path / "tenants" / "Not A Tenant").mkdir()
     assert list_tenants(base) == ["default", "acme", "beta"]
+
+
+def test_match_rows_appended_and_their_chunks_deleted(store: Store) -> None:
+    """A job's driver appends its chunks' rows; one started again deletes the rows of the
+    chunks it redoes first, so no CV is stored twice."""
+    job, jd_id = "job_append", _jd(1).jd_id
+    a, b, c = (document_id(x) for x in (b"a", b"b", b"c"))
+    first = _rows(jd_id, [(a, 10.0), (b, 20.0)]).append_column("chunk", pa.array([0, 1], pa.int32()))
+    store.append_match_rows(job, first)
+    assert store.delete_match_chunks(job, [1, 2]) == 1
+    store.append_match_rows(job, _rows(jd_id, [(b, 30.0), (c, 5.0)]).append_column("chunk", pa.array([1, 2], pa.int32())))
+    rows = store.read_match_rows(job)
+    assert rows.select(["cv_id", "score"]).to_pylist() == [{"cv_id": b, "score": 30.0}, {"cv_id": a, "score": 10.0},
+                                                            {"cv_id": c, "score": 5.0}]
+    assert store.delete_match_chunks(job, []) == 0
+
+
+def test_match_results_in_an_older_format_are_dropped(tmp_path) -> None:
+    import lancedb
+
+    db = lancedb.connect(str(tmp_path / "db"))
+    db.create_table("matches", data=pa.table({"match_key": ["j:x"], "job_id": ["j"], "result_json": ["{}"]}))
+    store = Store(str(tmp_path / "db"), dim=8)
+    assert store.read_match_rows("j").num_rows == 0
+    store.write_match_rows("j", _rows(_jd(1).jd_id, [(document_id(b"a"), 1.0)]))
+    assert store.count_matches("j") == 1

@@ -108,7 +108,10 @@ def score_chunks(
     # chunk the results it would get alone. No result object is built per CV: the evidence
     # is made when a result is read (``match.rank.job_results``).
     rows = match_rows(score_table(jd, _store(settings).read_cv_features(ids), weights))
-    found = set(rows.column("cv_id").to_pylist())
+    chunk_of = {c: index for index, chunk in chunks for c in chunk}
+    found = rows.column("cv_id").to_pylist()
+    rows = rows.append_column("chunk", pa.array([chunk_of[c] for c in found], pa.int32()))
+    found = set(found)
     failures = [[{"item_id": c, "stage": "match", "reason": "no stored CV with this id"} for c in chunk if c not in found]
                 for _, chunk in chunks]
     seconds = (time.perf_counter() - start) / max(1, len(chunks))
@@ -151,6 +154,7 @@ def run_match_job(
     chunks = chunked(ids, size)
     limit = parallelism or settings.match_parallelism
     task = _score_chunks_task.options(**stage_options(settings)["match_chunk"].remote_options())
+    resumed = progress.call("get", job_id).status is JobStatus.running
     job = progress.call("start", job_id)
     if job.status.is_terminal():
         return job.status  # cancelled before it started, or finished by an earlier driver
@@ -158,6 +162,11 @@ def run_match_job(
     # (their results are written before they are reported: none is lost, none redone).
     done = {i for start, end in progress.call("done_chunks", job_id) for i in range(start, end + 1)}
     todo = [i for i in range(len(chunks)) if i not in done]
+    if resumed:
+        # Rows of chunks written but not reported when the last driver died: results are
+        # appended (an append's cost does not grow with the table, a merge's does), so they
+        # must go before their chunks are scored again.
+        store.delete_match_chunks(job_id, todo)
     logger.info("match job %s: %d CVs in %d chunks (%d to go)", job_id, len(ids), len(chunks), len(todo))
     per_task = chunks_per_task(len(todo), size, limit, settings.match_task_min_cvs)
     groups = [todo[i : i + per_task] for i in range(0, len(todo), per_task)]
@@ -220,7 +229,7 @@ def _write_and_report(
     a chunk is reported only once its results are stored. Returns the job's status."""
     tables = [s.rows for s in scored if s.scored]
     if tables:
-        store.write_match_rows(job_id, pa.concat_tables(tables))
+        store.append_match_rows(job_id, pa.concat_tables(tables))
     reports = []
     for s in scored:
         for index, failures in zip(s.indices, s.failures, strict=True):

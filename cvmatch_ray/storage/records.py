@@ -145,6 +145,7 @@ def matches_schema() -> pa.Schema:
             pa.field("counted_months", pa.float64()),  # null: relevant experience was off
             pa.field("education_rank", pa.int32(), nullable=False),
             pa.field("statements", pa.bool_(), nullable=False),  # skills counted by requirement statement
+            pa.field("chunk", pa.int32(), nullable=False),  # the job's chunk that scored it (-1: none)
             pa.field("created_at", _TIMESTAMP, nullable=False),
         ]
     )

@@ -56,10 +56,6 @@ class StoreSchemaError(RuntimeError):
     """An existing table does not have the schema this code expects (e.g. another dim)."""
 
 
-# A column only the old ``matches`` format had (each result as one JSON document).
-_OLD_MATCHES_COLUMN = "result_json"
-
-
 def _eq(column: str, value: str) -> str:
     checked = validate_job_id(value) if column == "job_id" else validate_id(value, column)
     return f"{column} = '{checked}'"
@@ -211,7 +207,7 @@ class Store(CVSearch):
                 logger.debug("table %s ready at %s", name, self.uri)
             elif name in self._db:
                 table = self._db.open_table(name)
-                if name == MATCHES and _OLD_MATCHES_COLUMN in table.schema.names:
+                if name == MATCHES and not set(matches_schema().names) <= set(table.schema.names):
                     table = self._replace_old_matches()
             else:
                 return None
@@ -222,8 +218,9 @@ class Store(CVSearch):
             return table
 
     def _replace_old_matches(self) -> Any:
-        """A new, empty ``matches`` table in place of one in the old format (whole results as
-        JSON): job results are derived data, so they are dropped, not converted."""
+        """A new, empty ``matches`` table in place of one in an older format (whole results
+        as JSON, or fewer columns): job results are derived data, so they are dropped, not
+        converted."""
         logger.warning("the stored match results are in an older format and are dropped; run the jobs again")
         self._db.drop_table(MATCHES, ignore_missing=True)
         return self._db.create_table(MATCHES, schema=matches_schema(), exist_ok=True)
@@ -482,10 +479,34 @@ class Store(CVSearch):
 
     def write_match_rows(self, job_id: str, rows: pa.Table) -> None:
         """Store a job's scored rows (``records.MATCH_ROW_COLUMNS``, what
-        ``match.results.match_rows`` gives) in one commit; a CV written again replaces its row."""
+        ``match.results.match_rows`` gives, and optionally ``chunk``) in one commit; a CV
+        written again replaces its row."""
+        table = self._match_table(job_id, rows)
+        if table is not None:
+            self._merge_table(MATCHES, "match_key", table)
+            logger.info("job %s: stored %d match results", job_id, table.num_rows)
+
+    def append_match_rows(self, job_id: str, rows: pa.Table) -> None:
+        """:meth:`write_match_rows` for rows the job has not stored yet (a job's driver knows:
+        see :meth:`delete_match_chunks`): an append, whose cost does not grow with the table."""
+        table = self._match_table(job_id, rows)
+        if table is not None:
+            self._table(MATCHES, create=True).add(table)
+            self._committed(MATCHES, self._table(MATCHES, create=True))
+            logger.info("job %s: stored %d match results", job_id, table.num_rows)
+
+    def delete_match_chunks(self, job_id: str, chunks: Sequence[int]) -> int:
+        """Delete the rows a job's ``chunks`` wrote (a driver started again redoes them)."""
+        if not chunks:
+            return 0
+        listed = ", ".join(str(int(c)) for c in chunks)
+        return self._delete(MATCHES, f"{_eq('job_id', job_id)} AND chunk IN ({listed})")
+
+    def _match_table(self, job_id: str, rows: pa.Table) -> pa.Table | None:
+        """``rows`` as ``matches`` rows of ``job_id`` (ids checked); None when empty."""
         validate_job_id(job_id)
         if rows.num_rows == 0:
-            return
+            return None
         cv_ids = rows.column("cv_id")
         for name in ("cv_id", "jd_id"):
             for value in pc.unique(rows.column(name)).to_pylist():
@@ -497,12 +518,11 @@ class Store(CVSearch):
             "match_key": pc.binary_join_element_wise(pa.array([job_id] * n, pa.string()), cv_ids, ":"),
             "job_id": pa.array([job_id] * n, pa.string()),
             **{name: rows.column(name) for name in MATCH_ROW_COLUMNS},
+            "chunk": rows.column("chunk") if "chunk" in rows.column_names else pa.array([-1] * n, pa.int32()),
             "created_at": pa.array([_now()] * n),
         }
         schema = self._schema(MATCHES)
-        self._merge_table(MATCHES, "match_key", pa.Table.from_arrays(
-            [pc.cast(columns[f.name], f.type) for f in schema], schema=schema))
-        logger.info("job %s: stored %d match results", job_id, n)
+        return pa.Table.from_arrays([pc.cast(columns[f.name], f.type) for f in schema], schema=schema)
 
     def read_match_rows(self, job_id: str, *, limit: int | None = None) -> pa.Table:
         """A job's stored rows (``records.MATCH_ROW_COLUMNS``), best score first, ties by
