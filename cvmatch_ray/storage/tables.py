@@ -199,16 +199,16 @@ class Store(CVSearch):
             table = self._tables.get(name)
             if table is not None:
                 return table
-            if create:
+            if name in self._db:
+                table = self._db.open_table(name)
+                if name == MATCHES and not set(matches_schema().names) <= set(table.schema.names):
+                    table = self._replace_old_matches()
+            elif create:
                 if name != MATCHES and self._dim is None:
                     raise RuntimeError(f"table {name!r}: the vector dim must be known before creating it")
                 # exist_ok: another process may have created it since; both then share it.
                 table = self._db.create_table(name, schema=self._schema(name), exist_ok=True)
                 logger.debug("table %s ready at %s", name, self.uri)
-            elif name in self._db:
-                table = self._db.open_table(name)
-                if name == MATCHES and not set(matches_schema().names) <= set(table.schema.names):
-                    table = self._replace_old_matches()
             else:
                 return None
             if name != MATCHES and self._dim is None:
