@@ -7,6 +7,7 @@ in ``test_multinode_s3.py``).
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -138,6 +139,30 @@ def test_a_store_on_s3_reads_searches_and_erases_every_byte(s3: S3Server) -> Non
     assert reopened.get_cv(canary.cv_id) is None and reopened.count_cvs() == 5
     assert reopened.search_cvs_text(word, limit=10) == []
     assert reopened.count_matches(job_id) == 5
+
+
+def test_concurrent_writers_on_s3_lose_no_commit(s3: S3Server) -> None:
+    # Lance commits a version with a conditional PUT (If-None-Match): of two writers that
+    # raced for a version, one retries on top of the other instead of overwriting it.
+    uri = s3.uri(_prefix())
+    Store(uri, dim=DIM, storage_options=s3.options).upsert_cvs([_cv(0)])
+    errors: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        store = Store(uri, storage_options=s3.options, compact_every=None)  # a connection of its own
+        try:
+            for k in range(4):
+                store.upsert_cvs([_cv(1 + worker * 4 + k)])
+        except BaseException as e:  # handed to the test thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert Store(uri, storage_options=s3.options).list_cv_ids() == sorted(_cv(i).cv_id for i in range(13))
 
 
 def test_blobs_tenants_and_jobs_on_s3(s3: S3Server) -> None:
