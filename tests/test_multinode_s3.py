@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 import ray
 from ray import serve
@@ -310,14 +309,32 @@ def test_the_api_uploads_and_matches_on_s3(world: World, pool: Pool, api: httpx.
     assert [x["cv_id"] for x in best["results"]] == [x.cv_id for x in got]
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc (Linux, as the test machine)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])  # the name may hold spaces
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    return tree
+
+
 def _freeze(node: Any) -> list[int]:
     """SIGSTOP a node's raylet and every process it started (workers, agents): a node that
     stopped answering, with whatever task it held still in hand."""
-    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
-    procs = [raylet, *raylet.children(recursive=True)]
-    for p in procs:
-        p.send_signal(signal.SIGSTOP)
-    return [p.pid for p in procs]
+    pids = _process_tree(node.all_processes["raylet"][0].process.pid)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    return pids
 
 
 def test_a_match_job_outlives_the_node_running_it(world: World, pool: Pool, single_node: Store) -> None:

@@ -21,7 +21,7 @@ from cvmatch_ray.config import Settings, StoreSettings
 from cvmatch_ray.ids import document_id
 from cvmatch_ray.storage.blobs import BlobStore
 from cvmatch_ray.storage.jobs import JobTable
-from cvmatch_ray.storage.objectstore import ObjectStoreError, filesystem, lance_options, options_from_env
+from cvmatch_ray.storage.objectstore import AWS_ENV, ObjectStoreError, filesystem, lance_options, options_from_env
 from cvmatch_ray.storage.tables import Store
 from cvmatch_ray.storage.tenants import list_tenants
 
@@ -44,7 +44,14 @@ def test_the_aws_variables_become_storage_options() -> None:
     assert options_from_env({}) == {}
 
 
+def _clear_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No AWS variable of the machine's own leaks into a test that counts them."""
+    for variable, _ in AWS_ENV:
+        monkeypatch.delenv(variable, raising=False)
+
+
 def test_settings_carry_the_aws_variables_under_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_aws(monkeypatch)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
     monkeypatch.setenv("AWS_REGION", "eu-west-3")
     monkeypatch.setenv("CVMATCH_STORE__STORAGE_OPTIONS", '{"aws_region": "us-east-2", "timeout": "60s"}')
@@ -196,6 +203,7 @@ def test_blobs_tenants_and_jobs_on_s3(s3: S3Server) -> None:
 
 
 def test_settings_from_the_aws_variables_reach_the_server(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_aws(monkeypatch)
     for name, value in s3.env.items():
         monkeypatch.setenv(name, value)
     settings = Settings(data_dir=s3.uri(_prefix()), tenant="acme")
