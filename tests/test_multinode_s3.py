@@ -42,7 +42,7 @@ from test_api import JD_TEXT, cv_text, pdf_bytes, upload, wait_job, wait_upload
 
 from cvmatch_ray.config import Settings
 from cvmatch_ray.local_ingest import LocalIngestor
-from cvmatch_ray.match.rank import rank_stored
+from cvmatch_ray.match.rank import job_results, rank_stored
 from cvmatch_ray.pipelines.matching import create_match_job, run_plan
 from cvmatch_ray.pipelines.ray_ingest import run_ingest
 from cvmatch_ray.progress import ACTOR_NAME, JobStatus, get_progress_actor
@@ -143,9 +143,10 @@ def world() -> Iterator[World]:
             cluster.wait_for_nodes()
             with _environ(s3.env):
                 ray.init(address=cluster.address, namespace="cvmatch", log_to_driver=False)
+                # Scoring in Ray tasks however small the job (else a driver scores it alone).
                 settings = Settings(
                     data_dir=s3.uri("cvmatch"), ray_namespace=f"mn{uuid.uuid4().hex[:8]}",
-                    ingest_batch_size=2, stage_resources=STAGE_RESOURCES,
+                    ingest_batch_size=2, stage_resources=STAGE_RESOURCES, match_task_min_cvs=0,
                 )
                 yield World(s3, cluster, f"http://127.0.0.1:{dashboard_port}", settings, cluster.head_node,
                             extract_node, embed_node, temp_dir)
@@ -274,7 +275,7 @@ def api(world: World, pool: Pool) -> Iterator[httpx.Client]:
     port = _free_port()
     serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
     args = AppArgs(data_dir=world.settings.data_dir, ray_namespace=world.settings.ray_namespace,
-                   upload={"recover_every_s": 0})
+                   match_task_min_cvs=0, upload={"recover_every_s": 0})
     serve.run(build_app(args), name=APP_NAME, route_prefix="/")
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
     try:
@@ -393,5 +394,5 @@ def test_a_match_job_outlives_the_node_running_it(world: World, pool: Pool, sing
     assert _wait_for("scoring tasks on both nodes", scored_on) == expected
 
     store = Store.open(settings.tenant_dir, settings.store)
-    _same_ranking(store.read_matches(plan.job_id), rank_stored(single_node, pool.jd_id, pool.cv_ids))
+    _same_ranking(job_results(store, plan.job_id), rank_stored(single_node, pool.jd_id, pool.cv_ids))
     assert world.s3.keys("cvmatch/matches.lance/data/")

@@ -15,7 +15,7 @@ from datetime import timedelta
 import pyarrow.fs as pafs
 import pytest
 from s3_server import REGION, S3Server, s3_server
-from test_store import DIM, _cv, _jd, _match
+from test_store import DIM, _cv, _jd, _rows
 
 from cvmatch_ray.config import Settings, StoreSettings
 from cvmatch_ray.ids import document_id
@@ -127,7 +127,7 @@ def test_a_store_on_s3_reads_searches_and_erases_every_byte(s3: S3Server) -> Non
     store.upsert_cvs([canary])  # the first row superseded: in an old version, not gone
     store.upsert_jds([_jd(1)])
     job_id = "job_" + uuid.uuid4().hex[:16]
-    store.write_matches(job_id, [_match(c.cv_id, _jd(1).jd_id, 0.5) for c in [*others, canary]])
+    store.write_match_rows(job_id, _rows(_jd(1).jd_id, [(c.cv_id, 50.0) for c in [*others, canary]]))
     store.ensure_search_indexes(ann_min_rows=10**9)
     # A failed commit's file: referenced by no version, removed by the erasure all the same.
     junk = f"{prefix}/cvs.lance/data/junk-{uuid.uuid4().hex}.lance"
