@@ -256,8 +256,9 @@ def test_bulk_ingest_runs_each_stage_on_its_nodes_and_writes_to_the_bucket(world
     assert _progress_actor_state(world).node_id == world.head.node_id
 
     # The progress book writes its jobs through to the bucket (what a restarted actor reloads).
-    jobs = JobTable(world.settings.data_dir, storage_options=world.settings.store.storage_options)
-    _wait_for("the ingest job in the bucket's jobs table", lambda: jobs.find(pool.ingest_job))
+    options = world.settings.store.storage_options
+    _wait_for("the ingest job in the bucket's jobs table",  # a fresh reader each time: the latest version
+              lambda: JobTable(world.settings.data_dir, storage_options=options).find(pool.ingest_job))
     prefix = "cvmatch/"
     keys = world.s3.keys(prefix)
     for table in ("cvs", "jds", "jobs"):
@@ -292,7 +293,7 @@ def test_the_api_uploads_and_matches_on_s3(world: World, pool: Pool, api: httpx.
     cv_id = r.json()["cv_id"]
     final, _ = wait_upload(api, cv_id, timeout=180)
     assert (final["status"], final["step"]) == ("succeeded", "done"), final
-    # The accepted bytes went to the bucket before the 202.
+    # The accepted upload's blob (its record and bytes) is in the bucket.
     assert world.s3.keys(f"cvmatch/blobs/upload/{cv_id[:2]}/{cv_id}")
 
     r = api.post("/api/match", json={"jd_id": pool.jd_id, "chunk_size": 2})
