@@ -8,11 +8,15 @@ nothing is read from the environment at import time.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from cvmatch_ray.storage.objectstore import options_from_env
 
 
 #: The tenant of keys given as a list, of the CLI and batch jobs by default, and of a server
@@ -203,7 +207,9 @@ class StoreSettings(BaseModel):
     )
     storage_options: dict[str, str] = Field(
         default_factory=dict,
-        description="LanceDB object-store options for an s3:// data_dir (endpoint, region, credentials...).",
+        description="Object-store options of an s3:// data_dir, in LanceDB's keys (aws_endpoint, aws_region, "
+        "aws_access_key_id, aws_secret_access_key, aws_session_token, allow_http...), for the tables and the blobs "
+        "alike; the standard AWS_* variables fill those not set here (docs/deployment.md).",
     )
     erase_grace_s: float = Field(
         10.0,
@@ -213,10 +219,33 @@ class StoreSettings(BaseModel):
     )
 
 
+#: The Ray stages whose resources ``stage_resources`` can add to (``pipelines.resources``).
+RayStage = Literal["extract", "standardize", "embed", "match_chunk"]
+#: Resources Ray sets from ``num_cpus``/``num_gpus``/``memory``, never through ``resources``.
+_RAY_BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
+
+
+class _AWSEnvironment(PydanticBaseSettingsSource):
+    """The standard ``AWS_*`` variables as ``store.storage_options``, below every other source
+    (a ``CVMATCH_STORE__STORAGE_OPTIONS`` key wins over the variable that fills the same key).
+
+    Read when the settings are built, so the settings carry them: a Ray worker on another node
+    that is handed them reaches the store without the variables in its own environment.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ fills the one nested field
+
+    def __call__(self) -> dict[str, Any]:
+        options = options_from_env(os.environ)
+        return {"store": {"storage_options": options}} if options else {}
+
+
 class Settings(BaseSettings):
     """cvmatch-ray configuration (environment prefix ``CVMATCH_``).
 
     Nested fields use ``__`` in the environment, e.g. ``CVMATCH_WEIGHTS__SEMANTIC=0.3``.
+    The standard ``AWS_*`` variables fill ``store.storage_options`` (``_AWSEnvironment``).
     """
 
     model_config = SettingsConfigDict(
@@ -302,6 +331,12 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(16, gt=0, description="Documents per Ray Data batch.")
     standardize_actors: int = Field(1, gt=0, description="Standardizer actors in the Ray Data pool.")
     match_chunk_cpus: float = Field(0.5, gt=0, description="CPUs per matching chunk task.")
+    stage_resources: dict[RayStage, dict[str, float]] = Field(
+        default_factory=dict,
+        description='Custom Ray resources a stage\'s tasks and actors ask for, by stage (extract, standardize, '
+        'embed, match_chunk), e.g. {"embed": {"gpu_pool": 0.01}}: the stage then runs only on nodes started with '
+        "them (ray start --resources).",
+    )
     match_parallelism: int = Field(4, gt=0, description="Matching tasks in flight at once per job.")
     match_task_min_cvs: int = Field(
         2_000, ge=0,
@@ -334,6 +369,28 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_tenant(cls, value: str) -> str:
         return check_tenant(value)
+
+    @field_validator("stage_resources")
+    @classmethod
+    def _custom_resources(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for stage, resources in value.items():
+            for name, amount in resources.items():
+                if name in _RAY_BUILTIN_RESOURCES:
+                    raise ValueError(f"stage_resources[{stage}]: {name} is set by the stage's own options, not here")
+                if amount <= 0:
+                    raise ValueError(f"stage_resources[{stage}][{name}] must be positive, got {amount}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, dotenv_settings, file_secret_settings, _AWSEnvironment(settings_cls)
 
     @property
     def tenant_dir(self) -> str:

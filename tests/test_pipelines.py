@@ -81,6 +81,19 @@ def test_stage_options_ask_for_fractional_gpus():
     assert gpu["extract"].num_gpus == 0 and gpu["extract"].actors is None
 
 
+def test_stage_resources_pin_stages_to_the_nodes_that_offer_them():
+    options = stage_options(Settings(stage_resources={"extract": {"cpu_pool": 0.01}, "embed": {"gpu_pool": 1}}))
+    assert options["extract"].map_batches_kwargs()["resources"] == {"cpu_pool": 0.01}
+    assert options["embed"].map_batches_kwargs()["resources"] == {"gpu_pool": 1.0}
+    assert "resources" not in options["standardize"].map_batches_kwargs()
+    assert "resources" not in options["match_chunk"].remote_options()
+    match = stage_options(Settings(stage_resources={"match_chunk": {"scoring": 0.5}}))["match_chunk"]
+    assert match.remote_options() == {"num_cpus": 0.5, "num_gpus": 0.0, "resources": {"scoring": 0.5}}
+    for bad in ({"embed": {"GPU": 1}}, {"embed": {"pool": 0}}, {"embedding": {"pool": 1}}):
+        with pytest.raises(ValueError):
+            Settings(stage_resources=bad)
+
+
 # -------------------------------------------------------------------------- ingest
 
 

@@ -50,7 +50,7 @@ class MatchJobDriver:
 
     def _run(self, settings: Settings, job_id: str) -> None:
         try:
-            plan = read_plan(BlobStore(settings.tenant_dir), job_id)
+            plan = read_plan(BlobStore(settings.tenant_dir, settings.store.storage_options), job_id)
             if plan is None:
                 logger.error("match job %s: no stored plan; ending it", job_id)
                 ProgressClient(settings).call("finish", job_id, JobStatus.failed, "the job's plan was lost")
@@ -102,7 +102,7 @@ def submit_match_job(
     plan = create_match_job(settings, jd_id=jd_id, cv_ids=cv_ids, chunk_size=chunk_size)
     stored = {**(meta or {}), "jd_id": plan.jd_id, "cv_ids": plan.cv_ids, "chunk_size": plan.chunk_size,
               "parallelism": parallelism}
-    BlobStore(settings.tenant_dir).put("job", plan.job_id, json.dumps(stored).encode())
+    BlobStore(settings.tenant_dir, settings.store.storage_options).put("job", plan.job_id, json.dumps(stored).encode())
     start_driver(settings, plan.job_id)
     return plan.job_id
 
@@ -120,7 +120,8 @@ def resume_stalled_match_jobs(settings: Settings, progress: ProgressClient, olde
     for job_id in progress.call("stalled", "match", older_than_s):
         # The job's plan is in its tenant's data, and so is everything its driver reads.
         tenant_settings = settings.model_copy(update={"tenant": progress.call("get", job_id).tenant})
-        if read_plan(BlobStore(tenant_settings.tenant_dir), job_id) is None:
+        blobs = BlobStore(tenant_settings.tenant_dir, tenant_settings.store.storage_options)
+        if read_plan(blobs, job_id) is None:
             continue
         try:
             driver = ray.get_actor(_driver_name(job_id), namespace=settings.ray_namespace)

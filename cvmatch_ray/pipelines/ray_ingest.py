@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ from cvmatch_ray.process import (
 )
 from cvmatch_ray.progress import JobStatus, ProgressClient
 from cvmatch_ray.standardize import make_standardizer
+from cvmatch_ray.storage.objectstore import filesystem
 from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
@@ -64,10 +65,16 @@ _ROW_SCHEMA = pa.schema(
 )
 
 
-def list_files(inputs: Sequence[str]) -> tuple[list[str], pafs.FileSystem | None]:
-    """Files under local paths or one filesystem URI (s3://, gs://...), sorted, hidden ones skipped."""
+def list_files(
+    inputs: Sequence[str], storage_options: Mapping[str, str] | None = None
+) -> tuple[list[str], pafs.FileSystem | None]:
+    """Files under local paths or one filesystem URI (s3://, gs://...), sorted, hidden ones skipped.
+
+    An ``s3://`` input is reached with ``storage_options``, the data directory's (the same
+    endpoint and credentials: ``storage.objectstore``).
+    """
     if len(inputs) == 1 and "://" in inputs[0]:
-        fs, root = pafs.FileSystem.from_uri(inputs[0])
+        fs, root = filesystem(inputs[0], storage_options)
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
         files = [i.path for i in infos if i.type == pafs.FileType.File and not Path(i.path).name.startswith(".")]
         return sorted(files), fs
@@ -221,7 +228,7 @@ def run_ingest(
     Reports to the progress actor as batches are written; ``on_progress(done, total)`` is
     called too (the CLI's progress bar). Files already stored are reported as skipped.
     """
-    files, fs = list_files(inputs)
+    files, fs = list_files(inputs, settings.store.storage_options)
     job_id = job_id or "ingest_" + document_id("\n".join(files).encode() + str(time.time_ns()).encode())[:16]
     batch_size = settings.ingest_batch_size
     progress = ProgressClient(settings)

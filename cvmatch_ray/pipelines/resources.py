@@ -6,7 +6,7 @@ for (``num_gpus=0.25`` for four embedding actors sharing one GPU, say) without a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cvmatch_ray.config import Settings
@@ -20,6 +20,8 @@ class StageOptions:
     num_gpus: float = 0.0
     actors: int | None = None  # None: stateless tasks; n: a fixed pool of n actors
     batch_size: int = 16
+    #: Custom Ray resources (``Settings.stage_resources``): the nodes the stage may run on.
+    resources: dict[str, float] = field(default_factory=dict)
 
     def map_batches_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``Dataset.map_batches``."""
@@ -28,13 +30,18 @@ class StageOptions:
         kwargs: dict[str, Any] = {"num_cpus": self.num_cpus, "batch_size": self.batch_size}
         if self.num_gpus:
             kwargs["num_gpus"] = self.num_gpus
+        if self.resources:
+            kwargs["resources"] = dict(self.resources)
         if self.actors is not None:
             kwargs["compute"] = ray.data.ActorPoolStrategy(size=self.actors)
         return kwargs
 
     def remote_options(self) -> dict[str, Any]:
         """Options for ``ray.remote(...).options(...)``."""
-        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        options: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        if self.resources:
+            options["resources"] = dict(self.resources)
+        return options
 
 
 def _standardize_options(settings: Settings) -> StageOptions:
@@ -59,10 +66,12 @@ def stage_options(settings: Settings) -> dict[str, StageOptions]:
 
     The embedding stage holds one encoder per actor; on a GPU node several actors share a
     GPU (``embed_num_gpus`` = 0.25 puts four on one), and then need little CPU of their own.
+    A stage named in ``settings.stage_resources`` also asks for those custom resources, so it
+    runs only on the nodes that offer them (say, embedding on the GPU pool).
     """
     batch = settings.ingest_batch_size
     embed_gpus = settings.embed_num_gpus
-    return {
+    stages = {
         "extract": StageOptions(num_cpus=0.5, batch_size=batch),
         "standardize": _standardize_options(settings),
         "embed": StageOptions(
@@ -72,4 +81,8 @@ def stage_options(settings: Settings) -> dict[str, StageOptions]:
             batch_size=max(batch, 32),
         ),
         "match_chunk": StageOptions(num_cpus=settings.match_chunk_cpus, batch_size=settings.match_chunk_size),
+    }
+    return {
+        name: replace(options, resources=dict(settings.stage_resources.get(name, {})))
+        for name, options in stages.items()
     }

@@ -43,9 +43,24 @@ class ProgressBookActor:
     background thread writes coalesced changes every ``flush_interval_s``.
     """
 
-    def __init__(self, data_dir: str, *, flush_interval_s: float = 0.5, erase_grace_s: float = GRACE.total_seconds()) -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        *,
+        flush_interval_s: float = 0.5,
+        erase_grace_s: float = GRACE.total_seconds(),
+        storage_options: Mapping[str, str] | None = None,
+    ) -> None:
+        """Args:
+            data_dir: the deployment's data directory, where the ``jobs`` table lives.
+            flush_interval_s: how often coalesced changes are written.
+            erase_grace_s: how long a write may take (``storage.erasure``).
+            storage_options: the object store's options (``StoreSettings.storage_options``):
+                handed over, not read from this process's environment, which on another
+                node need not have them.
+        """
         self._data_dir = resolve_data_dir(data_dir)
-        table = JobTable(self._data_dir, erase_grace=timedelta(seconds=erase_grace_s))
+        table = JobTable(self._data_dir, erase_grace=timedelta(seconds=erase_grace_s), storage_options=storage_options)
         self._book = ProgressBook(table, coalesce_s=flush_interval_s)
         self._queues = {"upload": WorkQueue(self._book, "upload")}
         self._interval = flush_interval_s
@@ -211,7 +226,7 @@ def get_progress_actor(settings: Settings, *, max_concurrency: int = 32) -> Acto
     data_dir = resolve_data_dir(settings.data_dir)
     for attempt in range(_GET_ATTEMPTS):
         try:
-            return _get_or_create(settings.ray_namespace, data_dir, max_concurrency, settings.store.erase_grace_s)
+            return _get_or_create(settings, data_dir, max_concurrency)
         except ray.exceptions.RayActorError:
             # The name still pointed at an actor killed for good (ray.kill(no_restart=True)
             # is asynchronous); once the GCS drops it, the next try creates a new one.
@@ -225,7 +240,8 @@ def get_progress_actor(settings: Settings, *, max_concurrency: int = 32) -> Acto
 _GET_ATTEMPTS = 10
 
 
-def _get_or_create(namespace: str, data_dir: str, max_concurrency: int, erase_grace_s: float) -> ActorHandle:
+def _get_or_create(settings: Settings, data_dir: str, max_concurrency: int) -> ActorHandle:
+    namespace = settings.ray_namespace
     with _getter_lock:
         handle = ProgressActor.options(
             name=ACTOR_NAME,
@@ -241,7 +257,9 @@ def _get_or_create(namespace: str, data_dir: str, max_concurrency: int, erase_gr
             max_restarts=-1,
             max_task_retries=-1,
             max_concurrency=max_concurrency,
-        ).remote(data_dir, erase_grace_s=erase_grace_s)
+        ).remote(
+            data_dir, erase_grace_s=settings.store.erase_grace_s, storage_options=dict(settings.store.storage_options)
+        )
         actor_id = handle._actor_id.hex()
         if actor_id not in _actor_data_dirs:
             # Also waits for __init__ (the reload), so table errors surface here, not later.

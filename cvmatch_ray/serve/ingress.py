@@ -55,7 +55,7 @@ class APIIngress:
         self.service = APIService(
             settings=settings,
             store=Store.open(settings.tenant_dir, settings.store, dim=int(info["dim"])),
-            blobs=BlobStore(settings.tenant_dir),
+            blobs=BlobStore(settings.tenant_dir, settings.store.storage_options),
             progress=progress,
             extractor=extractor,
             standardizer=standardizer,

@@ -197,7 +197,8 @@ class APIService(MatchingService):
             # A shallow copy shares what every tenant shares (the progress client, the
             # handles, the threads, the queue sender, the views); the tenant's own is new.
             view = copy.copy(self)
-            view.settings, view.store, view.blobs = settings, store, BlobStore(settings.tenant_dir)
+            blobs = BlobStore(settings.tenant_dir, settings.store.storage_options)
+            view.settings, view.store, view.blobs = settings, store, blobs
             view.uploads = UploadWriter(view.blobs, view._blocking)
             view._admitting, view._processing = {}, {}
             view = self._tenants.setdefault(tenant, view)
@@ -394,7 +395,7 @@ class APIService(MatchingService):
             "requeue_stale", "upload", stale_after.total_seconds(), limit=limit, max_attempts=self.settings.upload.max_attempts
         )
         orphans: list[QueuedJob] = []
-        for tenant in await self._blocking(list_tenants, self.settings.data_dir):
+        for tenant in await self._blocking(list_tenants, self.settings.data_dir, self.settings.store.storage_options):
             view = await self.for_tenant(tenant)
             candidates = await self._blocking(unstored_uploads, view.store, view.blobs, self._clock() - stale_after, limit)
             known = set(await self.progress.acall("known", [job_id for job_id, _ in candidates])) if candidates else set()

@@ -200,7 +200,8 @@ class UploadPipelineDeployment:
         if found is None:
             settings = self._settings.model_copy(update={"tenant": tenant})
             store = await asyncio.to_thread(Store.open, settings.tenant_dir, settings.store, dim=self._dim)
-            found = self._tenants.setdefault(tenant, TenantData(store, BlobStore(settings.tenant_dir)))
+            blobs = BlobStore(settings.tenant_dir, settings.store.storage_options)
+            found = self._tenants.setdefault(tenant, TenantData(store, blobs))
         return found
 
     async def _report(self, method: str, *args: Any, **kwargs: Any) -> None:

@@ -22,11 +22,13 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+
+from cvmatch_ray.storage.objectstore import filesystem
 
 logger = logging.getLogger(__name__)
 
@@ -67,19 +69,17 @@ class BlobStore:
     store's own guarantee (a completed ``PUT`` is durable and atomic).
     """
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, storage_options: Mapping[str, str] | None = None) -> None:
         """Open the blob area of the data directory ``root`` (created on first write).
 
         Args:
             root: the data directory: a local path or a URI that ``pyarrow.fs`` knows
                 (``s3://bucket/prefix``, ``gs://``...).
+            storage_options: the object store's options (``StoreSettings.storage_options``:
+                the tables' endpoint and credentials, see ``storage.objectstore``).
         """
-        if "://" in root:
-            self._fs, base = pafs.FileSystem.from_uri(root)
-            self._local = isinstance(self._fs, pafs.LocalFileSystem)
-        else:
-            self._fs, base = pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(root))
-            self._local = True
+        self._fs, base = filesystem(root, storage_options)
+        self._local = isinstance(self._fs, pafs.LocalFileSystem)
         self.root = base.rstrip("/") + "/blobs"
 
     def __repr__(self) -> str:

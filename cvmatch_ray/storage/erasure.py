@@ -27,7 +27,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -35,6 +35,7 @@ from typing import Any, Generic, TypeVar
 import pyarrow.fs as pafs
 
 from cvmatch_ray.storage.lance import COMPACT_TARGET_ROWS
+from cvmatch_ray.storage.objectstore import filesystem
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +96,12 @@ def erase(
     *,
     grace: timedelta,
     sleep: Callable[[float], None] = time.sleep,
+    storage_options: Mapping[str, str] | None = None,
 ) -> list[int]:
     """Delete the rows of each target and every byte of them under its table's folder.
+
+    ``storage_options`` are the tables' object-store options (``StoreSettings``), with which
+    the files no version references are removed.
 
     Returns:
         Rows deleted per target, in order.
@@ -118,7 +123,7 @@ def erase(
         if grace > timedelta(0):
             sleep(grace.total_seconds())
         for t, version in zip(targets, rewritten, strict=True):
-            _drop_versions_before(t, version, grace, sleep)
+            _drop_versions_before(t, version, grace, sleep, storage_options)
     except (OSError, RuntimeError) as e:
         raise ErasureError(f"erasure incomplete in {', '.join(t.name for t in targets)}: {e}") from e
     logger.info("erased %s rows from %s", deleted, ", ".join(t.name for t in targets))
@@ -143,7 +148,9 @@ def _materialize(t: Target, sleep: Callable[[float], None]) -> int:
     return int(t.table.to_lance().version)
 
 
-def _drop_versions_before(t: Target, version: int, grace: timedelta, sleep: Callable[[float], None]) -> None:
+def _drop_versions_before(
+    t: Target, version: int, grace: timedelta, sleep: Callable[[float], None], storage_options: Mapping[str, str] | None
+) -> None:
     """Remove the versions of ``t`` older than ``version``, then unreferenced old files."""
     dataset = t.table.to_lance()
     old = [v["version"] for v in dataset.versions() if v["version"] < version]
@@ -153,10 +160,10 @@ def _drop_versions_before(t: Target, version: int, grace: timedelta, sleep: Call
             sleep,
         )
         logger.debug("%s: removed %d versions, %d data files", t.name, stats.old_versions, stats.data_files_removed)
-    _remove_unreferenced(t, grace)
+    _remove_unreferenced(t, grace, storage_options)
 
 
-def _remove_unreferenced(t: Target, grace: timedelta) -> int:
+def _remove_unreferenced(t: Target, grace: timedelta, storage_options: Mapping[str, str] | None = None) -> int:
     """Remove files that no version references (failed commits) and that are ``grace`` old.
 
     Lance itself leaves them 7 days, in case a write is still under way; ``grace`` is the
@@ -170,14 +177,15 @@ def _remove_unreferenced(t: Target, grace: timedelta) -> int:
     candidates = [c for c in explained.candidate_files if c.unverified]
     if not candidates:
         return 0
-    fs, root = pafs.FileSystem.from_uri(dataset.uri)
+    fs, root = filesystem(dataset.uri, storage_options)
     root = root.rstrip("/")
-    # Lance names them by object-store path, which drops a local path's leading "/".
-    marker = root.lstrip("/") + "/"
+    # Lance names them by object-store path: a local path without its leading "/", an S3 key
+    # without its bucket. What follows the table's folder is the same in both.
+    marker = root.rsplit("/", 1)[-1] + "/"
     cutoff = datetime.now(UTC) - grace
     removed = 0
     for c in candidates:
-        rel = c.path.split(marker, 1)[-1]
+        rel = c.path.rsplit(marker, 1)[-1]
         path = f"{root}/{rel}"
         info = fs.get_file_info(path)
         if info.type != pafs.FileType.File or info.mtime is None or info.mtime >= cutoff:

@@ -39,17 +39,20 @@ class JobTable:
         *,
         compact_every: int | None = lance.COMPACT_EVERY,
         erase_grace: timedelta = erasure.GRACE,
+        storage_options: Mapping[str, str] | None = None,
     ) -> None:
         """Open (or create) the table.
 
         Args:
             uri: LanceDB database URI (a folder, or ``s3://...``); made absolute if local.
+            storage_options: the object store's options (``StoreSettings.storage_options``).
             compact_every: writes between two compactions (``storage.lance``'s policy);
                 the book runs a due compaction with ``optimize_if_due``.
             erase_grace: how long a write may take; ``erase_deleted`` waits this long.
         """
         self.uri = lance.resolve_data_dir(uri)
-        self._db = lance.connect(self.uri)
+        self._storage_options = dict(storage_options or {})
+        self._db = lance.connect(self.uri, storage_options=self._storage_options)
         self._table = self._db.create_table(self.NAME, schema=self.SCHEMA, exist_ok=True)
         self._commits = lance.CommitCounter(compact_every)
         self._compaction_due = False
@@ -106,7 +109,9 @@ class JobTable:
         Raises:
             erasure.ErasureError: bytes may remain; the next call removes them.
         """
-        erasure.erase([erasure.Target(self.NAME, self._table, None)], grace=self._erase_grace)
+        erasure.erase(
+            [erasure.Target(self.NAME, self._table, None)], grace=self._erase_grace, storage_options=self._storage_options
+        )
 
     def _query(self, where: str) -> list[str]:
         table = self._table.search().where(where).select(["state_json"]).to_arrow()

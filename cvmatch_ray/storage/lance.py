@@ -19,6 +19,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from cvmatch_ray.storage.objectstore import lance_options
+
 logger = logging.getLogger(__name__)
 
 #: Commits to one table through one writer between two compactions of it.
@@ -49,12 +51,17 @@ def connect(
 ) -> Any:
     """A LanceDB connection to the database at ``uri`` (a folder, ``s3://``, ``gs://``, ``az://``).
 
+    ``storage_options`` (``StoreSettings.storage_options``) apply to object stores only
+    (``objectstore.lance_options``).
+
     lancedb is imported here, not at module import: it starts a runtime that warns when a
     process forks afterwards, and processes that only hold a progress client never need it.
     """
     import lancedb
 
-    return lancedb.connect(uri, read_consistency_interval=read_consistency_interval, storage_options=storage_options)
+    return lancedb.connect(
+        uri, read_consistency_interval=read_consistency_interval, storage_options=lance_options(uri, storage_options)
+    )
 
 
 def upsert(table: Any, key: str, data: pa.Table, *, update: bool = True) -> Any:

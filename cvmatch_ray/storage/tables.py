@@ -410,7 +410,7 @@ class Store(CVSearch):
             found.update(rows.column("cv_id").to_pylist() if rows is not None else [])
             reindex = self._rebuild_fulltext_index if name == CVS and self._has_fulltext_index(table) else None
             targets.append(erasure.Target(name, table, where, reindex))
-        counts = erasure.erase(targets, grace=self._erase_grace)
+        counts = erasure.erase(targets, grace=self._erase_grace, storage_options=self._storage_options)
         logger.info("erased %d CVs (rows per table: %s)", len(wanted), dict(zip((t.name for t in targets), counts, strict=True)))
         return found
 

@@ -7,26 +7,25 @@ uploads) lists them here.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from cvmatch_ray.config import DEFAULT_TENANT, TENANT_NAME, TENANTS_FOLDER
+from cvmatch_ray.storage.objectstore import filesystem
 
 
-def list_tenants(data_dir: str) -> list[str]:
+def list_tenants(data_dir: str, storage_options: Mapping[str, str] | None = None) -> list[str]:
     """The default tenant, then every tenant with a folder under ``data_dir``, sorted.
 
-    A folder whose name is not a tenant name is no tenant's and is skipped.
+    A folder whose name is not a tenant name is no tenant's and is skipped. On an object
+    store a "folder" is a common prefix of object keys: a tenant appears once it has data.
 
     Raises:
         OSError: the folder of tenants could not be listed.
     """
-    if "://" in data_dir:
-        fs, base = pafs.FileSystem.from_uri(data_dir)
-    else:
-        fs, base = pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(data_dir))
+    fs, base = filesystem(data_dir, storage_options)
     selector = pafs.FileSelector(f"{base.rstrip('/')}/{TENANTS_FOLDER}", allow_not_found=True)
     try:
         infos = fs.get_file_info(selector)
