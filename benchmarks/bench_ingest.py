@@ -5,6 +5,11 @@
 Each mode runs in a fresh subprocess (so peak RSS is its own) on a fresh store, over the
 LiveCareer PDFs in DATA_DIR/livecareer_resumes/pdf. Times are end to end: model and taxonomy
 loading, extraction, standardization, embedding and LanceDB writes.
+
+The second table is the pipeline's own account of where the time went (``StageTimes``):
+the wall seconds of each step summed over its batches, and for Ray Data over its workers
+too, so Ray's stages can add up to more than its end-to-end time (they overlap). "rows" is
+what the Ray stages and the driver spend turning Arrow rows into Python objects and back.
 """
 
 from __future__ import annotations
@@ -40,19 +45,25 @@ def _child(mode: str, files: list[str], db: str) -> dict:
     if mode == "local":
         from cvmatch_ray.local_ingest import LocalIngestor
 
+        from cvmatch_ray.process import StageTimes
+
         ingestor = LocalIngestor.from_settings(settings)
         loaded = time.perf_counter()
-        outcomes = ingestor.ingest((f, Path(f).read_bytes()) for f in files)
+        times = StageTimes()
+        outcomes = ingestor.ingest(((f, Path(f).read_bytes()) for f in files), times=times)
         ok = sum(o.ok for o in outcomes)
     else:
         import ray
 
         from cvmatch_ray.pipelines.ray_ingest import run_ingest
 
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        # A Ray of its own ("local"): a bare ray.init() would join whatever cluster `ray start`
+        # last left on this machine, with its own CPUs and load.
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         loaded = time.perf_counter()
         report = run_ingest(files, settings)
         ok = sum(o.ok for o in report.outcomes)
+        times = report.times
     end = time.perf_counter()
     return {
         "ok": ok,
@@ -61,7 +72,26 @@ def _child(mode: str, files: list[str], db: str) -> dict:
         "work": end - loaded,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "children_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "stages": times.seconds,
     }
+
+
+def _stage_table(results: dict[str, dict], n: int) -> Table:
+    """Seconds per step and mode, from the pipeline's own timings."""
+    from cvmatch_ray.process import STEPS
+
+    steps = [*STEPS, *sorted({s for r in results.values() for s in r["stages"]} - set(STEPS))]
+    table = Table(title=f"Where the time went, {n} PDFs (wall s per step, summed over batches and workers)")
+    for col in ("mode", *steps, "steps total", "end to end", "ms per CV (steps)"):
+        table.add_column(col, justify="right")
+    for mode, r in results.items():
+        stages = r["stages"]
+        total = sum(stages.values())
+        table.add_row(
+            mode, *(f"{stages.get(s, 0.0):.2f}" for s in steps), f"{total:.1f}", f"{r['seconds']:.1f}",
+            f"{1000 * total / n:.0f}",
+        )
+    return table
 
 
 def main() -> None:
@@ -97,7 +127,7 @@ def main() -> None:
             f"{len(files) / r['seconds']:.2f}", f"{len(files) / r['work']:.2f}", f"{r['peak_rss_mb']:.0f}",
             f"{base / r['seconds']:.2f}x" if base else "-",
         )
-    emit([table], as_json=args.json, load_average_at_end=round(os.getloadavg()[0], 1), cpus=os.cpu_count())
+    emit([table, _stage_table(results, len(files))], as_json=args.json, load_average_at_end=round(os.getloadavg()[0], 1), cpus=os.cpu_count())
 
 
 if __name__ == "__main__":

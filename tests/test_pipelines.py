@@ -111,6 +111,9 @@ def test_ray_data_ingest_stores_good_files_and_reports_bad_ones(ray_cluster, tmp
     assert job.status == JobStatus.succeeded and job.processed == len(report.outcomes) and job.failed == len(bad)
     assert {f.stage for f in job.failures} == {"extract"}
     assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1][0] == len(report.outcomes)
+    # The stages' own account of their time, summed over batches and workers.
+    assert set(report.times.seconds) == {"extract", "standardize", "features", "embed", "write", "rows"}
+    assert all(s > 0 for s in report.times.seconds.values()), report.times
 
     # Same files again: nothing is processed twice, nothing stored twice.
     again = run_ingest([str(folder)], settings)
