@@ -69,7 +69,10 @@ def stage_options(settings: Settings) -> dict[str, StageOptions]:
             num_cpus=0.5,
             num_gpus=embed_gpus,
             actors=settings.embed_actors,
-            batch_size=max(batch, 32),
+            # On a CPU, batches cost the same per text at any size (the encoder groups
+            # texts by length, embed.length_buckets), and a batch of the pipeline's size
+            # starts as soon as one is standardized; a GPU wants more texts per pass.
+            batch_size=max(batch, 32) if embed_gpus else batch,
         ),
         "match_chunk": StageOptions(num_cpus=settings.match_chunk_cpus, batch_size=settings.match_chunk_size),
     }
