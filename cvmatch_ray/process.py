@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -33,7 +33,11 @@ from cvmatch_ray.standardize.base import (
     standardize_jds,
 )
 from cvmatch_ray.storage.records import CVRecord, JDRecord
-from cvmatch_ray.storage.tables import Store
+
+if TYPE_CHECKING:
+    # Only a type here: importing LanceDB cost every Ray worker that runs a step ~1 s of
+    # CPU at start, on the critical path of a pipeline that never writes from there.
+    from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
 

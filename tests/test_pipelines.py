@@ -79,6 +79,9 @@ def test_stage_options_ask_for_fractional_gpus():
     assert isinstance(kwargs["compute"], ray.data.ActorPoolStrategy)
     assert gpu["embed"].actors == 4
     assert gpu["extract"].num_gpus == 0 and gpu["extract"].actors is None
+    # Two embedding actors and a standardizer on a 2-CPU node still leave room to read files.
+    two = stage_options(Settings(embed_actors=2))
+    assert two["read"].num_cpus + two["standardize"].num_cpus + 2 * two["embed"].num_cpus <= 2
 
 
 # -------------------------------------------------------------------------- ingest

@@ -54,7 +54,6 @@ from cvmatch_ray.process import (
 )
 from cvmatch_ray.progress import JobStatus, ProgressClient
 from cvmatch_ray.standardize import make_standardizer
-from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +207,8 @@ def build_dataset(
     # 48 CVs to be standardized, and the last 48 were encoded after everything else.
     blocks = max(1, -(-len(files) // settings.ingest_batch_size))
     ds = ray.data.read_binary_files(
-        list(files), include_paths=True, filesystem=filesystem, override_num_blocks=blocks
+        list(files), include_paths=True, filesystem=filesystem, override_num_blocks=blocks,
+        ray_remote_args=opts["read"].remote_options(),
     )
     ds = ds.map_batches(
         extract_stage, batch_format="pyarrow", fn_kwargs={"settings": settings, "kind": kind, "existing": existing},
@@ -274,6 +274,8 @@ def run_ingest(
         "create", job_id, "ingest", len(files), total_chunks=-(-len(files) // batch_size), tenant=settings.tenant
     )
     progress.call("start", job_id)
+
+    from cvmatch_ray.storage.tables import Store  # here: the stages' workers never need LanceDB
 
     store = Store.open(settings.tenant_dir, settings.store)
     existing = frozenset(store.list_cv_ids() if kind == "cv" else store.list_jd_ids())

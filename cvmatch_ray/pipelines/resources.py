@@ -55,7 +55,7 @@ def _standardize_options(settings: Settings) -> StageOptions:
 
 
 def stage_options(settings: Settings) -> dict[str, StageOptions]:
-    """Resources of each stage: ``extract``, ``standardize``, ``embed`` and ``match_chunk``.
+    """Resources of each stage: ``read``, ``extract``, ``standardize``, ``embed`` and ``match_chunk``.
 
     The embedding stage holds one encoder per actor; on a GPU node several actors share a
     GPU (``embed_num_gpus`` = 0.25 puts four on one), and then need little CPU of their own.
@@ -63,6 +63,10 @@ def stage_options(settings: Settings) -> dict[str, StageOptions]:
     batch = settings.ingest_batch_size
     embed_gpus = settings.embed_num_gpus
     return {
+        # Reading files is I/O and takes milliseconds a batch. At Ray Data's default of a
+        # whole CPU, the actor pools' shares could leave too little for it on a small node
+        # (two embedding actors and a standardizer on 2 CPUs left 0.5), and nothing was read.
+        "read": StageOptions(num_cpus=0.25, batch_size=batch),
         "extract": StageOptions(num_cpus=0.5, batch_size=batch),
         "standardize": _standardize_options(settings),
         "embed": StageOptions(
