@@ -54,6 +54,10 @@ MAX_TITLES = 10
 HEADLINE_WEIGHT = 2.0
 # A role of unknown or very short length still counts as this many months.
 MIN_ROLE_MONTHS = 6
+# A forward pass pads every text to its longest, so texts are grouped with others of
+# nearly their length (at least this share of the group's longest): a CV's ~128-piece
+# experience text padded next to its 6-piece titles cost the encoder half its time.
+BUCKET_MIN_FILL = 0.75
 
 #: A section given as several texts and their weights; its vector is the weighted mean.
 WeightedTexts = tuple[tuple[str, float], ...]
@@ -357,26 +361,64 @@ class Embedder:
         return self._model.max_seq_length
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Encode ``texts`` into a ``[len(texts), dim]`` float32 array of unit vectors."""
+        """Encode ``texts`` into a ``[len(texts), dim]`` float32 array of unit vectors.
+
+        Texts go through the encoder in groups of similar length (``length_buckets``), at
+        most ``batch_size`` texts of the longest length's worth of word pieces per pass.
+        """
         if isinstance(texts, str):
             raise TypeError("encode() takes a sequence of texts, not a single string")
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         import torch
 
+        texts = list(texts)
+        max_length = self.max_seq_length or self._model.tokenizer.model_max_length
+        # Word pieces per text as the encoder will see them (special tokens and the cut
+        # included); a fast tokenizer does this in about 1% of the encoder's time.
+        lengths = [len(ids) for ids in self._model.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode():
-            vectors = self._model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                show_progress_bar=False,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-            )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+            for bucket in length_buckets(lengths, token_budget=self.batch_size * max_length):
+                out[bucket] = self._model.encode(
+                    [texts[i] for i in bucket],
+                    batch_size=len(bucket),
+                    show_progress_bar=False,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                )
+        return out
 
     def embed_sections(self, section_texts: Sequence[Mapping[str, SectionText]]) -> np.ndarray:
         """Encode the section texts of many documents in one pass (``embed_section_texts``)."""
         return embed_section_texts(section_texts, self.encode, self.dim)
+
+
+def length_buckets(lengths: Sequence[int], *, token_budget: int, min_fill: float = BUCKET_MIN_FILL) -> list[list[int]]:
+    """Indexes of ``lengths`` in groups to encode together, longest first.
+
+    A group holds texts of at least ``min_fill`` times its longest one's length (so padding
+    wastes at most ``1 - min_fill`` of a pass), and at most ``token_budget`` word pieces
+    once padded (memory per pass stays what a fixed batch of full-length texts took).
+
+    Raises:
+        ValueError: ``token_budget`` is not positive or ``min_fill`` is outside (0, 1].
+    """
+    if token_budget <= 0:
+        raise ValueError(f"token_budget must be positive, got {token_budget}")
+    if not 0 < min_fill <= 1:
+        raise ValueError(f"min_fill must be in (0, 1], got {min_fill}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    buckets: list[list[int]] = []
+    for i in order:
+        if buckets:
+            bucket = buckets[-1]
+            longest = max(lengths[bucket[0]], 1)
+            if lengths[i] >= min_fill * longest and (len(bucket) + 1) * longest <= token_budget:
+                bucket.append(i)
+                continue
+        buckets.append([i])
+    return buckets
 
 
 def embed_section_texts(
@@ -410,8 +452,8 @@ def embed_section_texts(
                 raise ValueError(f"document {i} has no text for section {name!r}")
             parts.append((list(range(len(flat), len(flat) + len(texts))), [w for _, w in texts]))
             flat.extend(t for t, _ in texts)
-    # One encode call over every section of every document: the encoder sorts the texts by
-    # length and batches them, which beats one call per document by far.
+    # One encode call over every section of every document: the encoder groups the texts
+    # by length (``length_buckets``), which beats one call per document by far.
     encoded = encode(flat)
     out = np.empty((len(parts), dim), dtype=np.float32)
     for j, (rows, weights) in enumerate(parts):

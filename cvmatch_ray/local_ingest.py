@@ -17,6 +17,7 @@ from cvmatch_ray.process import (
     Kind,
     Outcome,
     RawDocument,
+    StageTimes,
     run_batch,
     write_records,
 )
@@ -56,12 +57,15 @@ class LocalIngestor:
         kind: Kind = "cv",
         batch_size: int = 32,
         on_progress: Callable[[int], None] | None = None,
+        times: StageTimes | None = None,
     ) -> list[Outcome]:
         """Ingest ``(name, bytes)`` pairs; one failed document never stops the others.
 
         Returns one outcome per pair, in order. ``on_progress(n_done)`` is called as
-        documents are skipped and as batches are written.
+        documents are skipped and as batches are written; ``times``, when given, gets the
+        wall time of each step added (``process.STEPS``, the writes included).
         """
+        times = times if times is not None else StageTimes()
         outcomes: list[Outcome] = []
         pending: list[tuple[int, RawDocument]] = []  # (index in outcomes, document)
         seen: set[str] = set()  # the same bytes twice in one call are processed once
@@ -73,9 +77,10 @@ class LocalIngestor:
                 return
             results = run_batch(
                 [doc for _, doc in pending], settings=self.settings, standardizer=self.standardizer,
-                embedder=self.embedder,
+                embedder=self.embedder, times=times,
             )
-            write_records(results, self.store)
+            with times.timed("write"):
+                write_records(results, self.store)
             for (index, _), result in zip(pending, results, strict=True):
                 outcomes[index] = Outcome.of(outcomes[index].file, result)
                 if isinstance(result, Failed):

@@ -11,9 +11,11 @@ Serve model deployments (``serve/deployments.py``). No Ray here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol, TypeVar
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -31,7 +33,11 @@ from cvmatch_ray.standardize.base import (
     standardize_jds,
 )
 from cvmatch_ray.storage.records import CVRecord, JDRecord
-from cvmatch_ray.storage.tables import Store
+
+if TYPE_CHECKING:
+    # Only a type here: importing LanceDB cost every Ray worker that runs a step ~1 s of
+    # CPU at start, on the critical path of a pipeline that never writes from there.
+    from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +135,40 @@ def unwrap(result: T | Failed) -> T:
     if isinstance(result, Failed):
         raise result.error()
     return result
+
+
+# ------------------------------------------------------------ where the time goes
+
+#: The steps a document goes through, in order, as stage-time tables name them.
+STEPS: tuple[str, ...] = ("extract", "standardize", "features", "embed", "write")
+
+
+@dataclass
+class StageTimes:
+    """Wall seconds spent in each step, summed over the batches (and workers) that ran it.
+
+    Each front end adds what it measured where the step ran (``timed``), so a benchmark
+    reads where the time goes from the pipeline itself, at the cost of two clock reads per
+    batch and step.
+    """
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        """Add the wall time of the ``with`` block to ``step`` (also when it raises)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(step, time.perf_counter() - start)
+
+    def add(self, step: str, seconds: float) -> None:
+        self.seconds[step] = self.seconds.get(step, 0.0) + seconds
+
+    def merge(self, other: StageTimes) -> None:
+        for step, seconds in other.seconds.items():
+            self.add(step, seconds)
 
 
 # --------------------------------------------------------------------- the steps
@@ -242,11 +282,26 @@ def embed_batch(items: Sequence[Standardized | Failed], embedder: SectionEmbedde
 
 
 def run_batch(
-    documents: Sequence[RawDocument], *, settings: Settings, standardizer: Standardizer, embedder: SectionEmbedder
+    documents: Sequence[RawDocument],
+    *,
+    settings: Settings,
+    standardizer: Standardizer,
+    embedder: SectionEmbedder,
+    times: StageTimes | None = None,
 ) -> list[Processed | Failed]:
-    """Every step over ``documents`` in this process; one outcome per document, in order."""
-    extracted = extract_batch(documents, settings)
-    return embed_batch(features_batch(standardize_batch(extracted, standardizer)), embedder)
+    """Every step over ``documents`` in this process; one outcome per document, in order.
+
+    ``times``, when given, gets the wall time of each step added.
+    """
+    times = times if times is not None else StageTimes()
+    with times.timed("extract"):
+        extracted = extract_batch(documents, settings)
+    with times.timed("standardize"):
+        standardized = standardize_batch(extracted, standardizer)
+    with times.timed("features"):
+        featured = features_batch(standardized)
+    with times.timed("embed"):
+        return embed_batch(featured, embedder)
 
 
 def write_records(results: Sequence[Processed | Failed], store: Store) -> None:
@@ -294,8 +349,10 @@ __all__ = [
     "Failed",
     "Kind",
     "Outcome",
+    "STEPS",
     "Processed",
     "RawDocument",
+    "StageTimes",
     "Standardized",
     "build_record",
     "embed_batch",

@@ -22,6 +22,7 @@ from cvmatch_ray.embed import (
     cv_section_texts,
     default_model_path,
     jd_section_texts,
+    length_buckets,
 )
 from cvmatch_ray.ids import document_id
 from cvmatch_ray.match.features import cv_feature_columns
@@ -85,6 +86,27 @@ def test_encode_is_deterministic_and_batch_independent(embedder: Embedder) -> No
     # The vector of a text must not depend on what else is in its batch (padding).
     alone = embedder.encode([texts[1]])
     np.testing.assert_allclose(alone[0], first[1], atol=1e-5)
+
+
+def test_texts_are_encoded_in_groups_of_similar_length() -> None:
+    lengths = [128, 6, 128, 100, 7, 40, 6, 96]
+    buckets = length_buckets(lengths, token_budget=4 * 128)
+    # Longest first; no group pads a text to more than 4/3 of its length; each index once.
+    assert buckets == [[0, 2, 3, 7], [5], [4, 1, 6]]
+    assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+    # The budget caps the padded size of a pass: three 128-piece texts fit 3 * 128, not four.
+    assert length_buckets([128] * 4, token_budget=3 * 128) == [[0, 1, 2], [3]]
+    assert length_buckets([], token_budget=10) == []
+    with pytest.raises(ValueError):
+        length_buckets([1], token_budget=0)
+
+
+def test_a_long_text_in_the_batch_does_not_change_a_short_ones_vector(embedder: Embedder) -> None:
+    long = " ".join(["Designed and ran data pipelines for the finance team."] * 30)
+    short = "pastry chef"
+    mixed = embedder.encode([long, short, "accountant"])
+    np.testing.assert_allclose(mixed[1], embedder.encode([short])[0], atol=1e-5)
+    np.testing.assert_allclose(mixed[0], embedder.encode([long])[0], atol=1e-5)
 
 
 def test_similar_texts_are_closer_than_unrelated(embedder: Embedder) -> None:

@@ -79,6 +79,9 @@ def test_stage_options_ask_for_fractional_gpus():
     assert isinstance(kwargs["compute"], ray.data.ActorPoolStrategy)
     assert gpu["embed"].actors == 4
     assert gpu["extract"].num_gpus == 0 and gpu["extract"].actors is None
+    # Two embedding actors and a standardizer on a 2-CPU node still leave room to read files.
+    two = stage_options(Settings(embed_actors=2))
+    assert two["read"].num_cpus + two["standardize"].num_cpus + 2 * two["embed"].num_cpus <= 2
 
 
 def test_stage_resources_pin_stages_to_the_nodes_that_offer_them():
@@ -124,6 +127,9 @@ def test_ray_data_ingest_stores_good_files_and_reports_bad_ones(ray_cluster, tmp
     assert job.status == JobStatus.succeeded and job.processed == len(report.outcomes) and job.failed == len(bad)
     assert {f.stage for f in job.failures} == {"extract"}
     assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1][0] == len(report.outcomes)
+    # The stages' own account of their time, summed over batches and workers.
+    assert set(report.times.seconds) == {"extract", "standardize", "features", "embed", "write", "rows"}
+    assert all(s > 0 for s in report.times.seconds.values()), report.times
 
     # Same files again: nothing is processed twice, nothing stored twice.
     again = run_ingest([str(folder)], settings)

@@ -20,7 +20,7 @@ from cvmatch_ray.config import Settings
 from cvmatch_ray.errors import ErrorCode, ProcessingError, Stage
 from cvmatch_ray.local_ingest import LocalIngestor
 from cvmatch_ray.pipelines.ray_ingest import run_ingest
-from cvmatch_ray.process import Failed, Processed, RawDocument, run_batch
+from cvmatch_ray.process import STEPS, Failed, Processed, RawDocument, StageTimes, run_batch
 from cvmatch_ray.serve.http import http_status
 from cvmatch_ray.standardize import make_standardizer
 from cvmatch_ray.storage.tables import Store
@@ -86,7 +86,8 @@ def test_the_cli_stores_the_good_items_of_a_batch(embedder, examples_dir: Path, 
         embedder=embedder,
     )
     good = [(p.name, p.read_bytes()) for p in sorted((examples_dir / "cvs").iterdir())]
-    outcomes = ingestor.ingest([("nothing.txt", NOTHING_TO_EMBED), *good, ("empty.txt", b"")], batch_size=8)
+    times = StageTimes()
+    outcomes = ingestor.ingest([("nothing.txt", NOTHING_TO_EMBED), *good, ("empty.txt", b"")], batch_size=8, times=times)
 
     assert [o.file for o in outcomes if o.ok] == [name for name, _ in good]
     assert {o.file: (o.stage, o.code) for o in outcomes if not o.ok} == {
@@ -94,6 +95,7 @@ def test_the_cli_stores_the_good_items_of_a_batch(embedder, examples_dir: Path, 
         "empty.txt": (Stage.extract, ErrorCode.empty_document),
     }
     assert ingestor.store.count_cvs() == len(good)
+    assert set(times.seconds) == set(STEPS) and all(s > 0 for s in times.seconds.values()), times
     # Again: what is stored is skipped, what failed is tried again and fails the same way.
     again = ingestor.ingest([("nothing.txt", NOTHING_TO_EMBED), *good])
     assert [o.skipped for o in again] == [False] + [True] * len(good)

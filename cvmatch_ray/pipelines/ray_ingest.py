@@ -22,11 +22,12 @@ import logging
 import pickle
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import ray
 import ray.data
@@ -44,6 +45,7 @@ from cvmatch_ray.process import (
     Outcome,
     Processed,
     RawDocument,
+    StageTimes,
     embed_batch,
     extract_batch,
     features_batch,
@@ -53,15 +55,19 @@ from cvmatch_ray.process import (
 from cvmatch_ray.progress import JobStatus, ProgressClient
 from cvmatch_ray.standardize import make_standardizer
 from cvmatch_ray.storage.objectstore import filesystem
-from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
 
 #: ``code`` of a row whose bytes are stored already: it passes every stage untouched.
 ALREADY_STORED = "already_stored"
+#: Steps whose wall time rows carry, each in a ``s_<step>`` column (the writes are the driver's).
+_TIMED_STEPS = ("extract", "standardize", "features", "embed")
+#: What the stages spend around their steps: Arrow rows <-> Python objects, (un)pickling items.
+ROWS = "rows"
 _ROW_SCHEMA = pa.schema(
     [("path", pa.string()), ("doc_id", pa.string()), ("item", pa.large_binary()),
      ("stage", pa.string()), ("code", pa.string()), ("error", pa.string())]
+    + [(f"s_{step}", pa.float64()) for step in (*_TIMED_STEPS, ROWS)]
 )
 
 
@@ -94,12 +100,16 @@ def list_files(
 
 def _row(path: str, doc_id: str, item: object | None) -> dict[str, Any]:
     """A row carrying ``item`` (a step's outcome), or a stored document's row when None."""
+    row: dict[str, Any] = {"path": path, "doc_id": doc_id, **{f"s_{step}": 0.0 for step in (*_TIMED_STEPS, ROWS)}}
+    return row | _carry(item)
+
+
+def _carry(item: object | None) -> dict[str, Any]:
+    """The columns of a row that say what it carries: ``item`` pickled, or that it is stored."""
     if item is None:
-        return {"path": path, "doc_id": doc_id, "item": b"", "stage": "", "code": ALREADY_STORED, "error": ""}
+        return {"item": b"", "stage": "", "code": ALREADY_STORED, "error": ""}
     failed = item if isinstance(item, Failed) else None
     return {
-        "path": path,
-        "doc_id": doc_id,
         "item": pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL),
         "stage": failed.stage.value if failed else "",
         "code": failed.code.value if failed else "",
@@ -107,22 +117,43 @@ def _row(path: str, doc_id: str, item: object | None) -> dict[str, Any]:
     }
 
 
-def _apply(rows: list[dict[str, Any]], step: Callable[[list[Any]], list[Any]], stage: Stage) -> pa.Table:
-    """Run ``step`` over the items the ``rows`` carry (not the stored ones'), as one table.
+def _apply(
+    rows: list[dict[str, Any]], steps: Sequence[tuple[str, Callable[[list[Any]], list[Any]]]], stage: Stage,
+    *, started: float,
+) -> pa.Table:
+    """Run ``steps`` one after the other over the items the ``rows`` carry (not the stored
+    ones'), as one table.
 
-    Counts the failures the step adds, and the time of its call.
+    Counts the failures the steps add, and the time of their calls. Each row gets its share
+    of each step's wall time in the step's ``s_<step>`` column, and of the rest of the call
+    since ``started`` (rows in and out) in ``s_rows``: summed over the rows, the pipeline's
+    own account of where the time went, at no extra cost.
     """
     todo = [i for i, r in enumerate(rows) if r["code"] != ALREADY_STORED]
+    spent: dict[str, float] = {}
     if todo:
         # Our own rows, pickled by the previous stage of this pipeline.
         items = [pickle.loads(rows[i]["item"]) for i in todo]
+        results = items
         with metrics.timed(stage):
-            results = step(items)
+            for step_name, step in steps:
+                t0 = time.perf_counter()
+                results = step(results)
+                spent[step_name] = time.perf_counter() - t0
         for i, before, after in zip(todo, items, results, strict=True):
             if isinstance(after, Failed) and not isinstance(before, Failed):
                 metrics.record_failure(stage, after.code)
-            rows[i] = _row(rows[i]["path"], rows[i]["doc_id"], after)
-    return pa.Table.from_pylist(rows, schema=_ROW_SCHEMA)
+            rows[i].update(_carry(after))
+    table = pa.Table.from_pylist(rows, schema=_ROW_SCHEMA)
+    if not rows:
+        return table
+    spent[ROWS] = max(0.0, time.perf_counter() - started - sum(spent.values()))
+    for step, seconds in spent.items():
+        # Each row's share of the batch's time: the column sums to the stage's time.
+        column = f"s_{step}"
+        index = table.schema.get_field_index(column)
+        table = table.set_column(index, column, pc.add(table.column(column), seconds / len(rows)))
+    return table
 
 
 # ----------------------------------------------------------------------- stages
@@ -130,11 +161,12 @@ def _apply(rows: list[dict[str, Any]], step: Callable[[list[Any]], list[Any]], s
 
 def extract_stage(batch: pa.Table, *, settings: Settings, kind: Kind, existing: frozenset[str]) -> pa.Table:
     """Bytes -> text. Documents already stored (same bytes, same id) are marked and passed by."""
+    started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     for data, path in zip(batch.column("bytes").to_pylist(), batch.column("path").to_pylist()):
         doc = RawDocument(data, kind, Path(path).name)
         rows.append(_row(path, doc.doc_id, None if doc.doc_id in existing else doc))
-    return _apply(rows, lambda docs: extract_batch(docs, settings), Stage.extract)
+    return _apply(rows, [("extract", lambda docs: extract_batch(docs, settings))], Stage.extract, started=started)
 
 
 class StandardizeStage:
@@ -151,8 +183,9 @@ class StandardizeStage:
         self.standardizer = make_standardizer(settings)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        step = lambda items: features_batch(standardize_batch(items, self.standardizer))
-        return _apply(batch.to_pylist(), step, Stage.standardize)
+        started = time.perf_counter()
+        steps = [("standardize", lambda items: standardize_batch(items, self.standardizer)), ("features", features_batch)]
+        return _apply(batch.to_pylist(), steps, Stage.standardize, started=started)
 
 
 class EmbedStage:
@@ -163,7 +196,9 @@ class EmbedStage:
         self.embedder = Embedder.from_settings(settings)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return _apply(batch.to_pylist(), lambda items: embed_batch(items, self.embedder), Stage.embed)
+        started = time.perf_counter()
+        return _apply(batch.to_pylist(), [("embed", lambda items: embed_batch(items, self.embedder))], Stage.embed,
+                      started=started)
 
 
 # -------------------------------------------------------------------- the pipeline
@@ -174,7 +209,14 @@ def build_dataset(
 ) -> ray.data.Dataset:
     """The lazy Ray Data pipeline over ``files`` (nothing runs until it is consumed)."""
     opts = stage_options(settings)
-    ds = ray.data.read_binary_files(list(files), include_paths=True, filesystem=filesystem)
+    # One block per batch of files. Ray Data's default cut 240 files into 5 blocks of 48, and
+    # a stage hands a block on only once all of it is done: the encoder waited for the first
+    # 48 CVs to be standardized, and the last 48 were encoded after everything else.
+    blocks = max(1, -(-len(files) // settings.ingest_batch_size))
+    ds = ray.data.read_binary_files(
+        list(files), include_paths=True, filesystem=filesystem, override_num_blocks=blocks,
+        ray_remote_args=opts["read"].remote_options(),
+    )
     ds = ds.map_batches(
         extract_stage, batch_format="pyarrow", fn_kwargs={"settings": settings, "kind": kind, "existing": existing},
         **opts["extract"].map_batches_kwargs(),
@@ -194,6 +236,9 @@ class IngestReport:
     job_id: str
     status: JobStatus
     outcomes: list[Outcome]
+    #: Wall seconds of each step summed over the batches and workers that ran it
+    #: (``process.STEPS``), ``rows`` for the stages' conversions around their steps.
+    times: StageTimes = field(default_factory=StageTimes)
 
     @property
     def stored(self) -> int:
@@ -237,15 +282,22 @@ def run_ingest(
     )
     progress.call("start", job_id)
 
+    from cvmatch_ray.storage.tables import Store  # here: the stages' workers never need LanceDB
+
     store = Store.open(settings.tenant_dir, settings.store)
     existing = frozenset(store.list_cv_ids() if kind == "cv" else store.list_jd_ids())
     outcomes: list[Outcome] = []
+    times = StageTimes()
     if files:
         ds = build_dataset(files, settings, kind=kind, existing=existing, filesystem=fs)
         for chunk_index, batch in enumerate(ds.iter_batches(batch_format="pyarrow", batch_size=batch_size)):
-            pairs = list(_outcomes(batch, kind))
+            for step in (*_TIMED_STEPS, ROWS):
+                times.add(step, pc.sum(batch.column(f"s_{step}")).as_py() or 0.0)
+            with times.timed(ROWS):
+                pairs = list(_outcomes(batch, kind))
             good = [p for _, p in pairs if p is not None]
-            write_records(good, store)
+            with times.timed("write"):
+                write_records(good, store)
             outcomes += [o for o, _ in pairs]
             failures = [{"item_id": o.file, "stage": str(o.stage), "reason": o.error} for o, _ in pairs if not o.ok]
             metrics.record_processed("ingest", len(good))
@@ -260,4 +312,4 @@ def run_ingest(
         store.ensure_search_indexes(ann_min_rows=r.ann_min_rows, ann_index_type=r.ann_index_type)
     progress.call("finish", job_id, status, "every file failed" if status is JobStatus.failed else None)
     logger.info("ingest job %s: %d files, %d stored, %d failed", job_id, len(files), sum(o.ok and not o.skipped for o in outcomes), sum(not o.ok for o in outcomes))
-    return IngestReport(job_id=job_id, status=status, outcomes=sorted(outcomes, key=lambda o: o.file or ""))
+    return IngestReport(job_id=job_id, status=status, outcomes=sorted(outcomes, key=lambda o: o.file or ""), times=times)

@@ -62,7 +62,7 @@ def _standardize_options(settings: Settings) -> StageOptions:
 
 
 def stage_options(settings: Settings) -> dict[str, StageOptions]:
-    """Resources of each stage: ``extract``, ``standardize``, ``embed`` and ``match_chunk``.
+    """Resources of each stage: ``read``, ``extract``, ``standardize``, ``embed`` and ``match_chunk``.
 
     The embedding stage holds one encoder per actor; on a GPU node several actors share a
     GPU (``embed_num_gpus`` = 0.25 puts four on one), and then need little CPU of their own.
@@ -72,13 +72,20 @@ def stage_options(settings: Settings) -> dict[str, StageOptions]:
     batch = settings.ingest_batch_size
     embed_gpus = settings.embed_num_gpus
     stages = {
+        # Reading files is I/O and takes milliseconds a batch. At Ray Data's default of a
+        # whole CPU, the actor pools' shares could leave too little for it on a small node
+        # (two embedding actors and a standardizer on 2 CPUs left 0.5), and nothing was read.
+        "read": StageOptions(num_cpus=0.25, batch_size=batch),
         "extract": StageOptions(num_cpus=0.5, batch_size=batch),
         "standardize": _standardize_options(settings),
         "embed": StageOptions(
             num_cpus=0.5,
             num_gpus=embed_gpus,
             actors=settings.embed_actors,
-            batch_size=max(batch, 32),
+            # On a CPU, batches cost the same per text at any size (the encoder groups
+            # texts by length, embed.length_buckets), and a batch of the pipeline's size
+            # starts as soon as one is standardized; a GPU wants more texts per pass.
+            batch_size=max(batch, 32) if embed_gpus else batch,
         ),
         "match_chunk": StageOptions(num_cpus=settings.match_chunk_cpus, batch_size=settings.match_chunk_size),
     }
