@@ -234,27 +234,35 @@ class CodedLists:
     def _rows_of(self, codes: Sequence[int]) -> np.ndarray:
         return np.concatenate([self._rows[self._starts[k]:self._starts[k + 1]] for k in codes] or [np.zeros(0, np.int64)])
 
+    def rows_with(self, value: str) -> np.ndarray:
+        """The rows holding ``value`` (a row that holds it twice is there twice)."""
+        return self._rows_of([self._index[value]]) if value in self._index else np.zeros(0, np.int64)
+
+    def rows_with_category(self, category: str | None) -> np.ndarray:
+        """The rows holding a skill of narrow category ``category`` (repeats as ``rows_with``)."""
+        if self._categories is None:
+            by_category: dict[str, list[int]] = {}
+            for k, value in enumerate(self.values):
+                narrow = skill_category(value)
+                if narrow is not None:
+                    by_category.setdefault(narrow, []).append(k)
+            self._categories = by_category
+        if category is None or category not in self._categories:
+            return np.zeros(0, np.int64)
+        return self._rows_of(self._categories[category])
+
     def hits(self, wanted: Sequence[str]) -> np.ndarray:
         """[n, len(wanted)] bool: does row i hold wanted[j]?"""
         hits = np.zeros((self.n, len(wanted)), dtype=bool)
         for j, value in enumerate(wanted):
-            if value in self._index:
-                hits[self._rows_of([self._index[value]]), j] = True
+            hits[self.rows_with(value), j] = True
         return hits
 
     def category_hits(self, cats: Sequence[str | None]) -> np.ndarray:
         """[n, len(cats)] bool: does row i hold a skill of narrow category cats[j]?"""
-        if self._categories is None:
-            by_category: dict[str, list[int]] = {}
-            for k, value in enumerate(self.values):
-                category = skill_category(value)
-                if category is not None:
-                    by_category.setdefault(category, []).append(k)
-            self._categories = by_category
         hits = np.zeros((self.n, len(cats)), dtype=bool)
         for j, category in enumerate(cats):
-            if category is not None and category in self._categories:
-                hits[self._rows_of(self._categories[category]), j] = True
+            hits[self.rows_with_category(category), j] = True
         return hits
 
 

@@ -1,0 +1,263 @@
+"""Vectors held as int8 codes, and their dot products with a query within a stated error.
+
+Whole-pool retrieval takes two dot products per CV and query (title, summed sections). As
+float32 matrices that is 3 KB per CV at 384 dimensions, and at a million CVs one query
+reads 3 GB: ~300 ms on 2 cores, the memory bus being the limit. Here every row is stored
+as int8 codes with its own scale (a quarter of the bytes), and ``Int8Rows.dots`` returns,
+next to each approximate dot product, a bound on how far the exact one can be: callers
+can then rank by the approximation and still keep every row the exact product would keep
+(``match.pool_bounds``).
+
+The error of a row ``v`` quantized as ``v~ = s * c`` (``c`` int8) against a query ``q``:
+
+    |v.q - v~.q'| <= |(v - v~).q| + |v~.(q - q')| <= ||v - v~|| ||q|| + ||v~|| ||q - q'||
+
+where ``q'`` is the query as the kernel saw it (the int8 kernel rounds it to 8 bits; the
+numpy kernel uses it as is), plus float rounding, bounded generously by ``FLOAT_SLACK``.
+``||v - v~||`` is stored per row; ``||q - q'||`` is measured per query.
+
+Two kernels, the same numbers within their bounds: PyTorch's fbgemm int8 GEMV (a project
+dependency; ~4x faster than numpy's float32 product here) and a numpy fallback (chunks
+converted to float32) where PyTorch's quantized engine is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: Relative float rounding allowed for, per unit of ``||v~|| ||q||``: float32 accumulation
+#: over d terms errs by at most d * 2**-24 of the sum of |terms| (d = 384: 2.3e-5), and the
+#: int8 kernel's integer sum is exact. 1e-4 covers 4,096 dimensions.
+FLOAT_SLACK = 1e-4
+#: Norms and bounds are computed in float32 and raised by this share: a float32 sum of d
+#: squares errs by at most d * 2**-24 of it (d = 384: 2.3e-5), a few products by 1e-7.
+NORM_SLACK = 1e-4
+#: Added to every norm and bound, so that a zero row's bound is not exactly zero.
+TINY = 1e-30
+#: Rows converted to float32 at a time by the numpy kernel (a few MB, in cache).
+_NUMPY_CHUNK = 16384
+#: Rows per packed block of the int8 kernel: packing a million rows at once took 19-50 s
+#: here, in blocks of 262,144 about 8 s, at the same query time (blocks of 65,536 were
+#: slower to query); a query runs one block after another.
+PACK_ROWS = 262144
+_MAX_CODE = 127
+
+
+def _torch_quantized() -> Any | None:
+    """``torch`` when its fbgemm int8 linear is there, else None (then numpy computes)."""
+    try:
+        import torch
+
+        if "fbgemm" not in torch.backends.quantized.supported_engines and \
+                "x86" not in torch.backends.quantized.supported_engines:
+            return None
+        torch.ops.quantized.linear_dynamic  # noqa: B018 (raises where the op is missing)
+        return torch
+    except (ImportError, AttributeError, RuntimeError):
+        return None
+
+
+def _pack(torch: Any, codes: np.ndarray, scales: np.ndarray) -> Any:
+    """fbgemm's packed form of int8 rows with per-row scales (a copy in its own layout)."""
+    with warnings.catch_warnings():
+        # Quantized tensors are deprecated in favour of torchao; torch is pinned, and the
+        # packed int8 GEMV they feed is the one fast int8 product torch has on CPU.
+        warnings.simplefilter("ignore", UserWarning)
+        weight = torch._make_per_channel_quantized_tensor(  # noqa: SLF001
+            torch.from_numpy(codes), torch.from_numpy(scales.astype(np.float64)),
+            torch.zeros(len(codes), dtype=torch.long), 0)
+        return torch.ops.quantized.linear_prepack(weight, None)
+
+
+@dataclass
+class Int8Rows:
+    """A float matrix's rows as int8 codes: ``row ~= scale * codes``, with what that lost.
+
+    Args:
+        codes: [n, d] int8.
+        scales: [n] float32, max |row| / 127 (1 for a zero row).
+        errors: [n] float32, ``||row - scale * codes||`` rounded up.
+        norms: [n] float32, ``||scale * codes||`` rounded up.
+    """
+
+    codes: np.ndarray
+    scales: np.ndarray
+    errors: np.ndarray
+    norms: np.ndarray
+    _packed: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (codes, per-row numbers, and the int8 kernel's packed copy once made)."""
+        packed = self.codes.nbytes if self._packed is not None else 0  # fbgemm's copy: one byte per code
+        return self.codes.nbytes + self.scales.nbytes + self.errors.nbytes + self.norms.nbytes + packed
+
+    @classmethod
+    def quantize(cls, matrix: np.ndarray) -> Int8Rows:
+        """Codes of each row of a [n, d] float matrix, on its own scale."""
+        m = np.asarray(matrix, dtype=np.float32)
+        if m.ndim != 2:
+            raise ValueError(f"expected a [n, d] matrix, got shape {m.shape}")
+        peak = np.abs(m).max(axis=1) if m.shape[1] else np.zeros(len(m), np.float32)
+        scales = np.where(peak > 0, peak / _MAX_CODE, 1.0).astype(np.float32)
+        codes = np.clip(np.rint(m / scales[:, None]), -_MAX_CODE, _MAX_CODE).astype(np.int8)
+        # Norms in float32, raised by NORM_SLACK (their float32 rounding is a few 1e-5 at
+        # most), so the stored bounds are never short.
+        approx = codes.astype(np.float32) * scales[:, None]
+        errors = np.linalg.norm(m - approx, axis=1) * np.float32(1 + NORM_SLACK) + np.float32(TINY)
+        norms = np.linalg.norm(approx, axis=1) * np.float32(1 + NORM_SLACK) + np.float32(TINY)
+        return cls(codes, scales, errors.astype(np.float32), norms.astype(np.float32))
+
+    @classmethod
+    def concat(cls, parts: Sequence[Int8Rows], dim: int) -> Int8Rows:
+        """One ``Int8Rows`` of several, in order (``dim`` for an empty list)."""
+        if not parts:
+            return cls(np.zeros((0, dim), np.int8), *(np.zeros(0, np.float32) for _ in range(3)))
+        return cls(np.concatenate([p.codes for p in parts]), np.concatenate([p.scales for p in parts]),
+                   np.concatenate([p.errors for p in parts]), np.concatenate([p.norms for p in parts]))
+
+    def pack(self) -> bool:
+        """Make the int8 kernel's packed copy now (a few seconds per million rows) rather than
+        on the first ``dots``; False where there is no int8 kernel (numpy computes)."""
+        torch = _torch_quantized()
+        if torch is None:
+            return False
+        with self._lock:
+            if self._packed is None:
+                self._packed = [_pack(torch, self.codes[s:s + PACK_ROWS], self.scales[s:s + PACK_ROWS])
+                                for s in range(0, len(self), PACK_ROWS)]
+        return True
+
+    def dots(self, query: np.ndarray, *, kernel: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+        """``(approx, bound)``: [n] float32 each, ``|row . query - approx| <= bound`` for every row.
+
+        Args:
+            query: [d] float vector.
+            kernel: ``"auto"`` (int8 when torch has it), ``"int8"`` or ``"numpy"``.
+        """
+        q = np.asarray(query, dtype=np.float32)
+        if not len(self):
+            return np.zeros(0, np.float32), np.zeros(0, np.float32)
+        if kernel not in ("auto", "int8", "numpy"):
+            raise ValueError(f"unknown kernel {kernel!r}")
+        torch = _torch_quantized() if kernel != "numpy" else None
+        if kernel == "int8" and torch is None:
+            raise RuntimeError("PyTorch's int8 kernel (fbgemm) is not available")
+        if torch is not None and self.pack():
+            approx, q_seen = self._dots_int8(torch, q), _seen_query(torch, q)
+        else:
+            approx, q_seen = self._dots_numpy(self.codes, self.scales, q), q
+        return approx, self._bound(q, q_seen, self.errors, self.norms)
+
+    def dots_rows(self, rows: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``dots`` of some rows only (numpy: the rows' codes are gathered, not scanned)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        q = np.asarray(query, dtype=np.float32)
+        approx = self._dots_numpy(self.codes[rows], self.scales[rows], q)
+        return approx, self._bound(q, q, self.errors[rows], self.norms[rows])
+
+    @staticmethod
+    def _bound(q: np.ndarray, q_seen: np.ndarray, errors: np.ndarray, norms: np.ndarray) -> np.ndarray:
+        """The module docstring's bound per row, in float32 raised by ``NORM_SLACK`` (a few
+        float32 operations err by well under that)."""
+        q_norm = float(np.linalg.norm(q.astype(np.float64)))
+        shift = float(np.linalg.norm(q.astype(np.float64) - q_seen.astype(np.float64)))
+        per_norm = np.float32((shift + FLOAT_SLACK * (q_norm + shift)) * (1 + NORM_SLACK))
+        return errors * np.float32(q_norm * (1 + NORM_SLACK)) + norms * per_norm + np.float32(TINY)
+
+    @staticmethod
+    def _dots_numpy(codes: np.ndarray, scales: np.ndarray, q: np.ndarray) -> np.ndarray:
+        out = np.empty(len(codes), dtype=np.float32)
+        for start in range(0, len(codes), _NUMPY_CHUNK):
+            block = codes[start:start + _NUMPY_CHUNK].astype(np.float32)
+            out[start:start + _NUMPY_CHUNK] = (block @ q) * scales[start:start + _NUMPY_CHUNK]
+        return out
+
+    def _dots_int8(self, torch: Any, q: np.ndarray) -> np.ndarray:
+        """fbgemm's products, one packed block after another (they share the query's rounding)."""
+        x = torch.from_numpy(np.ascontiguousarray(q))[None, :]
+        out = np.empty(len(self), dtype=np.float32)
+        for i, packed in enumerate(self._packed):
+            block = torch.ops.quantized.linear_dynamic(x, packed, False).numpy()[0]
+            out[i * PACK_ROWS:i * PACK_ROWS + len(block)] = block
+        return out
+
+
+_IDENTITY: dict[int, Any] = {}
+_IDENTITY_LOCK = threading.Lock()
+
+
+def _seen_query(torch: Any, q: np.ndarray) -> np.ndarray:
+    """The query as the int8 kernel rounds it: the kernel's product with the identity.
+
+    The rounding is fbgemm's own (8 bits over the query's range, per call); asking the
+    kernel beats re-deriving its formula. The identity's rows are exact in int8 (127 at
+    scale 1/127), so the product is the rounded query up to a float ulp.
+    """
+    d = len(q)
+    with _IDENTITY_LOCK:
+        if d not in _IDENTITY:
+            eye = np.eye(d, dtype=np.int8) * _MAX_CODE
+            _IDENTITY[d] = _pack(torch, eye, np.full(d, 1.0 / _MAX_CODE, np.float32))
+    x = torch.from_numpy(np.ascontiguousarray(q))[None, :]
+    return torch.ops.quantized.linear_dynamic(x, _IDENTITY[d], False).numpy()[0]
+
+
+#: Dimensions a sketch keeps (``Sketch``).
+SKETCH_DIMS = 32
+
+
+@dataclass
+class Sketch:
+    """Rows projected on a few principal directions of a sample of them: dot products in
+    ``SKETCH_DIMS`` dimensions instead of all, approximate (what the projection drops is
+    not bounded), for a first ranking that is cheap over a whole pool.
+
+    float32, multiplied by numpy: 128 bytes per row at 32 dimensions. The int8 kernel is
+    no help this narrow (its per-row cost dominates: 160+ ms per million rows here,
+    against 30 ms for float32).
+
+    Args:
+        basis: [r, d] float32, orthonormal rows (the sample's top right singular vectors).
+        rows: [n, r] float32, the rows in that basis.
+    """
+
+    basis: np.ndarray
+    rows: np.ndarray
+
+    @staticmethod
+    def fit(sample: np.ndarray, dims: int = SKETCH_DIMS) -> np.ndarray:
+        """The basis: ``dims`` top right singular vectors of ``sample`` (not centred: a dot
+        product keeps the mean direction), zero rows where the sample has fewer."""
+        m = np.asarray(sample, dtype=np.float64)
+        basis = np.zeros((dims, m.shape[1]), dtype=np.float32)
+        if len(m):
+            _, _, vt = np.linalg.svd(m, full_matrices=False)
+            basis[: min(dims, len(vt))] = vt[:dims]
+        return basis
+
+    @staticmethod
+    def project(basis: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """The rows of ``matrix`` in the basis (one part of a sketch)."""
+        return np.asarray(matrix, dtype=np.float32) @ basis.T
+
+    @property
+    def nbytes(self) -> int:
+        return self.basis.nbytes + self.rows.nbytes
+
+    def dots(self, query: np.ndarray) -> np.ndarray:
+        """[n] approximate dot products of every row with ``query``."""
+        return self.rows @ (self.basis @ np.asarray(query, dtype=np.float32))
