@@ -69,13 +69,16 @@ def test_int8_dot_products_stay_within_their_bounds(kernel):
     assert np.median(bound[scale > 0] / scale[scale > 0]) < 0.03
 
 
-def test_int8_rows_concatenate_and_count_their_bytes():
+def test_int8_rows_filled_a_block_at_a_time_equal_one_quantization():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(5, 8)), rng.normal(size=(3, 8))
-    both = Int8Rows.concat([Int8Rows.quantize(a), Int8Rows.quantize(b)], 8)
+    both = Int8Rows.allocate(8, 8)
+    both.set_rows(0, a)
+    both.set_rows(5, b)
     whole = Int8Rows.quantize(np.vstack([a, b]))
-    np.testing.assert_array_equal(both.codes, whole.codes)
-    assert len(Int8Rows.concat([], 8)) == 0 and both.nbytes >= 8 * 8
+    for name in ("codes", "scales", "errors", "norms"):
+        np.testing.assert_array_equal(getattr(both, name), getattr(whole, name))
+    assert len(Int8Rows.allocate(0, 8)) == 0 and both.nbytes >= 8 * 8
     with pytest.raises(ValueError):
         Int8Rows.quantize(np.zeros(4))
     with pytest.raises(ValueError):

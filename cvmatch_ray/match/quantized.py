@@ -6,14 +6,14 @@ reads 3 GB: ~300 ms on 2 cores, the memory bus being the limit. Here every row i
 as int8 codes with its own scale (a quarter of the bytes), and ``Int8Rows.dots`` returns,
 next to each approximate dot product, a bound on how far the exact one can be: callers
 can then rank by the approximation and still keep every row the exact product would keep
-(``match.pool_bounds``).
+(``match.shortlist``).
 
 The error of a row ``v`` quantized as ``v~ = s * c`` (``c`` int8) against a query ``q``:
 
     |v.q - v~.q'| <= |(v - v~).q| + |v~.(q - q')| <= ||v - v~|| ||q|| + ||v~|| ||q - q'||
 
 where ``q'`` is the query as the kernel saw it (the int8 kernel rounds it to 8 bits; the
-numpy kernel uses it as is), plus float rounding, bounded generously by ``FLOAT_SLACK``.
+numpy kernel uses it as is), plus float rounding, bounded generously by ``float_slack``.
 ``||v - v~||`` is stored per row; ``||q - q'||`` is measured per query.
 
 Two kernels, the same numbers within their bounds: PyTorch's fbgemm int8 GEMV (a project
@@ -23,10 +23,10 @@ converted to float32) where PyTorch's quantized engine is missing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,13 +34,18 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-#: Relative float rounding allowed for, per unit of ``||v~|| ||q||``: float32 accumulation
-#: over d terms errs by at most d * 2**-24 of the sum of |terms| (d = 384: 2.3e-5), and the
-#: int8 kernel's integer sum is exact. 1e-4 covers 4,096 dimensions.
-FLOAT_SLACK = 1e-4
-#: Norms and bounds are computed in float32 and raised by this share: a float32 sum of d
-#: squares errs by at most d * 2**-24 of it (d = 384: 2.3e-5), a few products by 1e-7.
-NORM_SLACK = 1e-4
+
+def _row_norms(m: np.ndarray) -> np.ndarray:
+    """[n] float32 Euclidean norms of the rows (float32 sums: ``float_slack`` covers them)."""
+    return np.sqrt(np.einsum("ij,ij->i", m, m))
+
+
+def float_slack(dim: int) -> float:
+    """Relative float32 rounding allowed for over ``dim`` terms: a float32 sum of d terms
+    errs by at most d * 2**-24 of the sum of their magnitudes (d = 384: 2.3e-5); twice that,
+    plus 1e-6 for the few products and scalings around it. The int8 kernel's sum is exact."""
+    return 2.0 * dim * 2.0**-24 + 1e-6
+
 #: Added to every norm and bound, so that a zero row's bound is not exactly zero.
 TINY = 1e-30
 #: Rows converted to float32 at a time by the numpy kernel (a few MB, in cache).
@@ -52,18 +57,21 @@ PACK_ROWS = 262144
 _MAX_CODE = 127
 
 
+@functools.lru_cache(maxsize=1)
 def _torch_quantized() -> Any | None:
-    """``torch`` when its fbgemm int8 linear is there, else None (then numpy computes)."""
+    """``torch`` when its fbgemm int8 linear is there, else None (then numpy computes);
+    looked up once per process."""
     try:
         import torch
 
-        if "fbgemm" not in torch.backends.quantized.supported_engines and \
-                "x86" not in torch.backends.quantized.supported_engines:
-            return None
+        engines = torch.backends.quantized.supported_engines
         torch.ops.quantized.linear_dynamic  # noqa: B018 (raises where the op is missing)
-        return torch
+        if "fbgemm" in engines or "x86" in engines:
+            return torch
     except (ImportError, AttributeError, RuntimeError):
-        return None
+        pass
+    logger.info("no int8 kernel (PyTorch's fbgemm): numpy computes the int8 dot products (slower)")
+    return None
 
 
 def _pack(torch: Any, codes: np.ndarray, scales: np.ndarray) -> Any:
@@ -111,23 +119,33 @@ class Int8Rows:
         m = np.asarray(matrix, dtype=np.float32)
         if m.ndim != 2:
             raise ValueError(f"expected a [n, d] matrix, got shape {m.shape}")
-        peak = np.abs(m).max(axis=1) if m.shape[1] else np.zeros(len(m), np.float32)
-        scales = np.where(peak > 0, peak / _MAX_CODE, 1.0).astype(np.float32)
-        codes = np.clip(np.rint(m / scales[:, None]), -_MAX_CODE, _MAX_CODE).astype(np.int8)
-        # Norms in float32, raised by NORM_SLACK (their float32 rounding is a few 1e-5 at
-        # most), so the stored bounds are never short.
-        approx = codes.astype(np.float32) * scales[:, None]
-        errors = np.linalg.norm(m - approx, axis=1) * np.float32(1 + NORM_SLACK) + np.float32(TINY)
-        norms = np.linalg.norm(approx, axis=1) * np.float32(1 + NORM_SLACK) + np.float32(TINY)
-        return cls(codes, scales, errors.astype(np.float32), norms.astype(np.float32))
+        rows = cls.allocate(len(m), m.shape[1])
+        rows.set_rows(0, m)
+        return rows
 
     @classmethod
-    def concat(cls, parts: Sequence[Int8Rows], dim: int) -> Int8Rows:
-        """One ``Int8Rows`` of several, in order (``dim`` for an empty list)."""
-        if not parts:
-            return cls(np.zeros((0, dim), np.int8), *(np.zeros(0, np.float32) for _ in range(3)))
-        return cls(np.concatenate([p.codes for p in parts]), np.concatenate([p.scales for p in parts]),
-                   np.concatenate([p.errors for p in parts]), np.concatenate([p.norms for p in parts]))
+    def allocate(cls, n: int, dim: int) -> Int8Rows:
+        """``n`` rows of zeros, to be filled a block at a time (``set_rows``) without a copy."""
+        return cls(np.zeros((n, dim), np.int8), np.ones(n, np.float32), np.zeros(n, np.float32),
+                   np.zeros(n, np.float32))
+
+    def set_rows(self, start: int, matrix: np.ndarray) -> None:
+        """Quantize ``matrix``'s rows into rows ``start:start + len(matrix)``."""
+        m = np.asarray(matrix, dtype=np.float32)
+        end = start + len(m)
+        peak = np.abs(m).max(axis=1) if m.shape[1] else np.zeros(len(m), np.float32)
+        scales = np.where(peak > 0, peak / _MAX_CODE, 1.0).astype(np.float32)
+        work = m / scales[:, None]  # one float32 scratch matrix, reused in place
+        np.rint(work, out=work)
+        np.clip(work, -_MAX_CODE, _MAX_CODE, out=work)
+        self.codes[start:end] = work
+        self.scales[start:end] = scales
+        # Norms in float32, raised by their rounding's bound, so stored bounds are never short.
+        raise_by = np.float32(1 + float_slack(m.shape[1]))
+        work *= scales[:, None]  # the approximation s * c
+        self.norms[start:end] = _row_norms(work) * raise_by + np.float32(TINY)
+        np.subtract(m, work, out=work)  # what it lost
+        self.errors[start:end] = _row_norms(work) * raise_by + np.float32(TINY)
 
     def pack(self) -> bool:
         """Make the int8 kernel's packed copy now (a few seconds per million rows) rather than
@@ -171,12 +189,13 @@ class Int8Rows:
 
     @staticmethod
     def _bound(q: np.ndarray, q_seen: np.ndarray, errors: np.ndarray, norms: np.ndarray) -> np.ndarray:
-        """The module docstring's bound per row, in float32 raised by ``NORM_SLACK`` (a few
-        float32 operations err by well under that)."""
+        """The module docstring's bound per row, in float32, raised by the float rounding of
+        the products and of these few float32 operations (``float_slack``)."""
+        slack = float_slack(len(q))
         q_norm = float(np.linalg.norm(q.astype(np.float64)))
         shift = float(np.linalg.norm(q.astype(np.float64) - q_seen.astype(np.float64)))
-        per_norm = np.float32((shift + FLOAT_SLACK * (q_norm + shift)) * (1 + NORM_SLACK))
-        return errors * np.float32(q_norm * (1 + NORM_SLACK)) + norms * per_norm + np.float32(TINY)
+        per_norm = np.float32((shift + slack * (q_norm + shift)) * (1 + slack))
+        return errors * np.float32(q_norm * (1 + slack)) + norms * per_norm + np.float32(TINY)
 
     @staticmethod
     def _dots_numpy(codes: np.ndarray, scales: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -245,8 +264,11 @@ class Sketch:
         m = np.asarray(sample, dtype=np.float64)
         basis = np.zeros((dims, m.shape[1]), dtype=np.float32)
         if len(m):
-            _, _, vt = np.linalg.svd(m, full_matrices=False)
-            basis[: min(dims, len(vt))] = vt[:dims]
+            # The right singular vectors are the Gram matrix's eigenvectors: a d x d problem
+            # (an SVD of the sample itself took 6 s for 8,192 rows on a loaded machine).
+            values, vectors = np.linalg.eigh(m.T @ m)
+            order = np.argsort(values)[::-1][: min(dims, len(m), m.shape[1])]
+            basis[: len(order)] = vectors[:, order].T
         return basis
 
     @staticmethod

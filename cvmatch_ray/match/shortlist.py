@@ -328,7 +328,7 @@ def approximate_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: Sco
 
     1. every CV: its prescore estimated from its sketches (``quantized.Sketch``: its
        vectors in a few dimensions), its skills and education exactly, and its experience
-       midway between its bounds; the best ``candidates`` go on;
+       as if every month were relevant; the best ``candidates`` go on;
     2. those: their int8 dot products in full and their exact experience
        (``scoring.prescore``); the best ``k + margin`` are the shortlist.
 
@@ -340,10 +340,11 @@ def approximate_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: Sco
     if n == 0 or k <= 0:
         return Shortlist(np.zeros(0, np.int64), np.zeros(0), {"pool": n})
     title_q, total_q = _queries(jd)
-    exp_low, exp_high = _experience_bounds(jd, pool, weights)
+    # Experience at its upper bound (every month relevant): the best CVs' roles mostly are
+    # the JD's, and a midway guess ranked some of them thousands deep at a million CVs.
+    _, exp_high = _experience_bounds(jd, pool, weights)
     estimate = _pool_scores(jd, pool, weights, [(pool.sketches[TITLE_COLUMN].dots(title_q),
-                                                 pool.sketches[SUM_VECTOR_COLUMN].dots(total_q),
-                                                 (exp_low + exp_high) / np.float32(2))])[0]
+                                                 pool.sketches[SUM_VECTOR_COLUMN].dots(total_q), exp_high)])[0]
     take = min(max(candidates, k + margin), n)
     rows = np.argpartition(-estimate, take - 1)[:take] if take < n else np.arange(n)
     title, _ = pool.vectors[TITLE_COLUMN].dots_rows(rows, title_q)
