@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ MAX_NORM_TITLES = 3
 # software"): ESCO's broad groups ("communication, collaboration and creativity", ~2,400
 # skills) would make any two skills related.
 RELATED_CATEGORY_MAX_SKILLS = 400
+# Category masks a pool's CodedLists keeps (``CodedLists.category_mask``): 1 byte per CV each.
+CATEGORY_MASKS = 16
 
 
 # ------------------------------------------------------------------------- lexical
@@ -230,6 +233,8 @@ class CodedLists:
         self._starts = np.searchsorted(codes[order], np.arange(len(self.values) + 1))
         self._index = {v: k for k, v in enumerate(self.values)}
         self._categories: dict[str, list[int]] | None = None
+        self._category_masks: dict[str, np.ndarray] = {}
+        self._masks_lock = threading.Lock()
 
     def _rows_of(self, codes: Sequence[int]) -> np.ndarray:
         return np.concatenate([self._rows[self._starts[k]:self._starts[k + 1]] for k in codes] or [np.zeros(0, np.int64)])
@@ -250,6 +255,23 @@ class CodedLists:
         if category is None or category not in self._categories:
             return np.zeros(0, np.int64)
         return self._rows_of(self._categories[category])
+
+    def category_mask(self, category: str | None) -> np.ndarray:
+        """[n] bool: does the row hold a skill of narrow category ``category``? Kept for the
+        last ``CATEGORY_MASKS`` categories asked: a category gathers many skills (a quarter
+        of a synthetic million-CV pool is a few million rows to mark), and JDs ask for the
+        same ones again."""
+        key = category or ""
+        with self._masks_lock:  # queries may run in threads; the cache is shared
+            mask = self._category_masks.pop(key, None)
+        if mask is None:
+            mask = np.zeros(self.n, dtype=bool)
+            mask[self.rows_with_category(category)] = True
+        with self._masks_lock:
+            self._category_masks[key] = mask  # most recent last
+            while len(self._category_masks) > CATEGORY_MASKS:
+                self._category_masks.pop(next(iter(self._category_masks)))
+        return mask
 
     def hits(self, wanted: Sequence[str]) -> np.ndarray:
         """[n, len(wanted)] bool: does row i hold wanted[j]?"""

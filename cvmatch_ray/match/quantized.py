@@ -149,14 +149,28 @@ class Int8Rows:
 
     def pack(self) -> bool:
         """Make the int8 kernel's packed copy now (a few seconds per million rows) rather than
-        on the first ``dots``; False where there is no int8 kernel (numpy computes)."""
+        on the first ``dots``; False where there is no int8 kernel (numpy computes).
+
+        The last block also holds the identity (127 at scale 1/127: exact in int8), so the
+        same call that gives the products gives the query as the kernel rounded it (its
+        own rounding, 8 bits over the query's range: asking beats re-deriving its formula,
+        and a separate call for it cost 4-11 ms here).
+        """
         torch = _torch_quantized()
         if torch is None:
             return False
         with self._lock:
             if self._packed is None:
-                self._packed = [_pack(torch, self.codes[s:s + PACK_ROWS], self.scales[s:s + PACK_ROWS])
-                                for s in range(0, len(self), PACK_ROWS)]
+                dim = self.codes.shape[1]
+                starts = list(range(0, len(self), PACK_ROWS)) or [0]
+                blocks = []
+                for s in starts:
+                    codes, scales = self.codes[s:s + PACK_ROWS], self.scales[s:s + PACK_ROWS]
+                    if s == starts[-1]:
+                        codes = np.concatenate([codes, np.eye(dim, dtype=np.int8) * _MAX_CODE])
+                        scales = np.concatenate([scales, np.full(dim, 1.0 / _MAX_CODE, np.float32)])
+                    blocks.append(_pack(torch, codes, scales))
+                self._packed = blocks
         return True
 
     def dots(self, query: np.ndarray, *, kernel: str = "auto") -> tuple[np.ndarray, np.ndarray]:
@@ -175,7 +189,7 @@ class Int8Rows:
         if kernel == "int8" and torch is None:
             raise RuntimeError("PyTorch's int8 kernel (fbgemm) is not available")
         if torch is not None and self.pack():
-            approx, q_seen = self._dots_int8(torch, q), _seen_query(torch, q)
+            approx, q_seen = self._dots_int8(torch, q)
         else:
             approx, q_seen = self._dots_numpy(self.codes, self.scales, q), q
         return approx, self._bound(q, q_seen, self.errors, self.norms)
@@ -205,34 +219,15 @@ class Int8Rows:
             out[start:start + _NUMPY_CHUNK] = (block @ q) * scales[start:start + _NUMPY_CHUNK]
         return out
 
-    def _dots_int8(self, torch: Any, q: np.ndarray) -> np.ndarray:
-        """fbgemm's products, one packed block after another (they share the query's rounding)."""
+    def _dots_int8(self, torch: Any, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """fbgemm's products, one packed block after another (the query is rounded the same
+        way for each: the same values), and the query as it rounded it (``pack``)."""
         x = torch.from_numpy(np.ascontiguousarray(q))[None, :]
-        out = np.empty(len(self), dtype=np.float32)
+        out = np.empty(len(self) + len(q), dtype=np.float32)
         for i, packed in enumerate(self._packed):
             block = torch.ops.quantized.linear_dynamic(x, packed, False).numpy()[0]
             out[i * PACK_ROWS:i * PACK_ROWS + len(block)] = block
-        return out
-
-
-_IDENTITY: dict[int, Any] = {}
-_IDENTITY_LOCK = threading.Lock()
-
-
-def _seen_query(torch: Any, q: np.ndarray) -> np.ndarray:
-    """The query as the int8 kernel rounds it: the kernel's product with the identity.
-
-    The rounding is fbgemm's own (8 bits over the query's range, per call); asking the
-    kernel beats re-deriving its formula. The identity's rows are exact in int8 (127 at
-    scale 1/127), so the product is the rounded query up to a float ulp.
-    """
-    d = len(q)
-    with _IDENTITY_LOCK:
-        if d not in _IDENTITY:
-            eye = np.eye(d, dtype=np.int8) * _MAX_CODE
-            _IDENTITY[d] = _pack(torch, eye, np.full(d, 1.0 / _MAX_CODE, np.float32))
-    x = torch.from_numpy(np.ascontiguousarray(q))[None, :]
-    return torch.ops.quantized.linear_dynamic(x, _IDENTITY[d], False).numpy()[0]
+        return out[:len(self)], out[len(self):]
 
 
 #: Dimensions a sketch keeps (``Sketch``).

@@ -179,9 +179,7 @@ def _skill_part(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights, name: s
         hit[pool.skills.rows_with(skill)] = True
         exact += hit
         if categories and categories[j] is not None:
-            near = np.zeros(n, dtype=bool)
-            near[pool.skills.rows_with_category(categories[j])] = True
-            partial += near & ~hit
+            partial += pool.skills.category_mask(categories[j]) & ~hit
     # One pattern per (exact, partial): the first `exact` skills hit, the next `partial` related.
     e, p = np.divmod(np.arange((width + 1) ** 2), width + 1)
     columns = np.arange(width)
