@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from cvmatch_ray.config import ScoreWeights
-from cvmatch_ray.match import shortlist
-from cvmatch_ray.match.features import cv_feature_columns
+from cvmatch_ray.match import quantized, shortlist
+from cvmatch_ray.match.features import CATEGORY_MASKS, cv_feature_columns
 from cvmatch_ray.match.quantized import Int8Rows, Sketch, _torch_quantized
 from cvmatch_ray.match.rank import jd_features, rank_stored, score_stored
 from cvmatch_ray.schemas import CVProfile, CVStats, EducationLevel, JDProfile, Provenance, SkillMention
-from cvmatch_ray.storage.records import CVRecord, JDRecord
+from cvmatch_ray.storage.records import CVRecord, JDRecord, feature_matrix
 from cvmatch_ray.storage.tables import Store
 
 DIM = 24
@@ -48,7 +48,10 @@ def _matrix(rng: np.random.Generator, n: int = 3000, dim: int = 64) -> np.ndarra
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_int8_dot_products_stay_within_their_bounds(kernel):
+@pytest.mark.parametrize("block", [None, 700])  # one packed block, or several (the last holds the identity)
+def test_int8_dot_products_stay_within_their_bounds(kernel, block, monkeypatch):
+    if block is not None:
+        monkeypatch.setattr(quantized, "PACK_ROWS", block)
     rng = np.random.default_rng(0)
     m = _matrix(rng)
     rows = Int8Rows.quantize(m)
@@ -101,6 +104,41 @@ def test_a_sketch_keeps_the_ranking_of_vectors_near_its_directions():
 
 
 # --------------------------------------------------------------------- the pool
+
+
+def test_the_pool_in_memory_is_the_stored_pool(pool_store):
+    store, _ = pool_store
+    pool = store.pool_arrays()
+    positions = np.arange(len(pool))
+    table = pool.features(positions)
+    assert pool.ids(positions) == table.column("cv_id").to_pylist()
+    assert pool.experience_months.tolist() == table.column("experience_months").to_pylist()
+    assert pool.education_rank.tolist() == table.column("education_rank").to_pylist()
+    signals = pool.signals(positions[::7])
+    for name in ("skills", "norm_titles", "role_months", "role_skills", "experience_months"):
+        assert signals.column(name).to_pylist() == table.column(name).take(positions[::7]).to_pylist()
+    assert pool.has_roles.tolist() == [bool(r) for r in table.column("role_months").to_pylist()]
+    # The int8 rows bound the stored float32 vectors' products; read back by position exactly.
+    exact = pool.float_vectors(positions)
+    sections = {c: feature_matrix(table, c) for c in ("vec_title", "vec_skills", "vec_experience")}
+    np.testing.assert_array_equal(exact["vec_title"], sections["vec_title"])
+    np.testing.assert_allclose(exact["vec_sum"], sum(sections.values()), atol=1e-6)
+    query = np.random.default_rng(3).normal(size=DIM).astype(np.float32)
+    for column, matrix in exact.items():
+        approx, bound = pool.vectors[column].dots(query)
+        assert np.all(np.abs(matrix.astype(np.float64) @ query - approx) <= bound)
+    assert store.pool_arrays() is pool  # cached while the table does not change
+    assert 0 < pool.nbytes / len(pool) < 40 * DIM
+
+
+def test_category_masks_are_the_category_hits_and_few_are_kept(pool_store):
+    store, _ = pool_store
+    skills = store.pool_arrays().skills
+    for category in ("Database", "Programming language", "no such category", None):
+        np.testing.assert_array_equal(skills.category_mask(category), skills.category_hits([category])[:, 0])
+    for i in range(CATEGORY_MASKS + 3):
+        skills.category_mask(f"unknown {i}")
+    assert len(skills._category_masks) == CATEGORY_MASKS  # noqa: SLF001
 
 
 def _fill(store: Store, n: int, seed: int = 0) -> list[str]:
