@@ -18,8 +18,9 @@ Rows of the printed table, all measured in this run:
 - ``approximate shortlist``: ``match_pool`` past ``ann_min_rows`` (sketch, then re-rank).
 
 For each: p50 and p99 latency of the top ``--top`` results, the median of each step
-(JD features, prescore shortlist, feature read, rescoring), the median CVs kept at each
-shortlist stage, and recall@10 / recall@top against the exhaustive ranking. Also: the
+(JD features, the shortlist and its stages, feature read, rescoring) and of the CPU time
+of all threads per query (steadier than wall time on a shared machine), the median CVs
+kept at each shortlist stage, and recall@10 / recall@top against the exhaustive ranking. Also: the
 pool held in memory per CV, and the seconds to load it (read, quantize, sketch, pack:
 the cost of each new table version) and to build the full-text index.
 """
@@ -181,11 +182,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.skip_exhaustive:
         truth, pass_s = exhaustive_top(store, jd_ids, args.top, weights, settings.lexical_idf_sample)
         rows.append(("exhaustive", [pass_s * 1000 / len(jd_ids)] * len(jd_ids), {}, {}, 1.0, 1.0))
+        logger.info("exhaustive pass: %.1f s for %d queries", pass_s, len(jd_ids))
 
     def run(label: str, settings: RetrievalSettings) -> None:
         lat, steps, stages, r10, rtop = [], {}, {}, [], []
         for jd_id in jd_ids:
+            cpu = time.process_time()
             pm = match_pool(store, jd_id, top_k=args.top, weights=weights, settings=settings)
+            # CPU seconds of every thread: steadier than wall time on a shared machine.
+            steps.setdefault("cpu", []).append((time.process_time() - cpu) * 1000)
             lat.append(pm.timings_ms["total"])
             for k, v in pm.timings_ms.items():
                 steps.setdefault(k, []).append(v)

@@ -114,6 +114,7 @@ def retrieve_candidates(
         pool = store.pool_arrays()
         found = _shortlist(pool, jd, top_k, weights, settings, exact=exact)
         timings[PRESCORE_SOURCE] = (time.perf_counter() - t) * 1000
+        timings.update({f"{PRESCORE_SOURCE}.{step}": ms for step, ms in found.timings_ms.items()})
         return Candidates(pool.ids(found.positions), len(pool), exact=exact, pool=pool, positions=found.positions,
                           stages=found.stages)
     per_source = max(settings.per_source, top_k)

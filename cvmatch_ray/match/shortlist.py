@@ -23,6 +23,7 @@ So the shortlist holds the exhaustive ranking's top ``k`` (ties included), as
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,12 +59,26 @@ assert SUM_VECTOR_COLUMN in SEARCH_VECTOR_COLUMNS and TITLE_COLUMN in SEARCH_VEC
 
 @dataclass
 class Shortlist:
-    """Row positions in the pool, best first by prescore (ties by cv_id), and how many rows
-    each stage kept."""
+    """Row positions in the pool, best first by prescore (ties by cv_id), how many rows each
+    stage kept, and how long each step took (milliseconds)."""
 
     positions: np.ndarray
     prescores: np.ndarray
     stages: dict[str, int] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class _Laps:
+    """Milliseconds since the last lap, by step name."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        now = time.perf_counter()
+        self.ms[step] = (now - self._last) * 1000
+        self._last = now
 
 
 @dataclass(frozen=True)
@@ -288,10 +303,13 @@ def exact_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: ScoreWeig
     n = len(pool)
     if n == 0 or k <= 0:
         return Shortlist(np.zeros(0, np.int64), np.zeros(0), {"pool": n})
+    laps = _Laps()
     dots = dots if dots is not None else pool_dots(jd, pool)
+    laps("dots")
     low, high = pool_bounds(jd, pool, dots, weights)
     rows = _kept(low, high, k)
     stages = {"pool": n, "bounded": len(rows)}
+    laps("bounds")
     # Stage 2: exact skills, years and roles of the rows left; int8 dot products still.
     lists = _row_lists(pool, rows)
     near = dots.take(rows)
@@ -300,6 +318,7 @@ def exact_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: ScoreWeig
     keep = _kept(low, high, k)
     rows = rows[keep]
     stages["roles"] = len(rows)
+    laps("roles")
     if len(rows) <= k + REFINE_MIN_GAIN and not ordered:
         # Too few left to be worth a read: ordered by the middle of their bounds.
         prescores = ((low + high) / 2)[keep]
@@ -317,7 +336,8 @@ def exact_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: ScoreWeig
         rows, prescores = rows[keep], prescores[keep]
     stages["exact"] = len(rows)
     positions, ordered = _ordered(pool, rows, prescores)
-    return Shortlist(positions, ordered, stages)
+    laps("exact")
+    return Shortlist(positions, ordered, stages, laps.ms)
 
 
 def approximate_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: ScoreWeights | None = None, *,
@@ -337,6 +357,7 @@ def approximate_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: Sco
     n = len(pool)
     if n == 0 or k <= 0:
         return Shortlist(np.zeros(0, np.int64), np.zeros(0), {"pool": n})
+    laps = _Laps()
     title_q, total_q = _queries(jd)
     # Experience at its upper bound (every month relevant): the best CVs' roles mostly are
     # the JD's, and a midway guess ranked some of them thousands deep at a million CVs.
@@ -345,10 +366,12 @@ def approximate_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: Sco
                                                  pool.sketches[SUM_VECTOR_COLUMN].dots(total_q), exp_high)])[0]
     take = min(max(candidates, k + margin), n)
     rows = np.argpartition(-estimate, take - 1)[:take] if take < n else np.arange(n)
+    laps("sketch")
     title, _ = pool.vectors[TITLE_COLUMN].dots_rows(rows, title_q)
     total, _ = pool.vectors[SUM_VECTOR_COLUMN].dots_rows(rows, total_q)
     prescores = _prescore_rows(jd, pool, rows, weights, title, total, _row_lists(pool, rows))
     # Best first, equal prescores by cv_id, as the exhaustive ranking breaks ties.
     positions, ordered = _ordered(pool, rows, prescores)
     keep = min(k + margin, len(rows))
-    return Shortlist(positions[:keep], ordered[:keep], {"pool": n, "sketched": len(rows), "kept": keep})
+    laps("rerank")
+    return Shortlist(positions[:keep], ordered[:keep], {"pool": n, "sketched": len(rows), "kept": keep}, laps.ms)
