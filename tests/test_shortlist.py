@@ -15,7 +15,7 @@ import pytest
 
 from cvmatch_ray.config import ScoreWeights
 from cvmatch_ray.match import quantized, shortlist
-from cvmatch_ray.match.features import CATEGORY_MASKS, cv_feature_columns
+from cvmatch_ray.match.features import CATEGORY_MASKS, FEATURE_COLUMNS, cv_feature_columns
 from cvmatch_ray.match.quantized import Int8Rows, Sketch, _torch_quantized
 from cvmatch_ray.match.rank import jd_features, rank_stored, score_stored
 from cvmatch_ray.schemas import CVProfile, CVStats, EducationLevel, JDProfile, Provenance, SkillMention
@@ -110,7 +110,12 @@ def test_the_pool_in_memory_is_the_stored_pool(pool_store):
     store, _ = pool_store
     pool = store.pool_arrays()
     positions = np.arange(len(pool))
-    table = pool.features(positions)
+    table = pool.dataset.take(positions.tolist(), columns=list(FEATURE_COLUMNS))
+    # The feature rows pool.features assembles (part from memory, part read) are the stored ones.
+    some = np.array([5, 0, 599, 42, 42])
+    assembled = pool.features(some)
+    assert assembled.column_names == list(FEATURE_COLUMNS)
+    assert assembled.to_pylist() == pool.dataset.take(some.tolist(), columns=list(FEATURE_COLUMNS)).to_pylist()
     assert pool.ids(positions) == table.column("cv_id").to_pylist()
     assert pool.experience_months.tolist() == table.column("experience_months").to_pylist()
     assert pool.education_rank.tolist() == table.column("education_rank").to_pylist()

@@ -83,10 +83,17 @@ class PoolArrays:
     def features(self, positions: np.ndarray) -> pa.Table:
         """The scoring columns (``FEATURE_COLUMNS``) of the CVs at these row positions.
 
-        Read from the dataset version these arrays came from, by position: no id filter
-        to evaluate over the table (about half the time of ``Store.read_cv_features``).
+        What the pool holds (ids, years, education, skills, occupations, roles) comes from
+        memory; the rest is read from the dataset version these arrays came from, by
+        position. A read by position costs per row and column (100 rows of all 17 columns:
+        ~50 ms at a million CVs here), so this reads 8 columns instead of 17.
         """
-        return self._take(positions, list(FEATURE_COLUMNS))
+        rows = np.asarray(positions, dtype=np.int64)
+        held = self.signals(rows)
+        held = held.append_column("cv_id", pa.array(self.ids(rows), pa.string()))
+        read = self._take(rows, [c for c in FEATURE_COLUMNS if c not in held.column_names])
+        columns = {**{c: held.column(c) for c in held.column_names}, **{c: read.column(c) for c in read.column_names}}
+        return pa.table({c: columns[c] for c in FEATURE_COLUMNS})
 
     def float_vectors(self, positions: np.ndarray) -> dict[str, np.ndarray]:
         """The exact float32 rows of the searched vector columns at these positions (read)."""
