@@ -72,6 +72,20 @@ def test_int8_dot_products_stay_within_their_bounds(kernel, block, monkeypatch):
     assert np.median(bound[scale > 0] / scale[scale > 0]) < 0.03
 
 
+@pytest.mark.skipif(_torch_quantized() is None, reason="PyTorch's int8 kernel is not available")
+def test_the_int8_kernel_gives_back_torchs_thread_setting():
+    import torch
+
+    before = torch.get_num_threads()
+    rows = Int8Rows.quantize(np.random.default_rng(4).normal(size=(50, 16)))
+    try:
+        torch.set_num_threads(2)
+        rows.dots(np.ones(16), kernel="int8")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_int8_rows_filled_a_block_at_a_time_equal_one_quantization():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(5, 8)), rng.normal(size=(3, 8))
