@@ -90,16 +90,23 @@ def test_full_text_search_reads_only_the_blinded_text(small):
     assert store.search_cvs_text("", 10) == []
 
 
-def test_ann_index_past_the_configured_size_keeps_the_top_k(tmp_path):
+def test_past_ann_min_rows_the_approximate_shortlist_keeps_the_top_k(tmp_path):
     store = Store(str(tmp_path), dim=DIM)
     jd_id = _fill(store, 600, planted=12, seed=3)
-    built = store.ensure_search_indexes(ann_min_rows=500, ann_partitions=4, ann_sub_vectors=4)
-    assert built["vec_title"] == "IVF_PQ" and store.has_vector_index("vec_sum")
-    exact = rank_stored(store, jd_id, top_k=10, weights=WEIGHTS)
-    found = match_pool(store, jd_id, top_k=10, weights=WEIGHTS,
-                       settings=RetrievalSettings(candidates=100, per_source=60, ann_nprobes=4, ann_min_rows=500))
-    assert _view(found.results) == _view(exact)
-    assert {"vec_title", "vec_sum"} <= set(found.timings_ms)  # the ANN searches stood in for the prescore
+    store.ensure_search_indexes()
+    weights = WEIGHTS.model_copy(update={"lexical": 0.0})
+    exact = rank_stored(store, jd_id, top_k=10, weights=weights)
+    settings = RetrievalSettings(ann_min_rows=500, ann_candidates=100, ann_margin=5)
+    found = match_pool(store, jd_id, top_k=10, weights=weights, settings=settings)
+    assert found.results == exact and not found.exact
+    assert found.stages == {"pool": 600, "sketched": 100, "kept": 15} and found.candidates == 15
+    # With BM25 weighed, the approximate prescore ranking is one of the fused lists.
+    fused = match_pool(store, jd_id, top_k=10, weights=WEIGHTS, settings=settings.model_copy(
+        update={"candidates": 100, "per_source": 60}))
+    assert _view(fused.results) == _view(rank_stored(store, jd_id, top_k=10, weights=WEIGHTS))
+    assert {"fts", "prescore", "fuse"} <= set(fused.timings_ms)
+    # Ingest builds no ANN index any more (nothing reads one): only lookup and full text.
+    assert not store.has_vector_index("vec_sum")
 
 
 def test_prescore_ranks_the_pool_as_the_scorer_does_when_bm25_weighs_nothing(small):
@@ -108,9 +115,11 @@ def test_prescore_ranks_the_pool_as_the_scorer_does_when_bm25_weighs_nothing(sma
     everyone = rank_stored(store, jd_id, top_k=store.count_cvs(), weights=weights)
     ranked = _prescore_ranking(store, jd_features(store, jd_id), store.count_cvs(), weights)
     assert ranked == [r.cv_id for r in everyone]
-    # So the pool needs no other search: its best top_k + margin are rescored, exactly.
-    found = match_pool(store, jd_id, top_k=20, weights=weights, settings=RetrievalSettings(exact_margin=10))
-    assert found.candidates == 30 and "fts" not in found.timings_ms
+    # So the pool needs no other search: its exact shortlist is rescored, and little more
+    # than the top_k is read (ties at the 20th score, or a few where a read costs more).
+    found = match_pool(store, jd_id, top_k=20, weights=weights)
+    assert 20 <= found.candidates <= 30 and "fts" not in found.timings_ms and found.exact
+    assert found.stages["pool"] == store.count_cvs() and found.stages["exact"] == found.candidates
     assert found.results == everyone[:20]
 
 
@@ -172,7 +181,7 @@ def test_pool_reads_by_position_stay_right_after_deletes(tmp_path):
         store.delete_cv(f"{i:032x}")
     weights = WEIGHTS.model_copy(update={"lexical": 0.0})
     everyone = rank_stored(store, jd_id, top_k=20, weights=weights)
-    found = match_pool(store, jd_id, top_k=20, weights=weights, settings=RetrievalSettings(exact_margin=5))
+    found = match_pool(store, jd_id, top_k=20, weights=weights)
     assert found.results == everyone
 
 

@@ -226,7 +226,7 @@ def test_dim_is_read_from_the_tables_or_taken_from_the_first_write(tmp_path: Pat
     empty.upsert_cvs([_cv(1)])
     reader = Store(uri)
     assert reader.dim == DIM and reader.get_cv(_cv(1).cv_id).profile == _profile(1)
-    assert reader.pool_arrays().vectors["vec_title"].shape == (1, DIM)
+    assert reader.pool_arrays().vectors["vec_title"].codes.shape == (1, DIM)
 
 
 def test_the_store_persists_the_features_it_is_given(store: Store) -> None:

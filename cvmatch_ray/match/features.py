@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ MAX_NORM_TITLES = 3
 # software"): ESCO's broad groups ("communication, collaboration and creativity", ~2,400
 # skills) would make any two skills related.
 RELATED_CATEGORY_MAX_SKILLS = 400
+# Category masks a pool's CodedLists keeps (``CodedLists.category_mask``): 1 byte per CV each.
+CATEGORY_MASKS = 16
 
 
 # ------------------------------------------------------------------------- lexical
@@ -230,31 +233,58 @@ class CodedLists:
         self._starts = np.searchsorted(codes[order], np.arange(len(self.values) + 1))
         self._index = {v: k for k, v in enumerate(self.values)}
         self._categories: dict[str, list[int]] | None = None
+        self._category_masks: dict[str, np.ndarray] = {}
+        self._masks_lock = threading.Lock()
 
     def _rows_of(self, codes: Sequence[int]) -> np.ndarray:
         return np.concatenate([self._rows[self._starts[k]:self._starts[k + 1]] for k in codes] or [np.zeros(0, np.int64)])
+
+    def rows_with(self, value: str) -> np.ndarray:
+        """The rows holding ``value`` (a row that holds it twice is there twice)."""
+        return self._rows_of([self._index[value]]) if value in self._index else np.zeros(0, np.int64)
+
+    def rows_with_category(self, category: str | None) -> np.ndarray:
+        """The rows holding a skill of narrow category ``category`` (repeats as ``rows_with``)."""
+        if self._categories is None:
+            by_category: dict[str, list[int]] = {}
+            for k, value in enumerate(self.values):
+                narrow = skill_category(value)
+                if narrow is not None:
+                    by_category.setdefault(narrow, []).append(k)
+            self._categories = by_category
+        if category is None or category not in self._categories:
+            return np.zeros(0, np.int64)
+        return self._rows_of(self._categories[category])
+
+    def category_mask(self, category: str | None) -> np.ndarray:
+        """[n] bool: does the row hold a skill of narrow category ``category``? Kept for the
+        last ``CATEGORY_MASKS`` categories asked: a category gathers many skills (a quarter
+        of a synthetic million-CV pool is a few million rows to mark), and JDs ask for the
+        same ones again."""
+        key = category or ""
+        with self._masks_lock:  # queries may run in threads; the cache is shared
+            mask = self._category_masks.pop(key, None)
+        if mask is None:
+            mask = np.zeros(self.n, dtype=bool)
+            mask[self.rows_with_category(category)] = True
+        with self._masks_lock:
+            self._category_masks[key] = mask  # most recent last
+            while len(self._category_masks) > CATEGORY_MASKS:
+                self._category_masks.pop(next(iter(self._category_masks)))
+        return mask
 
     def hits(self, wanted: Sequence[str]) -> np.ndarray:
         """[n, len(wanted)] bool: does row i hold wanted[j]?"""
         hits = np.zeros((self.n, len(wanted)), dtype=bool)
         for j, value in enumerate(wanted):
-            if value in self._index:
-                hits[self._rows_of([self._index[value]]), j] = True
+            hits[self.rows_with(value), j] = True
         return hits
 
     def category_hits(self, cats: Sequence[str | None]) -> np.ndarray:
         """[n, len(cats)] bool: does row i hold a skill of narrow category cats[j]?"""
-        if self._categories is None:
-            by_category: dict[str, list[int]] = {}
-            for k, value in enumerate(self.values):
-                category = skill_category(value)
-                if category is not None:
-                    by_category.setdefault(category, []).append(k)
-            self._categories = by_category
         hits = np.zeros((self.n, len(cats)), dtype=bool)
         for j, category in enumerate(cats):
-            if category is not None and category in self._categories:
-                hits[self._rows_of(self._categories[category]), j] = True
+            hits[self.rows_with_category(category), j] = True
         return hits
 
 

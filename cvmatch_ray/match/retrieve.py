@@ -1,23 +1,25 @@
-"""One JD against the whole stored pool: candidates first, then the full scorer.
+"""One JD against the whole stored pool: a shortlist first, then the full scorer.
 
 Scoring every stored CV in full costs time linear in the pool (reading every feature row).
-Here the pool is first narrowed to candidates, and only those are scored by the full scorer
+Here the pool is narrowed to a shortlist from what is held in memory of every CV
+(``Store.pool_arrays``), and only the shortlist is scored by the full scorer
 (``score_table``), so every returned score is the one ``rank_stored`` gives that CV:
 
-- below ``ann_min_rows`` CVs, every CV gets its ``scoring.prescore`` (the score but for
-  BM25) from a few columns held in memory. With BM25 at weight 0 (the default) that ranks
-  the whole pool as the scorer does, and its best ``top_k`` (plus a margin for float
-  rounding) are the candidates: the answer is the exhaustive ranking's top ``top_k``;
-- otherwise ranked lists are fused by reciprocal rank fusion: a LanceDB full-text search
-  of the JD's words over the CVs' blinded text, and the prescore ranking, or, past
-  ``ann_min_rows``, ANN searches of the JD's vectors. A CV that no list ranks among its
-  ``per_source`` best is not rescored: that trades recall for speed, and
-  ``benchmarks/bench_retrieval.py`` measures it.
+- below ``ann_min_rows`` CVs, ``shortlist.exact_shortlist`` bounds every CV's prescore
+  (the score but for BM25) and keeps every CV that can reach the ``top_k``-th best: with
+  BM25 at weight 0 (the default) the answer is the exhaustive ranking's top ``top_k``;
+- from ``ann_min_rows`` CVs, ``shortlist.approximate_shortlist`` ranks the pool by a
+  sketch of its vectors and exact skills and years, re-ranks ``ann_candidates`` of them
+  with their full vectors and roles, and scores the best ``top_k + ann_margin`` in full:
+  faster, and a CV can be missed (``benchmarks/bench_retrieval.py`` measures recall);
+- with BM25 weighed, two ranked lists are fused by reciprocal rank fusion: a LanceDB
+  full-text search of the JD's words over the CVs' blinded text, and the prescore
+  ranking (either of the above). A CV that no list ranks among its ``per_source`` best is
+  not rescored: that trades recall for speed.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -29,19 +31,19 @@ import numpy as np
 from cvmatch_ray.config import RetrievalSettings, ScoreWeights
 from cvmatch_ray.errors import UnknownDocument
 from cvmatch_ray.match.rank import features_of
-from cvmatch_ray.match.scoring import TITLE, VECTOR_COLUMNS, JDFeatures, prescore, score_table
+from cvmatch_ray.match.scoring import JDFeatures, score_table
+from cvmatch_ray.match.shortlist import Shortlist, approximate_shortlist, exact_shortlist
 from cvmatch_ray.schemas import MatchResult
-from cvmatch_ray.storage.records import SUM_VECTOR_COLUMN, PoolArrays
+from cvmatch_ray.storage.pool import PoolArrays
 from cvmatch_ray.storage.tables import Store
 
 logger = logging.getLogger(__name__)
 
-# The ranked lists fused, by name: the full-text index, the in-memory prescore (exact
-# mode), and, with ANN indexes, the vector columns searched.
+# The ranked lists fused, by name: the full-text index and the in-memory prescore.
 FTS_SOURCE = "fts"
 PRESCORE_SOURCE = "prescore"
 # Runs one query's searches side by side (shared by all queries in the process).
-_SEARCHES = ThreadPoolExecutor(max_workers=6, thread_name_prefix="cvmatch-search")
+_SEARCHES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cvmatch-search")
 
 
 @dataclass
@@ -51,9 +53,10 @@ class Candidates:
 
     cv_ids: list[str]
     pool_size: int
-    exact: bool = False  # ranked by the full score (the prescore without BM25 weight)
+    exact: bool = False  # holds the exhaustive ranking's top k (exact shortlist, no BM25 weight)
     pool: PoolArrays | None = None
     positions: np.ndarray | None = None
+    stages: dict[str, int] = field(default_factory=dict)  # CVs kept at each shortlist stage
 
 
 @dataclass
@@ -63,8 +66,9 @@ class PoolMatch:
     results: list[MatchResult]
     candidates: int
     pool: int = 0  # CVs stored
-    exact: bool = False  # every CV was ranked by its score (no ANN, no BM25 weight)
+    exact: bool = False  # the exhaustive ranking's top k (exact shortlist, no BM25 weight)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    stages: dict[str, int] = field(default_factory=dict)  # CVs kept at each shortlist stage
 
 
 def rrf_fuse(ranked_lists: dict[str, list[str]], k: int) -> list[str]:
@@ -89,46 +93,37 @@ def retrieve_candidates(
     *,
     top_k: int = 100,
 ) -> Candidates:
-    """The candidates for ``jd``, best first: ``top_k`` + ``settings.exact_margin`` from the
-    prescore alone, else at most ``max(settings.candidates, top_k)`` fused.
+    """The candidates for ``jd``: a shortlist of the pool by prescore (module docstring),
+    else, with BM25 weighed, at most ``max(settings.candidates, top_k)`` fused, best first.
 
-    Below ``settings.ann_min_rows`` CVs every CV gets its ``scoring.prescore`` (the score
-    without BM25) from the pool's columns held in memory. With BM25 weighing nothing, that
-    ranks the whole pool as the scorer would, and its best ``top_k`` plus
-    ``settings.exact_margin`` are the candidates. Otherwise two ranked lists are fused:
-    the full-text search of the JD's words, and the vector side: the prescore ranking, or,
-    past ``ann_min_rows``, ANN searches of the title and summed section vectors. The
-    searches run at once (LanceDB and numpy release the GIL).
+    The full-text search and the prescore ranking run at once (LanceDB and numpy release
+    the GIL).
     """
     pool_size = store.count_cvs()
     exact = pool_size < settings.ann_min_rows
+    weights = weights or ScoreWeights()
 
     def timed(name: str, search: Callable[[], list[str]]) -> tuple[str, list[str], float]:
         t = time.perf_counter()
         ids = search()
         return name, ids, (time.perf_counter() - t) * 1000
 
-    weights = weights or ScoreWeights()
-    if exact and weights.lexical == 0:
-        # The prescore is the score (but for float rounding): its best CVs, with a margin
-        # for that rounding, are the candidates; no other list can add one that belongs.
+    if weights.lexical == 0:
+        # The prescore is the score: the shortlist alone is the candidates.
         t = time.perf_counter()
-        pool, order = _prescore_order(store, jd, top_k + settings.exact_margin, weights)
+        pool = store.pool_arrays()
+        found = _shortlist(pool, jd, top_k, weights, settings, exact=exact)
         timings[PRESCORE_SOURCE] = (time.perf_counter() - t) * 1000
-        return Candidates(pool.cv_ids[order].tolist(), len(pool), exact=True, pool=pool, positions=order)
+        timings.update({f"{PRESCORE_SOURCE}.{step}": ms for step, ms in found.timings_ms.items()})
+        return Candidates(pool.ids(found.positions), len(pool), exact=exact, pool=pool, positions=found.positions,
+                          stages=found.stages)
     per_source = max(settings.per_source, top_k)
-    # The full-text index, if no ingest built it yet (ANN indexes are the ingest's job:
-    # without them vector search is exact, from memory).
+    # The full-text index, if no ingest built it yet.
     store.ensure_fulltext_index()
     searches: dict[str, Callable[[], list[str]]] = {
         FTS_SOURCE: lambda: [cv_id for cv_id, _ in store.search_cvs_text(query_text, per_source)],
+        PRESCORE_SOURCE: lambda: _prescore_ranking(store, jd, per_source, weights, settings, exact=exact),
     }
-    if exact:
-        searches[PRESCORE_SOURCE] = lambda: _prescore_ranking(store, jd, per_source, weights)
-    else:
-        queries = {VECTOR_COLUMNS[TITLE]: jd.vectors[TITLE], SUM_VECTOR_COLUMN: jd.vectors.sum(axis=0)}
-        for column, vector in queries.items():
-            searches[column] = functools.partial(_ann_ranking, store, column, vector, settings, per_source)
     lists: dict[str, list[str]] = {}
     for name, ids, ms in _SEARCHES.map(lambda item: timed(*item), searches.items()):
         lists[name] = ids
@@ -139,42 +134,21 @@ def retrieve_candidates(
     return Candidates(fused, pool_size)
 
 
-def _prescore_ranking(store: Store, jd: JDFeatures, limit: int, weights: ScoreWeights | None) -> list[str]:
-    """The ``limit`` CVs with the best ``prescore``, best first (equal scores by id)."""
-    pool, order = _prescore_order(store, jd, limit, weights)
-    return pool.cv_ids[order].tolist()
+def _shortlist(pool: PoolArrays, jd: JDFeatures, k: int, weights: ScoreWeights, settings: RetrievalSettings, *,
+               exact: bool, ordered: bool = False) -> Shortlist:
+    if exact:
+        return exact_shortlist(jd, pool, k, weights, ordered=ordered)
+    return approximate_shortlist(jd, pool, k, weights, candidates=settings.ann_candidates, margin=settings.ann_margin)
 
 
-def _prescore_order(
-    store: Store, jd: JDFeatures, limit: int, weights: ScoreWeights | None
-) -> tuple[PoolArrays, np.ndarray]:
-    """The pool, and the row positions of its ``limit`` best CVs by ``prescore``, best first."""
+def _prescore_ranking(store: Store, jd: JDFeatures, limit: int, weights: ScoreWeights | None,
+                      settings: RetrievalSettings | None = None, *, exact: bool = True) -> list[str]:
+    """The ``limit`` CVs with the best ``prescore``, best first (equal prescores by id);
+    past ``ann_min_rows`` (``exact=False``) as the approximate shortlist finds them."""
     pool = store.pool_arrays()
-    if not len(pool):
-        return pool, np.zeros(0, dtype=np.int64)
-    vectors = jd.vectors.astype(np.float32)
-    scores = prescore(
-        jd,
-        title_dot=pool.vectors[VECTOR_COLUMNS[TITLE]] @ vectors[TITLE],
-        sum_dot=pool.vectors[SUM_VECTOR_COLUMN] @ vectors.sum(axis=0),
-        experience_months=pool.experience_months,
-        education_rank=pool.education_rank,
-        skills=pool.skills,
-        norm_titles=pool.norm_titles,
-        weights=weights,
-        roles=pool.roles,
-    )
-    k = min(limit, len(pool))
-    top = np.argpartition(-scores, k - 1)[:k] if k < len(pool) else np.arange(len(pool))
-    return pool, top[np.lexsort((pool.cv_ids[top], -scores[top]))]
-
-
-def _ann_ranking(store: Store, column: str, vector: np.ndarray, settings: RetrievalSettings, limit: int) -> list[str]:
-    hits = store.search_cvs_vector(
-        column, vector, limit, exact=None,
-        nprobes=settings.ann_nprobes, refine_factor=settings.ann_refine_factor or None,
-    )
-    return [cv_id for cv_id, _ in hits]
+    found = _shortlist(pool, jd, limit, weights or ScoreWeights(), settings or RetrievalSettings(), exact=exact,
+                       ordered=True)  # a ranked list: its order counts in the fusion
+    return pool.ids(found.positions[:limit])
 
 
 def match_pool(
@@ -216,4 +190,5 @@ def match_pool(
     timings["rescore"] = (time.perf_counter() - t) * 1000
     timings["total"] = (time.perf_counter() - start) * 1000
     logger.debug("JD %s: %d candidates, %d results in %.1f ms", jd_id, len(ids), len(results), timings["total"])
-    return PoolMatch(results=results, candidates=len(ids), pool=found.pool_size, exact=found.exact, timings_ms=timings)
+    return PoolMatch(results=results, candidates=len(ids), pool=found.pool_size, exact=found.exact, timings_ms=timings,
+                     stages=found.stages)

@@ -306,10 +306,9 @@ def run_ingest(
                 on_progress(len(outcomes), len(files))
     status = JobStatus.failed if files and all(not o.ok for o in outcomes) else JobStatus.succeeded
     if kind == "cv" and any(o.ok and not o.skipped for o in outcomes):
-        # Whole-pool matching's indexes (match.retrieve): the full-text index, and ANN
-        # indexes once the pool is past retrieval.ann_min_rows. After the writes, not per batch.
-        r = settings.retrieval
-        store.ensure_search_indexes(ann_min_rows=r.ann_min_rows, ann_index_type=r.ann_index_type)
+        # Whole-pool matching's indexes (match.retrieve): the lookup and full-text indexes
+        # (its vector side is held in memory, match.shortlist). After the writes, not per batch.
+        store.ensure_search_indexes()
     progress.call("finish", job_id, status, "every file failed" if status is JobStatus.failed else None)
     logger.info("ingest job %s: %d files, %d stored, %d failed", job_id, len(files), sum(o.ok and not o.skipped for o in outcomes), sum(not o.ok for o in outcomes))
     return IngestReport(job_id=job_id, status=status, outcomes=sorted(outcomes, key=lambda o: o.file or ""), times=times)

@@ -26,13 +26,10 @@ import numpy as np
 import pyarrow as pa
 
 from cvmatch_ray.ids import text_hash, validate_id
-from cvmatch_ray.match.experience import RoleLists
 from cvmatch_ray.match.features import (
-    FEATURE_COLUMNS,
     LEXICAL_TEXT_COLUMN,
     PROFILE_FEATURE_COLUMNS,
     VECTOR_COLUMNS,
-    CodedLists,
 )
 from cvmatch_ray.schemas import (
     CVProfile,
@@ -339,41 +336,3 @@ class JDRecord:
             provenance=self.provenance,
             created_at=self.created_at,
         )
-
-
-@dataclass
-class PoolArrays:
-    """What whole-pool retrieval reads of every CV, as arrays in one row order.
-
-    ``Store.pool_arrays`` builds it; ``version`` is the CV table version it was read at.
-    """
-
-    version: int
-    cv_ids: np.ndarray  # [n] object (str)
-    vectors: dict[str, np.ndarray]  # SEARCH_VECTOR_COLUMNS -> [n, dim] float32
-    experience_months: np.ndarray  # [n] int64
-    education_rank: np.ndarray  # [n] int64
-    skills: CodedLists  # canonical skills per CV
-    norm_titles: CodedLists  # taxonomy occupations per CV
-    roles: RoleLists | None = None  # every CV's experience roles (relevant experience)
-    dataset: Any = field(default=None, repr=False)  # the Lance dataset at ``version``
-    _norms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-
-    def __len__(self) -> int:
-        return len(self.cv_ids)
-
-    def features(self, positions: np.ndarray) -> pa.Table:
-        """The scoring columns (``FEATURE_COLUMNS``) of the CVs at these row positions.
-
-        Read from the dataset version these arrays came from, by position: no id filter
-        to evaluate over the table (about half the time of ``Store.read_cv_features``).
-        """
-        if self.dataset is None or not len(positions):
-            raise ValueError("no rows to read")
-        return self.dataset.take(np.asarray(positions, dtype=np.int64).tolist(), columns=list(FEATURE_COLUMNS))
-
-    def norms(self, column: str) -> np.ndarray:
-        """Row norms of a vector column (computed once)."""
-        if column not in self._norms:
-            self._norms[column] = np.linalg.norm(self.vectors[column], axis=1)
-        return self._norms[column]

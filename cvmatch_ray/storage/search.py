@@ -13,21 +13,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import FTS, BTree, HnswSq, IvfFlat, IvfPq
 
-from cvmatch_ray.match.experience import RoleLists
 from cvmatch_ray.match.features import (
     LEXICAL_TEXT_COLUMN,
-    ROLE_COLUMNS,
     VECTOR_COLUMNS,
-    CodedLists,
     LexicalStats,
     lexical_tokens,
 )
+from cvmatch_ray.storage.pool import POOL_COLUMNS, PoolArrays, load_pool
 from cvmatch_ray.storage.records import (
     CVS,
     JDS,
     SEARCH_VECTOR_COLUMNS,
     SUM_VECTOR_COLUMN,
-    PoolArrays,
     vector_matrix,
 )
 
@@ -121,18 +118,19 @@ class CVSearch:
             logger.info("built lookup indexes on %s", ", ".join(built))
         return built
 
-    def ensure_search_indexes(self, *, ann_min_rows: int, ann_columns: Sequence[str] = SEARCH_VECTOR_COLUMNS,
+    def ensure_search_indexes(self, *, ann_min_rows: int | None = None, ann_columns: Sequence[str] = SEARCH_VECTOR_COLUMNS,
                               ann_index_type: str = "IVF_PQ", ann_partitions: int | None = None,
                               ann_sub_vectors: int | None = None, replace: bool = False) -> dict[str, str]:
         """Build the full-text index on the lexical text, and ANN indexes once the pool is large.
 
         The full-text index is always built (it is cheap); a vector column gets an ANN index
-        only when the table holds at least ``ann_min_rows`` CVs, since below that an exact
-        scan is fast and exact. Rows written after an index was built are still searched
-        (Lance scans the unindexed tail), so call this again after large ingests.
+        only when asked and the table holds at least ``ann_min_rows`` CVs, for
+        ``search_cvs_vector`` (whole-pool matching does not read them: it holds the vectors
+        in memory, ``match.shortlist``). Rows written after an index was built are still
+        searched (Lance scans the unindexed tail), so call this again after large ingests.
 
         Args:
-            ann_min_rows: the pool size from which vector columns are indexed.
+            ann_min_rows: the pool size from which vector columns are indexed; ``None``: never.
             ann_columns: the vector columns to index.
             ann_index_type: ``IVF_PQ``, ``IVF_HNSW_SQ`` or ``IVF_FLAT`` (cosine distance).
             ann_partitions: IVF partitions; ``None`` lets LanceDB choose (about sqrt(rows)).
@@ -152,7 +150,7 @@ class CVSearch:
         done[LEXICAL_TEXT_COLUMN] = "fts"
         rows = table.count_rows()
         for column in ann_columns:
-            if rows < ann_min_rows:
+            if ann_min_rows is None or rows < ann_min_rows:
                 done[column] = "exact"
                 continue
             if replace or column not in existing:
@@ -256,47 +254,31 @@ class CVSearch:
         return list(zip(ids[order].tolist(), sims[order].astype(np.float64).tolist(), strict=True))
 
     def pool_arrays(self) -> PoolArrays:
-        """The columns whole-pool retrieval reads for every CV, in memory (``PoolArrays``).
+        """The columns whole-pool retrieval reads for every CV, in memory (``storage.pool``).
 
-        Loaded in one scan and cached per table version: a write makes the next call load
-        them again. About ``2 * 4 * dim`` bytes per CV (3 KB at 384 dimensions) plus its
-        skills and occupations as integer codes.
+        Loaded in one scan, a batch at a time, and cached per table version: a write makes
+        the next call load them again. About 0.8 KB per CV at 384 dimensions for the int8
+        vectors, plus years, education, and skills, occupations and roles as codes and lists.
         """
         table = self._table(CVS, create=False)
         version = int(table.version) if table is not None else -1
         cached = self._pool_cache
         if cached is not None and cached.version == version:
             return cached
-        columns = ["cv_id", *SEARCH_VECTOR_COLUMNS, "experience_months", "education_rank", "skills", "norm_titles",
-                   *ROLE_COLUMNS]
         dataset = None
         if table is not None:
             # One pinned dataset version for the scan and for later reads by position.
             dataset = table.to_lance()
             version = int(dataset.version)
-            data = dataset.to_table(columns=columns)
-        else:
-            data = self._empty(CVS, columns)
-        pool = PoolArrays(
-            version=version,
-            cv_ids=np.asarray(data.column("cv_id").to_pylist(), dtype=object),
-            vectors={c: vector_matrix(data.column(c)) for c in SEARCH_VECTOR_COLUMNS},
-            experience_months=data.column("experience_months").to_numpy().astype(np.int64),
-            education_rank=data.column("education_rank").to_numpy().astype(np.int64),
-            skills=CodedLists(data.column("skills")),
-            norm_titles=CodedLists(data.column("norm_titles")),
-            roles=RoleLists.from_table(data),
-            dataset=dataset,
-        )
+        pool = load_pool(dataset, version, self._empty(CVS, POOL_COLUMNS), self.dim or 0)
         with self._lock:
             self._pool_cache = pool
         return pool
 
     def _vector_matrix(self, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(cv ids, [n, dim] float32 matrix, row norms)`` of a vector column, cached per table version."""
-        if column in SEARCH_VECTOR_COLUMNS:
-            pool = self.pool_arrays()
-            return pool.cv_ids, pool.vectors[column], pool.norms(column)
+        """``(cv ids, [n, dim] float32 matrix, row norms)`` of a vector column, cached per table
+        version (loaded on the first exact search of that column: whole-pool matching reads
+        the pool's int8 codes instead, ``pool_arrays``)."""
         table = self._table(CVS, create=False)
         version = int(table.version) if table is not None else -1
         cached = self._vector_cache.get(column)

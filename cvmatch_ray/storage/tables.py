@@ -29,7 +29,6 @@ from cvmatch_ray.storage.records import (
     MATCHES,
     CVRecord,
     JDRecord,
-    PoolArrays,
     _now,
     cvs_schema,
     jds_schema,
@@ -37,6 +36,7 @@ from cvmatch_ray.storage.records import (
     rows_to_table,
     schema_dim,
 )
+from cvmatch_ray.storage.pool import PoolArrays
 from cvmatch_ray.storage.search import CVSearch
 
 if TYPE_CHECKING:
