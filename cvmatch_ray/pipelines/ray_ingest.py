@@ -215,7 +215,7 @@ def build_dataset(
     blocks = max(1, -(-len(files) // settings.ingest_batch_size))
     ds = ray.data.read_binary_files(
         list(files), include_paths=True, filesystem=filesystem, override_num_blocks=blocks,
-        ray_remote_args=opts["read"].remote_options(),
+        **opts["read"].remote_options(),  # named parameters: ray_remote_args is deprecated
     )
     ds = ds.map_batches(
         extract_stage, batch_format="pyarrow", fn_kwargs={"settings": settings, "kind": kind, "existing": existing},
