@@ -15,7 +15,7 @@ import pytest
 
 from cvmatch_ray.config import ScoreWeights
 from cvmatch_ray.match import quantized, shortlist
-from cvmatch_ray.match.features import CATEGORY_MASKS, FEATURE_COLUMNS, cv_feature_columns
+from cvmatch_ray.match.features import CACHED_MASKS, FEATURE_COLUMNS, cv_feature_columns
 from cvmatch_ray.match.quantized import Int8Rows, Sketch, _torch_quantized
 from cvmatch_ray.match.rank import jd_features, rank_stored, score_stored
 from cvmatch_ray.schemas import CVProfile, CVStats, EducationLevel, JDProfile, Provenance, SkillMention
@@ -155,9 +155,12 @@ def test_category_masks_are_the_category_hits_and_few_are_kept(pool_store):
     skills = store.pool_arrays().skills
     for category in ("Database", "Programming language", "no such category", None):
         np.testing.assert_array_equal(skills.category_mask(category), skills.category_hits([category])[:, 0])
-    for i in range(CATEGORY_MASKS + 3):
+    np.testing.assert_array_equal(skills.value_mask("MySQL"), skills.hits(["MySQL"])[:, 0])
+    for i in range(CACHED_MASKS + 3):
         skills.category_mask(f"unknown {i}")
-    assert len(skills._category_masks) == CATEGORY_MASKS  # noqa: SLF001
+    assert len(skills._masks) == CACHED_MASKS  # noqa: SLF001
+    with pytest.raises(ValueError):
+        skills.value_mask("MySQL")[0] = True  # shared between queries: read-only
 
 
 def _fill(store: Store, n: int, seed: int = 0) -> list[str]:

@@ -141,16 +141,25 @@ def _weighed(jd: JDFeatures, weights: ScoreWeights) -> JDFeatures:
     )
 
 
-def _experience_bounds(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights) -> tuple[np.ndarray, np.ndarray]:
-    """The months the experience component counts, bounded without reading roles: a CV
-    with roles counts between ``1 - share`` of its months (none relevant) and all of them;
-    one without counts its months (``experience.experience_signal``)."""
-    months = pool.experience_months.astype(np.float32)
+def _experience_months(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights, end: str) -> tuple[np.ndarray, np.ndarray]:
+    """The months the experience component counts, bounded without reading roles, as a table
+    over whole months and each CV's index into it: ``(months[k], index[n])``.
+
+    A CV with roles counts between ``1 - share`` of its months (none relevant: ``end`` =
+    "low") and all of them ("high"); one without counts its months
+    (``experience.experience_signal``). Months are whole numbers, so the component is
+    computed once per distinct value and looked up (one gather instead of a few passes).
+    """
+    top = int(pool.experience_months.max(initial=0)) + 1
+    whole = np.arange(top, dtype=np.float64)
     share = weights.relevant_experience_share
     if share == 0 or (jd.norm_title is None and not jd.wanted):
-        return months, months  # the signal is the months themselves
-    low = np.where(pool.has_roles, np.float32(1.0 - share) * months, months)
-    return low - np.float32(MONTHS_SLACK), months + np.float32(MONTHS_SLACK)
+        return whole, pool.experience_months  # the signal is the months themselves
+    if end == "high":
+        return whole + MONTHS_SLACK, pool.experience_months
+    # Low: CVs with roles look up the second half of the table.
+    table = np.concatenate([whole, (1.0 - share) * whole]) - MONTHS_SLACK
+    return table, pool.experience_months + pool.has_roles.astype(np.int32) * np.int32(top)
 
 
 def _pattern_signals(jd: JDFeatures, rows: int, **given: np.ndarray) -> scoring._Signals:
@@ -186,12 +195,11 @@ def _skill_part(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights, name: s
         only = dataclasses.replace(jd, **{p: () for p in ("required", "preferred") if p != prefix})
         sig = _pattern_signals(only, n, **{f"{prefix}_hits": hits, f"{prefix}_related": related})
         return scoring._components(only, sig, weights)[name]  # noqa: SLF001
-    counts = np.int16 if width < 2**15 else np.int64  # small ints: less memory to stream
+    counts = np.int16 if (width + 1) ** 2 < 2**15 else np.int64  # small ints: less memory to stream
     exact = np.zeros(n, counts)
     partial = np.zeros(n, counts)
     for j, skill in enumerate(wanted):
-        hit = np.zeros(n, dtype=bool)
-        hit[pool.skills.rows_with(skill)] = True
+        hit = pool.skills.value_mask(skill)
         exact += hit
         if categories and categories[j] is not None:
             partial += pool.skills.category_mask(categories[j]) & ~hit
@@ -203,7 +211,9 @@ def _skill_part(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights, name: s
     only = dataclasses.replace(jd, **{p_: () for p_ in ("required", "preferred") if p_ != prefix})
     table = scoring._components(  # noqa: SLF001
         only, _pattern_signals(only, len(e), **{f"{prefix}_hits": hits, f"{prefix}_related": related}), weights)[name]
-    return table[exact.astype(np.int64) * (width + 1) + partial]
+    exact *= width + 1
+    exact += partial
+    return table[exact]  # each CV's (exact, partial) pattern
 
 
 def pool_bounds(jd: JDFeatures, pool: PoolArrays, dots: _Dots, weights: ScoreWeights) -> tuple[np.ndarray, np.ndarray]:
@@ -216,14 +226,50 @@ def pool_bounds(jd: JDFeatures, pool: PoolArrays, dots: _Dots, weights: ScoreWei
     ``COMPONENT_DECIMALS``, then the score to ``SCORE_DECIMALS``) is left to
     ``ROUNDING_SLACK``.
     """
-    exp_low, exp_high = _experience_bounds(jd, pool, weights)
-    low, high = _pool_scores(jd, pool, weights, [(*dots.low(), exp_low), (*dots.high(), exp_high)])
+    parts = _fixed_parts(jd, pool, weights)
+    low = parts.score(*dots.low(), _experience_months(jd, pool, weights, "low"))
+    high = parts.score(*dots.high(), _experience_months(jd, pool, weights, "high"))
     return low - np.float32(ROUNDING_SLACK), high + np.float32(ROUNDING_SLACK)
 
 
-def _pool_scores(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights,
-                 signals: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-    """Every CV's prescore (float32, unrounded) for each ``(title dot, summed dot, months)``."""
+@dataclass
+class _FixedParts:
+    """What stage 1 computes once per JD: the weighted components that read no dot product,
+    and how to add the ones that do."""
+
+    jd: JDFeatures
+    weights: ScoreWeights
+    applies: list[str]
+    fixed: np.ndarray  # [n] float32: the weighted skills and education components
+    title_credit: np.ndarray | None  # [n] bool: the CV holds the JD title's occupation
+    scale: float  # 100 / the applicable weights' sum
+
+    def score(self, title: np.ndarray, total: np.ndarray, months: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """[n] float32 prescores (unrounded) with these dot products and months (a table
+        and each CV's index into it, ``_experience_months``)."""
+        w = self.weights.component_weights
+        n = len(self.fixed)
+        if not self.applies:
+            return np.zeros(n, np.float32)
+        sections = np.float32(len(scoring.VECTOR_COLUMNS) ** 2)  # the semantic cosine is the summed dot / 9
+        score = self.fixed.copy()
+        score += np.float32(w["semantic"]) * scoring._cosine_component(total / sections)  # noqa: SLF001
+        if "title" in self.applies:
+            # As scoring._components: the title cosine, or the credit for the same occupation.
+            title_part = scoring._cosine_component(title)  # noqa: SLF001
+            if self.title_credit is not None:
+                credit = np.float32(self.weights.title_match_credit)
+                np.maximum(title_part, credit, out=title_part, where=self.title_credit)
+            score += np.float32(w["title"]) * title_part
+        if "experience" in self.applies:
+            table, index = months
+            part = scoring._experience_component(table, self.jd.min_years)  # noqa: SLF001
+            score += (np.float32(w["experience"]) * part.astype(np.float32))[index]
+        score *= np.float32(self.scale)
+        return score
+
+
+def _fixed_parts(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights) -> _FixedParts:
     n = len(pool)
     weighed = _weighed(jd, weights)
     w = weights.component_weights
@@ -232,7 +278,7 @@ def _pool_scores(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights,
                if v is not None and w[c] != 0]
     total_weight = sum(w[c] for c in applies)
     if n == 0 or total_weight == 0:
-        return [np.zeros(n, np.float32) for _ in signals]
+        return _FixedParts(weighed, weights, [], np.zeros(n, np.float32), None, 0.0)
     fixed = np.zeros(n, np.float32)
     for name in ("required_skills", "preferred_skills"):
         if name in applies:
@@ -241,24 +287,11 @@ def _pool_scores(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights,
         ranks = np.arange(int(pool.education_rank.max(initial=0)) + 1)
         table = scoring._components(  # noqa: SLF001
             weighed, _pattern_signals(weighed, len(ranks), education_rank=ranks), weights)["education"]
-        fixed += np.float32(w["education"]) * table.astype(np.float32)[pool.education_rank.astype(np.int64)]
-    credit = np.zeros(n, np.float32)
+        fixed += (np.float32(w["education"]) * table.astype(np.float32))[pool.education_rank]
+    credit = None
     if "title" in applies and weighed.norm_title is not None:
-        credit[pool.norm_titles.rows_with(weighed.norm_title)] = np.float32(weights.title_match_credit)
-    sections = np.float32(len(scoring.VECTOR_COLUMNS) ** 2)  # the semantic cosine is the summed dot / 9
-    scale = np.float32(100.0 / total_weight)
-    out = []
-    for title, total, months in signals:
-        score = fixed.copy()
-        score += np.float32(w["semantic"]) * scoring._cosine_component(total / sections)  # noqa: SLF001
-        if "title" in applies:
-            # As scoring._components: the title cosine, or the credit for the same occupation.
-            score += np.float32(w["title"]) * np.maximum(scoring._cosine_component(title), credit)  # noqa: SLF001
-        if "experience" in applies:
-            score += np.float32(w["experience"]) * scoring._experience_component(months, weighed.min_years)  # noqa: SLF001
-        score *= scale
-        out.append(score)
-    return out
+        credit = pool.norm_titles.value_mask(weighed.norm_title)
+    return _FixedParts(weighed, weights, applies, fixed, credit, 100.0 / total_weight)
 
 
 def _prescore_rows(jd: JDFeatures, pool: PoolArrays, rows: np.ndarray, weights: ScoreWeights,
@@ -359,11 +392,10 @@ def approximate_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: Sco
         return Shortlist(np.zeros(0, np.int64), np.zeros(0), {"pool": n})
     laps = _Laps()
     title_q, total_q = _queries(jd)
+    sketched = pool.sketches[TITLE_COLUMN].dots(title_q), pool.sketches[SUM_VECTOR_COLUMN].dots(total_q)
     # Experience at its upper bound (every month relevant): the best CVs' roles mostly are
     # the JD's, and a midway guess ranked some of them thousands deep at a million CVs.
-    _, exp_high = _experience_bounds(jd, pool, weights)
-    estimate = _pool_scores(jd, pool, weights, [(pool.sketches[TITLE_COLUMN].dots(title_q),
-                                                 pool.sketches[SUM_VECTOR_COLUMN].dots(total_q), exp_high)])[0]
+    estimate = _fixed_parts(jd, pool, weights).score(*sketched, _experience_months(jd, pool, weights, "high"))
     take = min(max(candidates, k + margin), n)
     rows = np.argpartition(-estimate, take - 1)[:take] if take < n else np.arange(n)
     laps("sketch")
