@@ -72,18 +72,28 @@ def test_int8_dot_products_stay_within_their_bounds(kernel, block, monkeypatch):
     assert np.median(bound[scale > 0] / scale[scale > 0]) < 0.03
 
 
+def _blas_threads() -> int:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas").info()[0]["num_threads"]
+
+
 @pytest.mark.skipif(_torch_quantized() is None, reason="PyTorch's int8 kernel is not available")
-def test_the_int8_kernel_gives_back_torchs_thread_setting():
+def test_products_run_single_threaded_and_give_the_thread_settings_back():
     import torch
 
-    before = torch.get_num_threads()
+    torch_before, blas_before = torch.get_num_threads(), _blas_threads()
     rows = Int8Rows.quantize(np.random.default_rng(4).normal(size=(50, 16)))
     try:
         torch.set_num_threads(2)
-        rows.dots(np.ones(16), kernel="int8")
-        assert torch.get_num_threads() == 2
+        with quantized.single_threaded():
+            assert torch.get_num_threads() == 1 and _blas_threads() == 1
+            with quantized.single_threaded():  # nested (or another query's thread): still 1
+                rows.dots(np.ones(16), kernel="int8")
+            assert torch.get_num_threads() == 1 and _blas_threads() == 1
+        assert torch.get_num_threads() == 2 and _blas_threads() == blas_before
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(torch_before)
 
 
 def test_int8_rows_filled_a_block_at_a_time_equal_one_quantization():

@@ -33,6 +33,7 @@ from cvmatch_ray.match import scoring
 from cvmatch_ray.match.experience import RoleLists
 from cvmatch_ray.match.features import CodedLists
 from cvmatch_ray.match.jd import JDFeatures
+from cvmatch_ray.match.quantized import single_threaded
 from cvmatch_ray.storage.pool import PoolArrays
 from cvmatch_ray.storage.records import SEARCH_VECTOR_COLUMNS, SUM_VECTOR_COLUMN
 
@@ -351,7 +352,12 @@ def exact_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: ScoreWeig
     ``ordered``: order by the exact prescore (reads the float32 vectors even where stage 3
     would drop few CVs); else a short list may be ordered by its bounds' midpoints.
     """
-    weights = weights or ScoreWeights()
+    with single_threaded():
+        return _exact_shortlist(jd, pool, k, weights or ScoreWeights(), dots, ordered=ordered)
+
+
+def _exact_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: ScoreWeights, dots: _Dots | None, *,
+                     ordered: bool) -> Shortlist:
     n = len(pool)
     if n == 0 or k <= 0:
         return Shortlist(np.zeros(0, np.int64), np.zeros(0), {"pool": n})
@@ -405,7 +411,12 @@ def approximate_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: Sco
     A CV the sketch misjudges by more than the candidates' spread is missed: how often is
     measured against the exact ranking (``benchmarks/bench_retrieval.py``, recall@10).
     """
-    weights = weights or ScoreWeights()
+    with single_threaded():
+        return _approximate_shortlist(jd, pool, k, weights or ScoreWeights(), candidates, margin)
+
+
+def _approximate_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: ScoreWeights, candidates: int,
+                           margin: int) -> Shortlist:
     n = len(pool)
     if n == 0 or k <= 0:
         return Shortlist(np.zeros(0, np.int64), np.zeros(0), {"pool": n})
