@@ -13,11 +13,19 @@ stages of bounds, each on fewer CVs and tighter than the last:
 3. the CVs still left: the same with their exact float32 vectors, read by position.
 
 The bounds hold because every component of the score is a non-decreasing function of its
-signal (cosines, months) computed in the same float64 steps as ``scoring``, and each stage
-bounds the signals, with ``SIGNAL_SLACK`` for the float32 storage of the summed vectors.
-So the shortlist holds the exhaustive ranking's top ``k`` (ties included), as
-``tests/test_shortlist.py`` checks against ``rank_stored``; how many CVs it holds past
-``k`` depends on how close scores sit around the ``k``-th.
+signal (cosines, months) and each stage bounds the signals (``SIGNAL_SLACK`` covers the
+float32 storage of the summed vectors). Stage 1 evaluates the scorer's formulas in float32
+over the whole pool, with ``ROUNDING_SLACK`` for what that and the scorer's rounding can
+move; stages 2 and 3 run ``scoring.prescore`` itself on their rows. So the shortlist holds
+the exhaustive ranking's top ``k`` (ties included), as ``tests/test_shortlist.py`` checks
+against ``rank_stored``; how many CVs it holds past ``k`` depends on how close scores sit
+around the ``k``-th.
+
+``approximate_shortlist`` skips the pass over every CV's int8 vectors: it ranks the pool by
+a sketch of them (``quantized.Sketch``) with the same exact skills and education, re-ranks
+the best few hundred or thousand with their full int8 vectors and exact roles, and keeps
+the best ``k`` and a margin. Faster, with no guarantee: its recall is measured
+(``benchmarks/bench_retrieval.py``).
 """
 
 from __future__ import annotations
@@ -48,14 +56,17 @@ MONTHS_SLACK = 1e-6
 #: decimals, the score to 2: at most 0.005 + 0.005 points) and float32's (~1e-5 points).
 ROUNDING_SLACK = 0.02
 # Stage 1 knows which components read bounded signals (semantic, title, experience) and
-# which exact ones (skills, education); a new component must be placed there.
-assert set(scoring.COMPONENTS) == {"required_skills", "preferred_skills", "semantic", "experience", "education",
-                                   "title", "lexical"}
+# which exact ones (skills, education): a component it does not know must be placed there
+# before a bound can be trusted.
+if set(scoring.COMPONENTS) != {"required_skills", "preferred_skills", "semantic", "experience", "education",
+                               "title", "lexical"}:
+    raise ImportError(f"match.shortlist does not know how to bound the components {scoring.COMPONENTS}")
 #: Stage 3 reads float32 rows; skipped when it could drop at most this many CVs (scoring
 #: a few more in full costs less than the read).
 REFINE_MIN_GAIN = 8
 
-assert SUM_VECTOR_COLUMN in SEARCH_VECTOR_COLUMNS and TITLE_COLUMN in SEARCH_VECTOR_COLUMNS
+if not {SUM_VECTOR_COLUMN, TITLE_COLUMN} <= set(SEARCH_VECTOR_COLUMNS):
+    raise ImportError("the pool must hold the title and summed vectors")  # what stage 1 reads
 
 
 @dataclass
@@ -142,7 +153,8 @@ def _weighed(jd: JDFeatures, weights: ScoreWeights) -> JDFeatures:
     )
 
 
-def _experience_months(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights, end: str) -> tuple[np.ndarray, np.ndarray]:
+def _experience_months(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights,
+                       end: str) -> tuple[np.ndarray, np.ndarray]:
     """The months the experience component counts, bounded without reading roles, as a table
     over whole months and each CV's index into it: ``(months[k], index[n])``.
 
@@ -273,7 +285,8 @@ class _FixedParts:
             score += part
         if "experience" in self.applies:
             table, index = months
-            weighted = np.float32(w["experience"]) * scoring._experience_component(table, self.jd.min_years)  # noqa: SLF001
+            component = scoring._experience_component(table, self.jd.min_years)  # noqa: SLF001
+            weighted = np.float32(w["experience"]) * component
             np.take(weighted.astype(np.float32), index, out=part)
             score += part
         score *= np.float32(self.scale)
@@ -315,7 +328,8 @@ def _fixed_parts(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights) -> _Fi
 
 
 def _prescore_rows(jd: JDFeatures, pool: PoolArrays, rows: np.ndarray, weights: ScoreWeights,
-                   title: np.ndarray, total: np.ndarray, lists: tuple[CodedLists, CodedLists, RoleLists | None]) -> np.ndarray:
+                   title: np.ndarray, total: np.ndarray,
+                   lists: tuple[CodedLists, CodedLists, RoleLists | None]) -> np.ndarray:
     """``scoring.prescore`` of these rows with these dot products (everything else exact)."""
     skills, titles, roles = lists
     return scoring.prescore(
