@@ -120,7 +120,7 @@ def test_ray_data_ingest_stores_good_files_and_reports_bad_ones(ray_cluster, tmp
 
     store = Store(settings.data_dir)
     assert store.count_cvs() == len(good)
-    # The pool's full-text index is there for whole-pool matching (vectors stay exact: small pool).
+    # The pool's full-text index is there for whole-pool matching (its vectors are held in memory: no ANN index).
     indexes = {ix.columns[0]: ix.index_type for ix in store._table("cvs", create=False).list_indices()}
     assert indexes == {"lexical_text": "FTS", "cv_id": "BTree"}
     job = ray.get(get_progress_actor(settings).get.remote(report.job_id))

@@ -15,7 +15,7 @@ import pytest
 
 from cvmatch_ray.config import ScoreWeights
 from cvmatch_ray.match import quantized, shortlist
-from cvmatch_ray.match.features import CATEGORY_MASKS, FEATURE_COLUMNS, cv_feature_columns
+from cvmatch_ray.match.features import CACHED_MASKS, FEATURE_COLUMNS, cv_feature_columns
 from cvmatch_ray.match.quantized import Int8Rows, Sketch, _torch_quantized
 from cvmatch_ray.match.rank import jd_features, rank_stored, score_stored
 from cvmatch_ray.schemas import CVProfile, CVStats, EducationLevel, JDProfile, Provenance, SkillMention
@@ -72,18 +72,28 @@ def test_int8_dot_products_stay_within_their_bounds(kernel, block, monkeypatch):
     assert np.median(bound[scale > 0] / scale[scale > 0]) < 0.03
 
 
+def _blas_threads() -> int:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas").info()[0]["num_threads"]
+
+
 @pytest.mark.skipif(_torch_quantized() is None, reason="PyTorch's int8 kernel is not available")
-def test_the_int8_kernel_gives_back_torchs_thread_setting():
+def test_products_run_single_threaded_and_give_the_thread_settings_back():
     import torch
 
-    before = torch.get_num_threads()
+    torch_before, blas_before = torch.get_num_threads(), _blas_threads()
     rows = Int8Rows.quantize(np.random.default_rng(4).normal(size=(50, 16)))
     try:
         torch.set_num_threads(2)
-        rows.dots(np.ones(16), kernel="int8")
-        assert torch.get_num_threads() == 2
+        with quantized.single_threaded():
+            assert torch.get_num_threads() == 1 and _blas_threads() == 1
+            with quantized.single_threaded():  # nested (or another query's thread): still 1
+                rows.dots(np.ones(16), kernel="int8")
+            assert torch.get_num_threads() == 1 and _blas_threads() == 1
+        assert torch.get_num_threads() == 2 and _blas_threads() == blas_before
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(torch_before)
 
 
 def test_int8_rows_filled_a_block_at_a_time_equal_one_quantization():
@@ -155,9 +165,12 @@ def test_category_masks_are_the_category_hits_and_few_are_kept(pool_store):
     skills = store.pool_arrays().skills
     for category in ("Database", "Programming language", "no such category", None):
         np.testing.assert_array_equal(skills.category_mask(category), skills.category_hits([category])[:, 0])
-    for i in range(CATEGORY_MASKS + 3):
+    np.testing.assert_array_equal(skills.value_mask("MySQL"), skills.hits(["MySQL"])[:, 0])
+    for i in range(CACHED_MASKS + 3):
         skills.category_mask(f"unknown {i}")
-    assert len(skills._category_masks) == CATEGORY_MASKS  # noqa: SLF001
+    assert len(skills._masks) == CACHED_MASKS  # noqa: SLF001
+    with pytest.raises(ValueError):
+        skills.value_mask("MySQL")[0] = True  # shared between queries: read-only
 
 
 def _fill(store: Store, n: int, seed: int = 0) -> list[str]:

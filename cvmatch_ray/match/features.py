@@ -12,7 +12,7 @@ import functools
 import re
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,8 +62,9 @@ MAX_NORM_TITLES = 3
 # software"): ESCO's broad groups ("communication, collaboration and creativity", ~2,400
 # skills) would make any two skills related.
 RELATED_CATEGORY_MAX_SKILLS = 400
-# Category masks a pool's CodedLists keeps (``CodedLists.category_mask``): 1 byte per CV each.
-CATEGORY_MASKS = 16
+# Value and category masks a pool's CodedLists keeps (``CodedLists.category_mask``): 1 byte
+# per CV each.
+CACHED_MASKS = 32
 
 
 # ------------------------------------------------------------------------- lexical
@@ -233,7 +234,7 @@ class CodedLists:
         self._starts = np.searchsorted(codes[order], np.arange(len(self.values) + 1))
         self._index = {v: k for k, v in enumerate(self.values)}
         self._categories: dict[str, list[int]] | None = None
-        self._category_masks: dict[str, np.ndarray] = {}
+        self._masks: dict[tuple[str, str], np.ndarray] = {}
         self._masks_lock = threading.Lock()
 
     def _rows_of(self, codes: Sequence[int]) -> np.ndarray:
@@ -256,21 +257,28 @@ class CodedLists:
             return np.zeros(0, np.int64)
         return self._rows_of(self._categories[category])
 
+    def value_mask(self, value: str) -> np.ndarray:
+        """[n] bool: does the row hold ``value``? Kept like ``category_mask``."""
+        return self._mask(("value", value), lambda: self.rows_with(value))
+
     def category_mask(self, category: str | None) -> np.ndarray:
-        """[n] bool: does the row hold a skill of narrow category ``category``? Kept for the
-        last ``CATEGORY_MASKS`` categories asked: a category gathers many skills (a quarter
-        of a synthetic million-CV pool is a few million rows to mark), and JDs ask for the
-        same ones again."""
-        key = category or ""
+        """[n] bool: does the row hold a skill of narrow category ``category``? The last
+        ``CACHED_MASKS`` masks asked (values or categories) are kept: marking a category's
+        rows is millions of writes at a million CVs (a quarter of a synthetic pool is a few
+        million rows), and JDs ask for the same skills and categories again."""
+        return self._mask(("category", category or ""), lambda: self.rows_with_category(category))
+
+    def _mask(self, key: tuple[str, str], rows: Callable[[], np.ndarray]) -> np.ndarray:
         with self._masks_lock:  # queries may run in threads; the cache is shared
-            mask = self._category_masks.pop(key, None)
+            mask = self._masks.pop(key, None)
         if mask is None:
             mask = np.zeros(self.n, dtype=bool)
-            mask[self.rows_with_category(category)] = True
+            mask[rows()] = True
+            mask.flags.writeable = False  # shared between queries
         with self._masks_lock:
-            self._category_masks[key] = mask  # most recent last
-            while len(self._category_masks) > CATEGORY_MASKS:
-                self._category_masks.pop(next(iter(self._category_masks)))
+            self._masks[key] = mask  # most recent last
+            while len(self._masks) > CACHED_MASKS:
+                self._masks.pop(next(iter(self._masks)))
         return mask
 
     def hits(self, wanted: Sequence[str]) -> np.ndarray:

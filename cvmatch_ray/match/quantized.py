@@ -226,7 +226,7 @@ class Int8Rows:
         way for each: the same values), and the query as it rounded it (``pack``)."""
         x = torch.from_numpy(np.ascontiguousarray(q))[None, :]
         out = np.empty(len(self) + len(q), dtype=np.float32)
-        with _one_torch_thread(torch):
+        with single_threaded():
             for i, packed in enumerate(self._packed):
                 block = torch.ops.quantized.linear_dynamic(x, packed, False).numpy()[0]
                 out[i * PACK_ROWS:i * PACK_ROWS + len(block)] = block
@@ -235,23 +235,26 @@ class Int8Rows:
 
 _THREADS_LOCK = threading.Lock()
 _threads_users = 0
-_threads_saved = 1
+_threads_restore: list[Any] = []
 
 
 @contextlib.contextmanager
-def _one_torch_thread(torch: Any) -> Iterator[None]:
-    """PyTorch's intra-op threads at 1 while int8 products run (restored after the last).
+def single_threaded() -> Iterator[None]:
+    """PyTorch's intra-op threads and the BLAS's threads at 1 while a query's products run
+    (restored when the last running query leaves; queries may overlap in threads).
 
-    fbgemm's GEMV here is one memory-bound pass that its threads do not share: with 2
-    threads a million rows took 57 ms of wall and CPU time alike, with 1 thread 36 ms. The
-    setting is process-wide, so the saved value comes back once no product runs; whole-pool
-    matching runs where no model does (the API service embeds in its own deployment).
+    Each product here is one memory-bound pass the threads do not share: fbgemm's int8
+    GEMV took 57 ms per million rows with 2 threads, 36 with 1; numpy's float32 product of
+    a million 32-wide rows 16 against 9-12. Worse, OpenBLAS's idle threads spin on a core
+    for a while after each call: a whole approximate shortlist at a million CVs took 160 ms
+    with them and 100 ms without (its LanceDB read slowed most). Both settings are
+    process-wide; whole-pool matching runs where no model does (the API service embeds in
+    its own deployment).
     """
-    global _threads_users, _threads_saved
+    global _threads_users
     with _THREADS_LOCK:
         if _threads_users == 0:
-            _threads_saved = torch.get_num_threads()
-            torch.set_num_threads(1)
+            _threads_restore[:] = _limit_threads()
         _threads_users += 1
     try:
         yield
@@ -259,7 +262,34 @@ def _one_torch_thread(torch: Any) -> Iterator[None]:
         with _THREADS_LOCK:
             _threads_users -= 1
             if _threads_users == 0:
-                torch.set_num_threads(_threads_saved)
+                for restore in reversed(_threads_restore):  # last set, first restored:
+                    restore()  # (limiting the BLAS here also moved PyTorch's setting)
+                _threads_restore.clear()
+
+
+def _limit_threads() -> list[Any]:
+    """Set PyTorch's and the BLAS's threads to 1; the callables that set them back."""
+    restore: list[Any] = []
+    torch = _torch_quantized()
+    if torch is not None:
+        saved = torch.get_num_threads()
+        torch.set_num_threads(1)
+        restore.append(functools.partial(torch.set_num_threads, saved))
+    controller = _blas_controller()
+    if controller is not None:
+        limited = controller.limit(limits=1, user_api="blas")
+        restore.append(limited.restore_original_limits)
+    return restore
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> Any | None:
+    """threadpoolctl's view of the loaded BLAS (made once: it inspects the loaded libraries)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
 
 
 #: Dimensions a sketch keeps (``Sketch``).

@@ -13,11 +13,19 @@ stages of bounds, each on fewer CVs and tighter than the last:
 3. the CVs still left: the same with their exact float32 vectors, read by position.
 
 The bounds hold because every component of the score is a non-decreasing function of its
-signal (cosines, months) computed in the same float64 steps as ``scoring``, and each stage
-bounds the signals, with ``SIGNAL_SLACK`` for the float32 storage of the summed vectors.
-So the shortlist holds the exhaustive ranking's top ``k`` (ties included), as
-``tests/test_shortlist.py`` checks against ``rank_stored``; how many CVs it holds past
-``k`` depends on how close scores sit around the ``k``-th.
+signal (cosines, months) and each stage bounds the signals (``SIGNAL_SLACK`` covers the
+float32 storage of the summed vectors). Stage 1 evaluates the scorer's formulas in float32
+over the whole pool, with ``ROUNDING_SLACK`` for what that and the scorer's rounding can
+move; stages 2 and 3 run ``scoring.prescore`` itself on their rows. So the shortlist holds
+the exhaustive ranking's top ``k`` (ties included), as ``tests/test_shortlist.py`` checks
+against ``rank_stored``; how many CVs it holds past ``k`` depends on how close scores sit
+around the ``k``-th.
+
+``approximate_shortlist`` skips the pass over every CV's int8 vectors: it ranks the pool by
+a sketch of them (``quantized.Sketch``) with the same exact skills and education, re-ranks
+the best few hundred or thousand with their full int8 vectors and exact roles, and keeps
+the best ``k`` and a margin. Faster, with no guarantee: its recall is measured
+(``benchmarks/bench_retrieval.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from cvmatch_ray.match import scoring
 from cvmatch_ray.match.experience import RoleLists
 from cvmatch_ray.match.features import CodedLists
 from cvmatch_ray.match.jd import JDFeatures
+from cvmatch_ray.match.quantized import single_threaded
 from cvmatch_ray.storage.pool import PoolArrays
 from cvmatch_ray.storage.records import SEARCH_VECTOR_COLUMNS, SUM_VECTOR_COLUMN
 
@@ -47,14 +56,17 @@ MONTHS_SLACK = 1e-6
 #: decimals, the score to 2: at most 0.005 + 0.005 points) and float32's (~1e-5 points).
 ROUNDING_SLACK = 0.02
 # Stage 1 knows which components read bounded signals (semantic, title, experience) and
-# which exact ones (skills, education); a new component must be placed there.
-assert set(scoring.COMPONENTS) == {"required_skills", "preferred_skills", "semantic", "experience", "education",
-                                   "title", "lexical"}
+# which exact ones (skills, education): a component it does not know must be placed there
+# before a bound can be trusted.
+if set(scoring.COMPONENTS) != {"required_skills", "preferred_skills", "semantic", "experience", "education",
+                               "title", "lexical"}:
+    raise ImportError(f"match.shortlist does not know how to bound the components {scoring.COMPONENTS}")
 #: Stage 3 reads float32 rows; skipped when it could drop at most this many CVs (scoring
 #: a few more in full costs less than the read).
 REFINE_MIN_GAIN = 8
 
-assert SUM_VECTOR_COLUMN in SEARCH_VECTOR_COLUMNS and TITLE_COLUMN in SEARCH_VECTOR_COLUMNS
+if not {SUM_VECTOR_COLUMN, TITLE_COLUMN} <= set(SEARCH_VECTOR_COLUMNS):
+    raise ImportError("the pool must hold the title and summed vectors")  # what stage 1 reads
 
 
 @dataclass
@@ -141,16 +153,26 @@ def _weighed(jd: JDFeatures, weights: ScoreWeights) -> JDFeatures:
     )
 
 
-def _experience_bounds(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights) -> tuple[np.ndarray, np.ndarray]:
-    """The months the experience component counts, bounded without reading roles: a CV
-    with roles counts between ``1 - share`` of its months (none relevant) and all of them;
-    one without counts its months (``experience.experience_signal``)."""
-    months = pool.experience_months.astype(np.float32)
+def _experience_months(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights,
+                       end: str) -> tuple[np.ndarray, np.ndarray]:
+    """The months the experience component counts, bounded without reading roles, as a table
+    over whole months and each CV's index into it: ``(months[k], index[n])``.
+
+    A CV with roles counts between ``1 - share`` of its months (none relevant: ``end`` =
+    "low") and all of them ("high"); one without counts its months
+    (``experience.experience_signal``). Months are whole numbers, so the component is
+    computed once per distinct value and looked up (one gather instead of a few passes).
+    """
+    top = int(pool.experience_months.max(initial=0)) + 1
+    whole = np.arange(top, dtype=np.float64)
     share = weights.relevant_experience_share
     if share == 0 or (jd.norm_title is None and not jd.wanted):
-        return months, months  # the signal is the months themselves
-    low = np.where(pool.has_roles, np.float32(1.0 - share) * months, months)
-    return low - np.float32(MONTHS_SLACK), months + np.float32(MONTHS_SLACK)
+        return whole, pool.experience_months  # the signal is the months themselves
+    if end == "high":
+        return whole + MONTHS_SLACK, pool.experience_months
+    # Low: CVs with roles look up the second half of the table.
+    table = np.concatenate([whole, (1.0 - share) * whole]) - MONTHS_SLACK
+    return table, pool.experience_months + pool.has_roles.astype(np.int32) * np.int32(top)
 
 
 def _pattern_signals(jd: JDFeatures, rows: int, **given: np.ndarray) -> scoring._Signals:
@@ -186,12 +208,11 @@ def _skill_part(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights, name: s
         only = dataclasses.replace(jd, **{p: () for p in ("required", "preferred") if p != prefix})
         sig = _pattern_signals(only, n, **{f"{prefix}_hits": hits, f"{prefix}_related": related})
         return scoring._components(only, sig, weights)[name]  # noqa: SLF001
-    counts = np.int16 if width < 2**15 else np.int64  # small ints: less memory to stream
+    counts = np.int16 if (width + 1) ** 2 < 2**15 else np.int64  # small ints: less memory to stream
     exact = np.zeros(n, counts)
     partial = np.zeros(n, counts)
     for j, skill in enumerate(wanted):
-        hit = np.zeros(n, dtype=bool)
-        hit[pool.skills.rows_with(skill)] = True
+        hit = pool.skills.value_mask(skill)
         exact += hit
         if categories and categories[j] is not None:
             partial += pool.skills.category_mask(categories[j]) & ~hit
@@ -203,7 +224,9 @@ def _skill_part(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights, name: s
     only = dataclasses.replace(jd, **{p_: () for p_ in ("required", "preferred") if p_ != prefix})
     table = scoring._components(  # noqa: SLF001
         only, _pattern_signals(only, len(e), **{f"{prefix}_hits": hits, f"{prefix}_related": related}), weights)[name]
-    return table[exact.astype(np.int64) * (width + 1) + partial]
+    exact *= width + 1
+    exact += partial
+    return table[exact]  # each CV's (exact, partial) pattern
 
 
 def pool_bounds(jd: JDFeatures, pool: PoolArrays, dots: _Dots, weights: ScoreWeights) -> tuple[np.ndarray, np.ndarray]:
@@ -216,14 +239,70 @@ def pool_bounds(jd: JDFeatures, pool: PoolArrays, dots: _Dots, weights: ScoreWei
     ``COMPONENT_DECIMALS``, then the score to ``SCORE_DECIMALS``) is left to
     ``ROUNDING_SLACK``.
     """
-    exp_low, exp_high = _experience_bounds(jd, pool, weights)
-    low, high = _pool_scores(jd, pool, weights, [(*dots.low(), exp_low), (*dots.high(), exp_high)])
+    parts = _fixed_parts(jd, pool, weights)
+    low = parts.score(*dots.low(), _experience_months(jd, pool, weights, "low"))
+    high = parts.score(*dots.high(), _experience_months(jd, pool, weights, "high"))
     return low - np.float32(ROUNDING_SLACK), high + np.float32(ROUNDING_SLACK)
 
 
-def _pool_scores(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights,
-                 signals: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-    """Every CV's prescore (float32, unrounded) for each ``(title dot, summed dot, months)``."""
+@dataclass
+class _FixedParts:
+    """What stage 1 computes once per JD: the weighted components that read no dot product,
+    and how to add the ones that do."""
+
+    jd: JDFeatures
+    weights: ScoreWeights
+    applies: list[str]
+    fixed: np.ndarray  # [n] float32: the weighted skills and education components
+    title_credit: np.ndarray | None  # [n] bool: the CV holds the JD title's occupation
+    scale: float  # 100 / the applicable weights' sum
+
+    def score(self, title: np.ndarray, total: np.ndarray, months: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """[n] float32 prescores (unrounded) with these dot products and months (a table
+        and each CV's index into it, ``_experience_months``).
+
+        In place, in two [n] arrays: a fresh temporary per step cost more than the step at
+        a million CVs (page faults on new memory); the float32 arithmetic errs by ~1e-6 of
+        a point, well inside ``ROUNDING_SLACK``.
+        """
+        w = self.weights.component_weights
+        n = len(self.fixed)
+        if not self.applies:
+            return np.zeros(n, np.float32)
+        score = self.fixed.copy()
+        part = np.empty(n, np.float32)
+        sections = len(scoring.VECTOR_COLUMNS) ** 2  # the semantic cosine is the summed dot / 9
+        _cosine_component_into(total, 1.0 / sections, part)
+        part *= np.float32(w["semantic"])
+        score += part
+        if "title" in self.applies:
+            _cosine_component_into(title, 1.0, part)
+            if self.title_credit is not None:
+                # As scoring._components: the title cosine, or the credit for the same occupation.
+                credit = np.float32(self.weights.title_match_credit)
+                np.maximum(part, credit, out=part, where=self.title_credit)
+            part *= np.float32(w["title"])
+            score += part
+        if "experience" in self.applies:
+            table, index = months
+            component = scoring._experience_component(table, self.jd.min_years)  # noqa: SLF001
+            weighted = np.float32(w["experience"]) * component
+            np.take(weighted.astype(np.float32), index, out=part)
+            score += part
+        score *= np.float32(self.scale)
+        return score
+
+
+def _cosine_component_into(cosines: np.ndarray, factor: float, out: np.ndarray) -> None:
+    """``scoring._cosine_component(cosines * factor)`` into ``out`` (float32, in place): the
+    same linear map onto [0, 1] between ``COSINE_FLOOR`` and ``COSINE_CEIL``, clipped."""
+    span = scoring.COSINE_CEIL - scoring.COSINE_FLOOR
+    np.multiply(cosines, np.float32(factor / span), out=out)
+    out -= np.float32(scoring.COSINE_FLOOR / span)
+    np.clip(out, 0.0, 1.0, out=out)
+
+
+def _fixed_parts(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights) -> _FixedParts:
     n = len(pool)
     weighed = _weighed(jd, weights)
     w = weights.component_weights
@@ -232,7 +311,7 @@ def _pool_scores(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights,
                if v is not None and w[c] != 0]
     total_weight = sum(w[c] for c in applies)
     if n == 0 or total_weight == 0:
-        return [np.zeros(n, np.float32) for _ in signals]
+        return _FixedParts(weighed, weights, [], np.zeros(n, np.float32), None, 0.0)
     fixed = np.zeros(n, np.float32)
     for name in ("required_skills", "preferred_skills"):
         if name in applies:
@@ -241,28 +320,16 @@ def _pool_scores(jd: JDFeatures, pool: PoolArrays, weights: ScoreWeights,
         ranks = np.arange(int(pool.education_rank.max(initial=0)) + 1)
         table = scoring._components(  # noqa: SLF001
             weighed, _pattern_signals(weighed, len(ranks), education_rank=ranks), weights)["education"]
-        fixed += np.float32(w["education"]) * table.astype(np.float32)[pool.education_rank.astype(np.int64)]
-    credit = np.zeros(n, np.float32)
+        fixed += (np.float32(w["education"]) * table.astype(np.float32))[pool.education_rank]
+    credit = None
     if "title" in applies and weighed.norm_title is not None:
-        credit[pool.norm_titles.rows_with(weighed.norm_title)] = np.float32(weights.title_match_credit)
-    sections = np.float32(len(scoring.VECTOR_COLUMNS) ** 2)  # the semantic cosine is the summed dot / 9
-    scale = np.float32(100.0 / total_weight)
-    out = []
-    for title, total, months in signals:
-        score = fixed.copy()
-        score += np.float32(w["semantic"]) * scoring._cosine_component(total / sections)  # noqa: SLF001
-        if "title" in applies:
-            # As scoring._components: the title cosine, or the credit for the same occupation.
-            score += np.float32(w["title"]) * np.maximum(scoring._cosine_component(title), credit)  # noqa: SLF001
-        if "experience" in applies:
-            score += np.float32(w["experience"]) * scoring._experience_component(months, weighed.min_years)  # noqa: SLF001
-        score *= scale
-        out.append(score)
-    return out
+        credit = pool.norm_titles.value_mask(weighed.norm_title)
+    return _FixedParts(weighed, weights, applies, fixed, credit, 100.0 / total_weight)
 
 
 def _prescore_rows(jd: JDFeatures, pool: PoolArrays, rows: np.ndarray, weights: ScoreWeights,
-                   title: np.ndarray, total: np.ndarray, lists: tuple[CodedLists, CodedLists, RoleLists | None]) -> np.ndarray:
+                   title: np.ndarray, total: np.ndarray,
+                   lists: tuple[CodedLists, CodedLists, RoleLists | None]) -> np.ndarray:
     """``scoring.prescore`` of these rows with these dot products (everything else exact)."""
     skills, titles, roles = lists
     return scoring.prescore(
@@ -299,7 +366,12 @@ def exact_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: ScoreWeig
     ``ordered``: order by the exact prescore (reads the float32 vectors even where stage 3
     would drop few CVs); else a short list may be ordered by its bounds' midpoints.
     """
-    weights = weights or ScoreWeights()
+    with single_threaded():
+        return _exact_shortlist(jd, pool, k, weights or ScoreWeights(), dots, ordered=ordered)
+
+
+def _exact_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: ScoreWeights, dots: _Dots | None, *,
+                     ordered: bool) -> Shortlist:
     n = len(pool)
     if n == 0 or k <= 0:
         return Shortlist(np.zeros(0, np.int64), np.zeros(0), {"pool": n})
@@ -353,17 +425,21 @@ def approximate_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: Sco
     A CV the sketch misjudges by more than the candidates' spread is missed: how often is
     measured against the exact ranking (``benchmarks/bench_retrieval.py``, recall@10).
     """
-    weights = weights or ScoreWeights()
+    with single_threaded():
+        return _approximate_shortlist(jd, pool, k, weights or ScoreWeights(), candidates, margin)
+
+
+def _approximate_shortlist(jd: JDFeatures, pool: PoolArrays, k: int, weights: ScoreWeights, candidates: int,
+                           margin: int) -> Shortlist:
     n = len(pool)
     if n == 0 or k <= 0:
         return Shortlist(np.zeros(0, np.int64), np.zeros(0), {"pool": n})
     laps = _Laps()
     title_q, total_q = _queries(jd)
+    sketched = pool.sketches[TITLE_COLUMN].dots(title_q), pool.sketches[SUM_VECTOR_COLUMN].dots(total_q)
     # Experience at its upper bound (every month relevant): the best CVs' roles mostly are
     # the JD's, and a midway guess ranked some of them thousands deep at a million CVs.
-    _, exp_high = _experience_bounds(jd, pool, weights)
-    estimate = _pool_scores(jd, pool, weights, [(pool.sketches[TITLE_COLUMN].dots(title_q),
-                                                 pool.sketches[SUM_VECTOR_COLUMN].dots(total_q), exp_high)])[0]
+    estimate = _fixed_parts(jd, pool, weights).score(*sketched, _experience_months(jd, pool, weights, "high"))
     take = min(max(candidates, k + margin), n)
     rows = np.argpartition(-estimate, take - 1)[:take] if take < n else np.arange(n)
     laps("sketch")

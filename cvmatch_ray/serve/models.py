@@ -203,7 +203,9 @@ class PoolMatchResults(BaseModel):
     jd_id: str
     pool: int = Field(description="CVs stored when the JD was matched.")
     candidates: int = Field(description="CVs scored in full.")
-    exact: bool = Field(description="The ranking is the scorer's over the whole pool (no ANN, no BM25 weight).")
+    exact: bool = Field(
+        description="The ranking is the scorer's over the whole pool (below retrieval.ann_min_rows, no BM25 weight)."
+    )
     milliseconds: float
     count: int
     results: list[MatchResult]

@@ -4,12 +4,17 @@ Whole-pool matching (``match.retrieve``, ``match.shortlist``) looks at every sto
 each JD, so what it reads of a CV is held in memory, compactly, once per table version:
 
 - the two searched vectors (title, summed sections) as int8 codes with error bounds
-  (``match.quantized``): 2 x (384 + 12) bytes per CV at 384 dimensions, against 3 KB as
-  float32; the exact float32 rows of the few CVs that need them are read by position;
+  (``match.quantized``), twice: as numpy rows (read a few at a time) and in the int8
+  kernel's packed layout (scanned whole): 2 x 2 x 384 bytes at 384 dimensions, against
+  2 x 1,536 as float32; the exact float32 rows of the few CVs that need them are read by
+  position;
+- a 32-dimension float32 sketch of each (``quantized.Sketch``, 2 x 128 bytes), for the
+  approximate shortlist;
 - years and education as small integers, skills and occupations as integer codes;
 - the list columns the prescore of a few CVs needs (skills, occupations, roles), as Arrow.
 
-``PoolArrays.nbytes`` says what that costs; ``docs/performance.md`` has it per CV.
+``PoolArrays.nbytes`` says what that costs (2.2 KB per synthetic CV; the pool this
+replaced held ~3.3 KB); ``docs/performance.md`` has the figures.
 """
 
 from __future__ import annotations
