@@ -1,10 +1,13 @@
 """Ingest of real PDFs: in-process path vs Ray Data pipeline, CVs/s and peak RSS.
 
-    python benchmarks/bench_ingest.py ../shared/data [--limit 240] [--modes local ray] [--niceness N]
+    python benchmarks/bench_ingest.py ../shared/data [--limit 240] [--modes local ray] [--rounds N] [--niceness N]
 
 Each mode runs in a fresh subprocess (so peak RSS is its own) on a fresh store, over the
-LiveCareer PDFs in DATA_DIR/livecareer_resumes/pdf. Times are end to end: model and taxonomy
-loading, extraction, standardization, embedding and LanceDB writes.
+LiveCareer PDFs in DATA_DIR/livecareer_resumes/pdf; ``--rounds`` repeats local, ray, local,
+ray... (on a shared machine one pair says little). "total" is end to end, starting Ray
+included; "ingest" leaves out starting Ray (a deployed cluster runs already) and counts
+everything else: model and taxonomy loading, extraction, standardization, embedding and
+LanceDB writes. "CPU s" is what the run's process tree used.
 
 Both modes run at the same CPU priority, ``--niceness`` (default 0: the in-process path's
 own): the whole process tree, Ray's workers and the stages' actors included, which otherwise
@@ -23,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,19 +105,45 @@ def _child(mode: str, files: list[str], db: str, niceness: int) -> dict:
     }
 
 
-def _stage_table(results: dict[str, dict], n: int) -> Table:
-    """Seconds per step and mode, from the pipeline's own timings."""
+def _ingest_seconds(mode: str, r: dict) -> float:
+    """Seconds of the ingest proper: all of it in process (model loading included), and on
+    Ray all but starting Ray (a deployed cluster runs already; the actors' model loading
+    counts)."""
+    return r["seconds"] - (r["startup"] if mode == "ray" else 0.0)
+
+
+def _run_table(runs: list[tuple[int, str, dict]], n: int) -> Table:
+    table = Table(title=f"Ingest of {n} LiveCareer PDFs (fresh store per run)")
+    for col in ("round", "mode", "stored", "total s", "Ray start s", "ingest s", "CVs/s", "CVs/s (total)", "CPU s",
+                "RSS MB", "x local", "x local (total)"):
+        table.add_column(col, justify="right")
+    local = {i: r for i, mode, r in runs if mode == "local"}
+    for i, mode, r in runs:
+        base = local.get(i)
+        ingest = _ingest_seconds(mode, r)
+        table.add_row(
+            str(i), mode, str(r["ok"]), f"{r['seconds']:.1f}", f"{r['startup']:.1f}" if mode == "ray" else "-",
+            f"{ingest:.1f}", f"{n / ingest:.2f}", f"{n / r['seconds']:.2f}", f"{r['cpu_s']:.1f}",
+            f"{r['peak_rss_mb']:.0f}",
+            f"{_ingest_seconds('local', base) / ingest:.2f}x" if base else "-",
+            f"{base['seconds'] / r['seconds']:.2f}x" if base else "-",
+        )
+    return table
+
+
+def _stage_table(runs: list[tuple[int, str, dict]], n: int) -> Table:
+    """Seconds per step and run, from the pipeline's own timings."""
     from cvmatch_ray.process import STEPS
 
-    steps = [*STEPS, *sorted({s for r in results.values() for s in r["stages"]} - set(STEPS))]
+    steps = [*STEPS, *sorted({s for _, _, r in runs for s in r["stages"]} - set(STEPS))]
     table = Table(title=f"Where the time went, {n} PDFs (wall s per step, summed over batches and workers)")
-    for col in ("mode", *steps, "steps total", "end to end", "ms per CV (steps)"):
+    for col in ("round", "mode", *steps, "steps total", "end to end", "ms per CV (steps)"):
         table.add_column(col, justify="right")
-    for mode, r in results.items():
+    for i, mode, r in runs:
         stages = r["stages"]
         total = sum(stages.values())
         table.add_row(
-            mode, *(f"{stages.get(s, 0.0):.2f}" for s in steps), f"{total:.1f}", f"{r['seconds']:.1f}",
+            str(i), mode, *(f"{stages.get(s, 0.0):.2f}" for s in steps), f"{total:.1f}", f"{r['seconds']:.1f}",
             f"{1000 * total / n:.0f}",
         )
     return table
@@ -124,6 +154,7 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--limit", type=int, default=240)
     parser.add_argument("--modes", nargs="+", default=["local", "ray"], choices=["local", "ray"])
+    parser.add_argument("--rounds", type=int, default=1, help="run the modes one after the other this many times")
     parser.add_argument("--niceness", type=int, default=0, help="CPU niceness of both modes (default 0)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -135,30 +166,27 @@ def main() -> None:
 
     files = [str(p) for p in _pdfs(args.data_dir, args.limit)]
     load_at_start = round(os.getloadavg()[0], 1)
-    results = {}
-    for mode in args.modes:
-        with tempfile.TemporaryDirectory() as db:
-            out = subprocess.run(
-                [sys.executable, __file__, str(args.data_dir), "--niceness", str(args.niceness),
-                 "--child", json.dumps([mode, files, db])],
-                capture_output=True, text=True, check=True,
-            )
-            results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+    runs: list[tuple[int, str, dict]] = []
+    for i in range(1, args.rounds + 1):
+        for mode in args.modes:
+            with tempfile.TemporaryDirectory() as db:
+                out = subprocess.run(
+                    [sys.executable, __file__, str(args.data_dir), "--niceness", str(args.niceness),
+                     "--child", json.dumps([mode, files, db])],
+                    capture_output=True, text=True, check=True,
+                )
+                runs.append((i, mode, json.loads(out.stdout.strip().splitlines()[-1])))
 
-    table = Table(title=f"Ingest of {len(files)} LiveCareer PDFs (fresh store per mode)")
-    for col in ("mode", "stored", "total s", "start-up s", "work s", "CVs/s (total)", "CVs/s (work)", "CPU s",
-                "peak RSS MB (driver)", "vs local"):
-        table.add_column(col, justify="right")
-    base = results.get("local", {}).get("seconds")
-    for mode, r in results.items():
-        table.add_row(
-            mode, str(r["ok"]), f"{r['seconds']:.1f}", f"{r['startup']:.1f}", f"{r['work']:.1f}",
-            f"{len(files) / r['seconds']:.2f}", f"{len(files) / r['work']:.2f}", f"{r['cpu_s']:.1f}",
-            f"{r['peak_rss_mb']:.0f}",
-            f"{base / r['seconds']:.2f}x" if base else "-",
-        )
-    emit([table, _stage_table(results, len(files))], as_json=args.json, load_average_at_start=load_at_start,
-         load_average_at_end=round(os.getloadavg()[0], 1), cpus=os.cpu_count(), niceness=args.niceness)
+    medians = {
+        mode: {"ingest_s": round(statistics.median(_ingest_seconds(m, r) for _, m, r in runs if m == mode), 1),
+               "total_s": round(statistics.median(r["seconds"] for _, m, r in runs if m == mode), 1)}
+        for mode in args.modes
+    }
+    if not sys.stdout.isatty():
+        os.environ.setdefault("COLUMNS", "160")  # rich's 80 columns cut every header short in a log
+    emit([_run_table(runs, len(files)), _stage_table(runs, len(files))], as_json=args.json, medians=medians,
+         load_average_at_start=load_at_start, load_average_at_end=round(os.getloadavg()[0], 1),
+         cpus=os.cpu_count(), niceness=args.niceness)
 
 
 if __name__ == "__main__":

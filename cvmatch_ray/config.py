@@ -310,6 +310,11 @@ class Settings(BaseSettings):
     )
     embedding_device: str = Field("cpu", description='Torch device of the encoder, e.g. "cuda" on GPU nodes.')
     embedding_batch_size: int = Field(64, gt=0, description="Section texts per encoder call.")
+    embedding_threads: int | None = Field(
+        None,
+        gt=0,
+        description="Groups of texts a CPU encoder runs at once, each on one core; None = one per core (at most 4).",
+    )
     embedding_max_tokens: int | None = Field(
         128, gt=0, description="Word pieces read per section text; None = the model's own limit."
     )

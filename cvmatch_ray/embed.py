@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -58,6 +61,10 @@ MIN_ROLE_MONTHS = 6
 # nearly their length (at least this share of the group's longest): a CV's ~128-piece
 # experience text padded next to its 6-piece titles cost the encoder half its time.
 BUCKET_MIN_FILL = 0.75
+# Threads an encoder on a CPU uses by default: one per core it may run on, up to this many.
+MAX_ENCODE_THREADS = 4
+# Groups of texts per thread and call, at least (``Embedder.encode``).
+GROUPS_PER_THREAD = 2
 
 #: A section given as several texts and their weights; its vector is the weighted mean.
 WeightedTexts = tuple[tuple[str, float], ...]
@@ -298,7 +305,7 @@ class Embedder:
         model: str | None = None,
         device: str = "cpu",
         batch_size: int = 64,
-        num_threads: int | None = None,
+        threads: int | None = None,
         max_tokens: int | None = 128,
     ) -> None:
         """Load the encoder.
@@ -308,28 +315,37 @@ class Embedder:
                 bundled all-MiniLM-L6-v2 (no network needed).
             device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
             batch_size: texts per forward pass.
-            num_threads: torch intra-op threads for the whole process; ``None`` leaves
-                torch's default (one per core, or ``OMP_NUM_THREADS``, which Ray sets to a
-                worker's CPU share). Set it when several encoders share a machine: on a
-                busy 2-core box, 2 threads at batch size 1 ran 8x slower than 1 thread
-                (threads spin waiting for each other when cores are oversubscribed).
+            threads: on a CPU, groups of texts encoded at once, each on a thread of its own
+                that runs its pass on one core (torch is set to one intra-op thread for the
+                whole process); ``None``: one per core this process may run on, at most
+                ``MAX_ENCODE_THREADS``. Not torch's intra-op threads: those wait for each
+                other at the end of every operator, and when another process holds a core
+                one of them is always late: on a 2-core machine with the other core busy, two
+                of them ran 1.7x slower than one, where two passes side by side ran 1.25x
+                faster (on an idle machine both ran 1.8x faster). A GPU encoder runs one
+                pass at a time.
             max_tokens: word pieces read per text (None keeps the model's own limit).
                 all-MiniLM-L6-v2 was trained on 128 and is configured for 256; reading
                 128 costs about half as much, and the encoder dominates ingest time.
 
         Raises:
-            ValueError: ``batch_size`` or ``num_threads`` is not positive.
+            ValueError: ``batch_size`` or ``threads`` is not positive.
             OSError: the model cannot be found (offline and not cached, bad path).
         """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if num_threads is not None and num_threads <= 0:
-            raise ValueError(f"num_threads must be positive, got {num_threads}")
+        if threads is not None and threads <= 0:
+            raise ValueError(f"threads must be positive, got {threads}")
         import torch
         from sentence_transformers import SentenceTransformer
 
-        if num_threads is not None:
-            torch.set_num_threads(num_threads)
+        self.threads = 1 if device != "cpu" else threads or min(len(os.sched_getaffinity(0)), MAX_ENCODE_THREADS)
+        if device == "cpu":
+            torch.set_num_threads(1)
+        # The fast tokenizer is one Rust object whose padding and truncation settings each
+        # call may change: calls take turns.
+        self._tokenizer_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
         path = model if model is not None else default_model_path()
         self.model_name: str = model if model is not None else BUNDLED_MODEL_NAME
@@ -352,6 +368,7 @@ class Embedder:
             model=settings.embedding_model,
             device=settings.embedding_device,
             batch_size=settings.embedding_batch_size,
+            threads=settings.embedding_threads,
             max_tokens=settings.embedding_max_tokens,
         )
 
@@ -364,30 +381,54 @@ class Embedder:
         """Encode ``texts`` into a ``[len(texts), dim]`` float32 array of unit vectors.
 
         Texts go through the encoder in groups of similar length (``length_buckets``), at
-        most ``batch_size`` texts of the longest length's worth of word pieces per pass.
+        most ``batch_size`` texts of the longest length's worth of word pieces per pass,
+        ``threads`` groups at a time.
         """
         if isinstance(texts, str):
             raise TypeError("encode() takes a sequence of texts, not a single string")
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        import torch
-
         texts = list(texts)
         max_length = self.max_seq_length or self._model.tokenizer.model_max_length
         # Word pieces per text as the encoder will see them (special tokens and the cut
         # included); a fast tokenizer does this in about 1% of the encoder's time.
-        lengths = [len(ids) for ids in self._model.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+        with self._tokenizer_lock:
+            lengths = [len(ids) for ids in self._model.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+        budget = self.batch_size * max_length
+        if self.threads > 1:
+            # Groups small enough that every thread gets a few: with one long group per
+            # call, one thread encoded it while the other sat idle (16 CVs a call: 1.5x
+            # the speed of one thread; with GROUPS_PER_THREAD, 1.9x).
+            budget = min(budget, max(max_length, -(-sum(lengths) // (GROUPS_PER_THREAD * self.threads))))
+        buckets = length_buckets(lengths, token_budget=budget)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with torch.inference_mode():
-            for bucket in length_buckets(lengths, token_budget=self.batch_size * max_length):
-                out[bucket] = self._model.encode(
-                    [texts[i] for i in bucket],
-                    batch_size=len(bucket),
-                    show_progress_bar=False,
-                    convert_to_numpy=True,
-                    normalize_embeddings=True,
-                )
+
+        def encode_bucket(bucket: list[int]) -> None:
+            out[bucket] = self._encode_group([texts[i] for i in bucket])
+
+        if self.threads == 1 or len(buckets) == 1:
+            for bucket in buckets:
+                encode_bucket(bucket)
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="cvmatch-encode")
+            # Longest first: the pool's threads finish close together.
+            list(self._pool.map(encode_bucket, buckets))
         return out
+
+    def _encode_group(self, texts: list[str]) -> np.ndarray:
+        """One forward pass over ``texts``: unit vectors, as ``SentenceTransformer.encode``
+        with ``normalize_embeddings`` gives them (its steps, with the tokenizer taking turns)."""
+        import torch
+        from sentence_transformers.util import batch_to_device
+
+        with self._tokenizer_lock:
+            features = self._model.preprocess(texts)
+        with torch.inference_mode():
+            features = batch_to_device(features, self._model.device)
+            vectors = self._model(features)["sentence_embedding"]
+            vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+        return vectors.float().cpu().numpy()
 
     def embed_sections(self, section_texts: Sequence[Mapping[str, SectionText]]) -> np.ndarray:
         """Encode the section texts of many documents in one pass (``embed_section_texts``)."""

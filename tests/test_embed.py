@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -101,6 +103,30 @@ def test_texts_are_encoded_in_groups_of_similar_length() -> None:
         length_buckets([1], token_budget=0)
 
 
+def test_threads_encode_groups_side_by_side_with_the_same_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Groups of texts run on the encoder's threads at once, each on one core; the vectors
+    are what one thread gives, and callers on several threads get theirs unmixed (the
+    tokenizer takes turns)."""
+    texts = [" ".join(["Built and ran data pipelines for the finance team."] * (1 + i % 9)) + f" role {i}"
+             for i in range(40)]
+    one = Embedder(threads=1).encode(texts)
+    two = Embedder(threads=2)
+    threads: set[str] = set()
+    encode_group = two._encode_group
+
+    def recorded(group: list[str]) -> np.ndarray:
+        threads.add(threading.current_thread().name)
+        return encode_group(group)
+
+    monkeypatch.setattr(two, "_encode_group", recorded)
+    np.testing.assert_allclose(two.encode(texts), one, atol=1e-5)
+    assert len(threads) == 2 and all(name.startswith("cvmatch-encode") for name in threads)
+    with ThreadPoolExecutor(4) as callers:
+        outs = list(callers.map(lambda i: two.encode(texts[i:] + texts[:i]), range(8)))
+    for i, out in enumerate(outs):
+        np.testing.assert_allclose(out, np.roll(one, -i, axis=0), atol=1e-5)
+
+
 def test_a_long_text_in_the_batch_does_not_change_a_short_ones_vector(embedder: Embedder) -> None:
     long = " ".join(["Designed and ran data pipelines for the finance team."] * 30)
     short = "pastry chef"
@@ -125,7 +151,7 @@ def test_rejects_bad_batch_size_and_threads() -> None:
     with pytest.raises(ValueError):
         Embedder(batch_size=0)
     with pytest.raises(ValueError):
-        Embedder(num_threads=0)
+        Embedder(threads=0)
 
 
 def test_embed_sections_is_one_encode_call(embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
