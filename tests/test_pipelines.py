@@ -82,6 +82,9 @@ def test_stage_options_ask_for_fractional_gpus():
     # Two embedding actors and a standardizer on a 2-CPU node still leave room to read files.
     two = stage_options(Settings(embed_actors=2))
     assert two["read"].num_cpus + two["standardize"].num_cpus + 2 * two["embed"].num_cpus <= 2
+    # Read tasks at once: enough to keep the standardizers fed, no more (each new one can
+    # start a worker process of its own).
+    assert cpu["read"].tasks == 2 and stage_options(Settings(standardize_actors=3))["read"].tasks == 4
 
 
 def test_stage_resources_pin_stages_to_the_nodes_that_offer_them():

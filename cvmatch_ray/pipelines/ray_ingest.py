@@ -22,6 +22,7 @@ import logging
 import pickle
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,11 +194,17 @@ class EmbedStage:
 
     def __init__(self, settings: Settings) -> None:
         lower_priority(settings.background_niceness)
-        self.embedder = Embedder.from_settings(settings)
+        # Loading the encoder takes seconds (sentence-transformers' imports, then the model),
+        # and Ray Data starts the pipeline only once every pool's actors are constructed:
+        # it loads on a thread of its own while the first files are read and standardized.
+        self._loading = ThreadPoolExecutor(1, thread_name_prefix="cvmatch-encoder-load").submit(
+            Embedder.from_settings, settings
+        )
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        embedder = self._loading.result()  # waits for the load; raises what it raised
         started = time.perf_counter()
-        return _apply(batch.to_pylist(), [("embed", lambda items: embed_batch(items, self.embedder))], Stage.embed,
+        return _apply(batch.to_pylist(), [("embed", lambda items: embed_batch(items, embedder))], Stage.embed,
                       started=started)
 
 
@@ -215,7 +222,8 @@ def build_dataset(
     blocks = max(1, -(-len(files) // settings.ingest_batch_size))
     ds = ray.data.read_binary_files(
         list(files), include_paths=True, filesystem=filesystem, override_num_blocks=blocks,
-        **opts["read"].remote_options(),  # named parameters: ray_remote_args is deprecated
+        # No more tasks at once than blocks (Ray Data warns of a limit it cannot reach).
+        concurrency=min(opts["read"].tasks or blocks, blocks), **opts["read"].remote_options(),  # named parameters: ray_remote_args is deprecated
     )
     ds = ds.map_batches(
         extract_stage, batch_format="pyarrow", fn_kwargs={"settings": settings, "kind": kind, "existing": existing},
@@ -259,6 +267,18 @@ def _outcomes(batch: pa.Table, kind: Kind) -> Iterator[tuple[Outcome, Processed 
         yield Outcome.of(row["path"], result), (result if isinstance(result, Processed) else None)
 
 
+#: Registers ingest jobs on the progress actor while the driver goes on (``_register``).
+_REGISTERING = ThreadPoolExecutor(1, thread_name_prefix="cvmatch-ingest-register")
+
+
+def _register(settings: Settings, job_id: str, files: int, chunks: int) -> ProgressClient:
+    """The ingest job created and started on the progress actor (created itself if need be)."""
+    progress = ProgressClient(settings)
+    progress.call("create", job_id, "ingest", files, total_chunks=chunks, tenant=settings.tenant)
+    progress.call("start", job_id)
+    return progress
+
+
 def run_ingest(
     inputs: Sequence[str],
     settings: Settings,
@@ -276,11 +296,10 @@ def run_ingest(
     files, fs = list_files(inputs, settings.store.storage_options)
     job_id = job_id or "ingest_" + document_id("\n".join(files).encode() + str(time.time_ns()).encode())[:16]
     batch_size = settings.ingest_batch_size
-    progress = ProgressClient(settings)
-    progress.call(
-        "create", job_id, "ingest", len(files), total_chunks=-(-len(files) // batch_size), tenant=settings.tenant
-    )
-    progress.call("start", job_id)
+    # The progress actor may need a worker process of its own (seconds on a small node): the
+    # job is registered on it while the store opens and the pipeline starts, and waited for
+    # before its first report.
+    registered = _REGISTERING.submit(_register, settings, job_id, len(files), -(-len(files) // batch_size))
 
     from cvmatch_ray.storage.tables import Store  # here: the stages' workers never need LanceDB
 
@@ -301,7 +320,7 @@ def run_ingest(
             outcomes += [o for o, _ in pairs]
             failures = [{"item_id": o.file, "stage": str(o.stage), "reason": o.error} for o, _ in pairs if not o.ok]
             metrics.record_processed("ingest", len(good))
-            progress.call("chunk_done", job_id, chunk_index, len(pairs), failures)
+            registered.result().call("chunk_done", job_id, chunk_index, len(pairs), failures)
             if on_progress is not None:
                 on_progress(len(outcomes), len(files))
     status = JobStatus.failed if files and all(not o.ok for o in outcomes) else JobStatus.succeeded
@@ -309,6 +328,6 @@ def run_ingest(
         # Whole-pool matching's indexes (match.retrieve): the lookup and full-text indexes
         # (its vector side is held in memory, match.shortlist). After the writes, not per batch.
         store.ensure_search_indexes()
-    progress.call("finish", job_id, status, "every file failed" if status is JobStatus.failed else None)
+    registered.result().call("finish", job_id, status, "every file failed" if status is JobStatus.failed else None)
     logger.info("ingest job %s: %d files, %d stored, %d failed", job_id, len(files), sum(o.ok and not o.skipped for o in outcomes), sum(not o.ok for o in outcomes))
     return IngestReport(job_id=job_id, status=status, outcomes=sorted(outcomes, key=lambda o: o.file or ""), times=times)

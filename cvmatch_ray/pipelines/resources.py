@@ -20,6 +20,7 @@ class StageOptions:
     num_gpus: float = 0.0
     actors: int | None = None  # None: stateless tasks; n: a fixed pool of n actors
     batch_size: int = 16
+    tasks: int | None = None  # stateless tasks at once; None: as many as the resources allow
     #: Custom Ray resources (``Settings.stage_resources``): the nodes the stage may run on.
     resources: dict[str, float] = field(default_factory=dict)
 
@@ -75,7 +76,9 @@ def stage_options(settings: Settings) -> dict[str, StageOptions]:
         # Reading files is I/O and takes milliseconds a batch. At Ray Data's default of a
         # whole CPU, the actor pools' shares could leave too little for it on a small node
         # (two embedding actors and a standardizer on 2 CPUs left 0.5), and nothing was read.
-        "read": StageOptions(num_cpus=0.25, batch_size=batch),
+        # As few at once as keep the standardizers fed: each task starts a worker process
+        # (a second of CPU) the first time, for milliseconds of reading.
+        "read": StageOptions(num_cpus=0.25, batch_size=batch, tasks=(_standardize_options(settings).actors or 1) + 1),
         "extract": StageOptions(num_cpus=0.5, batch_size=batch),
         "standardize": _standardize_options(settings),
         "embed": StageOptions(
