@@ -9,6 +9,10 @@ one component breaks shows here against ``rank_stored``, the exhaustive ranking.
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -94,6 +98,27 @@ def test_products_run_single_threaded_and_give_the_thread_settings_back():
         assert torch.get_num_threads() == 2 and _blas_threads() == blas_before
     finally:
         torch.set_num_threads(torch_before)
+
+
+def test_a_blas_loaded_after_the_first_query_runs_single_threaded_too():
+    """scipy's OpenBLAS arrives with sentence-transformers' imports, after whole-pool
+    matching may have run: a query limits the BLAS libraries loaded when it starts."""
+    code = textwrap.dedent(
+        """
+        from threadpoolctl import ThreadpoolController
+        from cvmatch_ray.match import quantized
+        with quantized.single_threaded():
+            pass
+        import scipy.linalg  # loads scipy's own OpenBLAS
+        with quantized.single_threaded():
+            inside = [i["num_threads"] for i in ThreadpoolController().select(user_api="blas").info()]
+        print(len(inside), max(inside))
+        """
+    )
+    env = os.environ | {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
+    libraries, most = map(int, out.stdout.split())
+    assert libraries >= 2 and most == 1
 
 
 def test_int8_rows_filled_a_block_at_a_time_equal_one_quantization():

@@ -282,9 +282,10 @@ def _limit_threads() -> list[Any]:
     return restore
 
 
-@functools.lru_cache(maxsize=1)
 def _blas_controller() -> Any | None:
-    """threadpoolctl's view of the loaded BLAS (made once: it inspects the loaded libraries)."""
+    """threadpoolctl's view of the BLAS libraries loaded now (~1 ms to make: it inspects the
+    loaded libraries). Not cached: a library loaded later (scipy's OpenBLAS comes with
+    sentence-transformers' imports) would keep its threads."""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
