@@ -43,16 +43,20 @@ def _wait_healthy(client: httpx.Client, proc: subprocess.Popen[str]) -> None:
     raise AssertionError(f"cvmatch serve did not answer /api/health within {START_TIMEOUT_S:.0f} s")
 
 
-def _stop(proc: subprocess.Popen[str]) -> str:
-    """Ctrl-C, as a user would; the whole process group if it does not stop."""
+def _stop(proc: subprocess.Popen[str], sig: signal.Signals = signal.SIGINT) -> str:
+    """Ctrl-C (or ``sig``), as a user would; the whole process group if it does not stop.
+    The output ends with how the server ended (for an assertion's message)."""
+    how = f"had exited ({proc.returncode}) before {sig.name}"
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         try:
             proc.wait(timeout=90)
+            how = f"exited {proc.returncode} after {sig.name}"
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-    return proc.communicate()[0]
+            how = f"killed: still running 90 s after {sig.name}"
+    return proc.communicate()[0] + f"\n[test: the server {how}]"
 
 
 @pytest.mark.slow
@@ -157,13 +161,13 @@ def test_a_server_killed_by_process_group_leaves_nothing_listening(tmp_path: Pat
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0) as client:
             _wait_healthy(client, second)
     finally:
-        output = _stop(second)
+        output = _stop(second, signal.SIGTERM)  # as a supervisor stops it: the way Ctrl-C does
     assert "ingress: haproxy" in output, output[-3000:]
     assert "stopping" in output, output[-3000:]
     deadline = time.monotonic() + 30
     while _haproxy_pids_on(port) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _haproxy_pids_on(port) == [], "Ctrl-C left HAProxy running"
+    assert _haproxy_pids_on(port) == [], "SIGTERM left HAProxy running"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")

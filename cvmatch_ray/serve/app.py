@@ -16,6 +16,8 @@ the builder's parameter annotation at runtime to turn a config's ``args:`` into 
 
 import logging
 import os
+import signal
+import threading
 from typing import Any, Literal, Optional, Union
 
 import ray
@@ -141,6 +143,10 @@ def run_app(
         )
     mode = resolve_ingress(ingress)
     if not ray.is_initialized():
+        # ray.init puts in a SIGTERM handler of its own (an abort, in the C++ core, with no
+        # clean-up); the caller's is put back (``cvmatch serve`` stops on SIGTERM as on Ctrl-C).
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        caller_sigterm = signal.getsignal(signal.SIGTERM) if in_main_thread else None
         if settings.ray_address is None:
             # Read by the processes the local Ray starts: the raylet, Serve's controller.
             for key, value in local_ray_env(mode).items():
@@ -150,6 +156,8 @@ def run_app(
             ray.init(namespace=settings.ray_namespace, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1")
         else:
             ray.init(address=settings.ray_address, namespace=settings.ray_namespace)
+        if caller_sigterm is not None:
+            signal.signal(signal.SIGTERM, caller_sigterm)
     serve.start(http_options={"host": host, "port": port})
     logger.info("serving cvmatch on http://%s:%d (ingress: %s; docs at /docs)", host, port, mode)
     return serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=blocking)
