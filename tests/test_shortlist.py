@@ -76,34 +76,46 @@ def test_int8_dot_products_stay_within_their_bounds(kernel, block, monkeypatch):
     assert np.median(bound[scale > 0] / scale[scale > 0]) < 0.03
 
 
-def _blas_threads() -> int:
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController().select(user_api="blas").info()[0]["num_threads"]
+def _run_fresh(code: str) -> str:
+    """``code`` in a fresh Python (its stdout): thread settings are process-wide, and an
+    in-process vLLM engine (the LLM tests') leaves PyTorch's reporting them out of step."""
+    env = os.environ | {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
+                         timeout=120, check=True)
+    return out.stdout
 
 
 @pytest.mark.skipif(_torch_quantized() is None, reason="PyTorch's int8 kernel is not available")
 def test_products_run_single_threaded_and_give_the_thread_settings_back():
-    import torch
+    out = _run_fresh(
+        """
+        import numpy as np, torch
+        from threadpoolctl import ThreadpoolController
+        from cvmatch_ray.match import quantized
+        from cvmatch_ray.match.quantized import Int8Rows
 
-    torch_before, blas_before = torch.get_num_threads(), _blas_threads()
-    rows = Int8Rows.quantize(np.random.default_rng(4).normal(size=(50, 16)))
-    try:
+        def blas():
+            return max(i["num_threads"] for i in ThreadpoolController().select(user_api="blas").info())
+
+        rows = Int8Rows.quantize(np.random.default_rng(4).normal(size=(50, 16)))
         torch.set_num_threads(2)
+        seen = [torch.get_num_threads(), blas()]
         with quantized.single_threaded():
-            assert torch.get_num_threads() == 1 and _blas_threads() == 1
+            seen += [torch.get_num_threads(), blas()]
             with quantized.single_threaded():  # nested (or another query's thread): still 1
                 rows.dots(np.ones(16), kernel="int8")
-            assert torch.get_num_threads() == 1 and _blas_threads() == 1
-        assert torch.get_num_threads() == 2 and _blas_threads() == blas_before
-    finally:
-        torch.set_num_threads(torch_before)
+            seen += [torch.get_num_threads(), blas()]
+        seen += [torch.get_num_threads(), blas()]
+        print(*seen)
+        """
+    )
+    assert out.split() == ["2", "2", "1", "1", "1", "1", "2", "2"]
 
 
 def test_a_blas_loaded_after_the_first_query_runs_single_threaded_too():
     """scipy's OpenBLAS arrives with sentence-transformers' imports, after whole-pool
     matching may have run: a query limits the BLAS libraries loaded when it starts."""
-    code = textwrap.dedent(
+    out = _run_fresh(
         """
         from threadpoolctl import ThreadpoolController
         from cvmatch_ray.match import quantized
@@ -115,9 +127,7 @@ def test_a_blas_loaded_after_the_first_query_runs_single_threaded_too():
         print(len(inside), max(inside))
         """
     )
-    env = os.environ | {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
-    libraries, most = map(int, out.stdout.split())
+    libraries, most = map(int, out.split())
     assert libraries >= 2 and most == 1
 
 
