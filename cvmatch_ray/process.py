@@ -166,10 +166,6 @@ class StageTimes:
     def add(self, step: str, seconds: float) -> None:
         self.seconds[step] = self.seconds.get(step, 0.0) + seconds
 
-    def merge(self, other: StageTimes) -> None:
-        for step, seconds in other.seconds.items():
-            self.add(step, seconds)
-
 
 # --------------------------------------------------------------------- the steps
 

@@ -131,16 +131,15 @@ def _apply(
     own account of where the time went, at no extra cost.
     """
     todo = [i for i, r in enumerate(rows) if r["code"] != ALREADY_STORED]
-    spent: dict[str, float] = {}
+    spent = StageTimes()
     if todo:
         # Our own rows, pickled by the previous stage of this pipeline.
         items = [pickle.loads(rows[i]["item"]) for i in todo]
         results = items
         with metrics.timed(stage):
             for step_name, step in steps:
-                t0 = time.perf_counter()
-                results = step(results)
-                spent[step_name] = time.perf_counter() - t0
+                with spent.timed(step_name):
+                    results = step(results)
         for i, before, after in zip(todo, items, results, strict=True):
             if isinstance(after, Failed) and not isinstance(before, Failed):
                 metrics.record_failure(stage, after.code)
@@ -148,8 +147,8 @@ def _apply(
     table = pa.Table.from_pylist(rows, schema=_ROW_SCHEMA)
     if not rows:
         return table
-    spent[ROWS] = max(0.0, time.perf_counter() - started - sum(spent.values()))
-    for step, seconds in spent.items():
+    spent.add(ROWS, max(0.0, time.perf_counter() - started - sum(spent.seconds.values())))
+    for step, seconds in spent.seconds.items():
         # Each row's share of the batch's time: the column sums to the stage's time.
         column = f"s_{step}"
         index = table.schema.get_field_index(column)
@@ -223,7 +222,8 @@ def build_dataset(
     ds = ray.data.read_binary_files(
         list(files), include_paths=True, filesystem=filesystem, override_num_blocks=blocks,
         # No more tasks at once than blocks (Ray Data warns of a limit it cannot reach).
-        concurrency=min(opts["read"].tasks or blocks, blocks), **opts["read"].remote_options(),  # named parameters: ray_remote_args is deprecated
+        concurrency=min(opts["read"].tasks or blocks, blocks),
+        **opts["read"].remote_options(),  # named parameters: ray_remote_args is deprecated
     )
     ds = ds.map_batches(
         extract_stage, batch_format="pyarrow", fn_kwargs={"settings": settings, "kind": kind, "existing": existing},
